@@ -7,6 +7,7 @@ var root = new RootCommand("GuideCopy.Kvm: guide-copy live migration for libvirt
 foreach (var command in new[]
 {
     LabCommand.Create(),
+    DemoCommand.Create(),
 })
 {
     root.Subcommands.Add(command);

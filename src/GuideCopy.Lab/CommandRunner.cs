@@ -67,10 +67,10 @@ public static class CommandRunner
         return r.StdOut;
     }
 
-    /// <summary>Finds a program on PATH (plus the sbin directories root scripts expect).</summary>
+    /// <summary>Finds a program on PATH, as the shell would (the lab runs tools by name).</summary>
     public static string? Which(string program)
     {
-        var path = (Environment.GetEnvironmentVariable("PATH") ?? "") + ":/usr/sbin:/sbin:/usr/local/sbin";
+        var path = Environment.GetEnvironmentVariable("PATH") ?? "";
         foreach (var dir in path.Split(':', StringSplitOptions.RemoveEmptyEntries))
         {
             var candidate = Path.Combine(dir, program);
