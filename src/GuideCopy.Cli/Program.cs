@@ -8,6 +8,7 @@ foreach (var command in new[]
 {
     LabCommand.Create(),
     DemoCommand.Create(),
+    AgentCommand.Create(),
 })
 {
     root.Subcommands.Add(command);

@@ -1,0 +1,41 @@
+namespace GuideCopy.Migration.Agent;
+
+/// <summary>
+/// Every knob of the agent, with its default and unit. Bound from the "Agent" section of
+/// /etc/guidecopy/guidecopy.json, GUIDECOPY__AGENT__* environment variables and --Agent:* flags.
+/// </summary>
+public sealed class AgentOptions
+{
+    /// <summary>UNIX socket of the control channel (for a controller on the same host).</summary>
+    public string ControlSocket { get; set; } = "/run/guidecopy/agent.sock";
+
+    /// <summary>TCP address:port of the control channel for remote controllers; empty: none.</summary>
+    public string ControlListen { get; set; } = "";
+
+    /// <summary>TCP address:port the page server listens on while this host is a source.</summary>
+    public string PageListen { get; set; } = "0.0.0.0:7171";
+
+    /// <summary>Address destinations use to reach this host's page server; empty: the first non-loopback IPv4.</summary>
+    public string AdvertiseAddress { get; set; } = "";
+
+    /// <summary>File holding the shared secret (same on every host); mode 0600.</summary>
+    public string SecretFile { get; set; } = "/etc/guidecopy/secret";
+
+    /// <summary>The QEMU LD_PRELOAD shim installed by scripts/host-setup.</summary>
+    public string ShimLibrary { get; set; } = "/usr/local/lib/guidecopy/libguidecopy-shim.so";
+
+    /// <summary>This host's libvirtd.</summary>
+    public string LibvirtUri { get; set; } = "qemu:///system";
+
+    /// <summary>libvirt's memory_backing_dir (qemu.conf); must be on tmpfs or hugetlbfs.</summary>
+    public string RamDir { get; set; } = "/dev/shm/libvirt-ram";
+
+    /// <summary>Per-migration sockets and files; removed when a migration ends.</summary>
+    public string WorkDir { get; set; } = "/run/guidecopy/work";
+
+    /// <summary>Longest wait for QEMU to save or load device state, in seconds.</summary>
+    public int DeviceStateTimeoutSeconds { get; set; } = 60;
+
+    /// <summary>Longest wait for the destination QEMU's shim to hand its uffd, in seconds.</summary>
+    public int ShimTimeoutSeconds { get; set; } = 30;
+}

@@ -1,0 +1,195 @@
+using System.Diagnostics;
+using GuideCopy.MemoryPlane;
+using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Definitions;
+using GuideCopy.Transport;
+using LibvirtSharp;
+using LibvirtSharp.Native;
+
+namespace GuideCopy.Migration.Agent;
+
+/// <summary>
+/// The destination host's part of one migration: start a paused QEMU with <c>-incoming defer</c>
+/// and the shim, take its uffd into a <see cref="Pager"/> before QEMU touches RAM, load the
+/// device state, resume it (the commit point), and persist the definition once every page is in.
+/// </summary>
+public sealed class DestinationSide : IDisposable
+{
+    private readonly AgentOptions _options;
+    private readonly byte[] _secret;
+    private readonly string _id;
+    private readonly Action<string> _log;
+    private Connection? _conn;
+    private LibvirtSharp.Domain? _domain;
+    private ShimListener? _shim;
+    private ShimRegistration? _registration;
+    private Pager? _pager;
+    private Task<PagerStats>? _paging;
+    private CancellationTokenSource? _pagingStop;
+
+    public DestinationSide(AgentOptions options, byte[] secret, string migrationId, Action<string> log)
+    {
+        _options = options;
+        _secret = secret;
+        _id = migrationId;
+        _log = log;
+    }
+
+    private string WorkDir => Path.Combine(_options.WorkDir, _id);
+
+    public async Task<DestinationStartResult> StartAsync(DestinationStartRequest req, CancellationToken ct)
+    {
+        if (!File.Exists(_options.ShimLibrary))
+        {
+            throw new AgentException($"the QEMU shim {_options.ShimLibrary} is missing on this host: run scripts/host-setup");
+        }
+
+        Directory.CreateDirectory(WorkDir);
+        File.SetUnixFileMode(WorkDir, (UnixFileMode)0b111_111_111);
+        string shimSocket = Path.Combine(WorkDir, "shim.sock");
+        _shim = new ShimListener(shimSocket) { Rejected = m => _log($"{_id}: refused a shim: {m}") };
+        string xml = DestinationXml.ForIncoming(req.MigratableXml,
+            new DestinationXml.ShimSettings(_options.ShimLibrary, _options.RamDir.TrimEnd('/') + "/", shimSocket));
+        _conn = Connection.Open(_options.LibvirtUri);
+        if (_conn.TryLookupDomain(DomainDefinition.Parse(req.MigratableXml).Name) is { } existing)
+        {
+            existing.Dispose();
+            throw new AgentException($"a domain named '{DomainDefinition.Parse(req.MigratableXml).Name}' already exists on the destination: remove it or migrate under another host");
+        }
+
+        var sw = Stopwatch.StartNew();
+        using var shimWait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        shimWait.CancelAfter(TimeSpan.FromSeconds(_options.ShimTimeoutSeconds));
+        var registered = _shim.AcceptAsync(shimWait.Token);
+        // QEMU maps its RAM during startup and the shim holds it in mmap until we ack, so the
+        // create call only returns after the pager owns the uffd: run it beside the accept.
+        var create = Task.Run(() => _conn.CreateTransient(xml, virDomainCreateFlags.VIR_DOMAIN_START_PAUSED), ct);
+        var first = await Task.WhenAny(registered, create);
+        if (first == create && create.IsFaulted)
+        {
+            throw new AgentException($"destination QEMU did not start: {Reason(create.Exception!.InnerException!)}");
+        }
+
+        try
+        {
+            _registration = await registered;
+        }
+        catch (OperationCanceledException)
+        {
+            throw new AgentException($"the destination QEMU's shim did not hand over its userfaultfd within {_options.ShimTimeoutSeconds} s (is LD_PRELOAD allowed by the host's security driver?)");
+        }
+
+        _pager = new Pager(_registration, PagesHost.ParseEndpoint(req.PageServer), _secret) { Log = m => _log($"{_id}: pager: {m}") };
+        _pagingStop = new CancellationTokenSource();
+        _paging = _pager.RunAsync(_pagingStop.Token);
+        try
+        {
+            _domain = await create;
+        }
+        catch (Exception e)
+        {
+            throw new AgentException($"destination QEMU did not start: {Reason(e)}");
+        }
+
+        double startMs = sw.Elapsed.TotalMilliseconds;
+        sw.Restart();
+        await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(WorkDir, "incoming.sock"), Convert.FromBase64String(req.DeviceState),
+            TimeSpan.FromSeconds(_options.DeviceStateTimeoutSeconds), ct);
+        double loadMs = sw.Elapsed.TotalMilliseconds;
+        _log($"{_id}: destination QEMU pid {_registration.QemuPid} started in {startMs:0} ms, device state loaded in {loadMs:0} ms");
+        return new DestinationStartResult(startMs, loadMs, _registration.QemuPid);
+    }
+
+    private static string Reason(Exception e) => e is LibvirtException le ? le.LibvirtMessage : e.Message;
+
+    /// <summary>The commit point: from here on the destination is the VM.</summary>
+    public ResumeResult Resume()
+    {
+        (_domain ?? throw new AgentException("destination domain not started")).Resume();
+        return new ResumeResult(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+    }
+
+    public DestinationStatus Status()
+    {
+        var pager = _pager ?? throw new AgentException("no pager");
+        var s = pager.Stats;
+        bool done = _paging?.IsCompleted ?? false;
+        if (_paging is { IsFaulted: true })
+        {
+            throw new AgentException($"pager failed: {_paging.Exception!.InnerException!.Message}");
+        }
+
+        return new DestinationStatus(done, s.Outcome?.ToString(), s.PageCount, s.DonePages, s.Faults, s.ZeroResolvedPages,
+            s.DemandPages, s.PushPages, s.LocalityPages, s.BackgroundPages, s.RemovedPages, s.DuplicatePages,
+            s.StallCount, s.StallP50.TotalMilliseconds, s.StallP99.TotalMilliseconds, s.StallMax.TotalMilliseconds, s.StallTotal.TotalMilliseconds,
+            s.BytesReceived, s.Reconnects, s.Elapsed.TotalMilliseconds);
+    }
+
+    /// <summary>Every page is in: persist the source's definition here and clean up.</summary>
+    public async Task<DestinationStatus> FinishAsync(string? persistentXml, CancellationToken ct)
+    {
+        if (_paging is null)
+        {
+            throw new AgentException("no pager");
+        }
+
+        await _paging.WaitAsync(ct);
+        var status = Status();
+        if (!string.IsNullOrEmpty(persistentXml))
+        {
+            // Defining the same name and UUID makes the running transient domain persistent,
+            // with the source's own configuration (no -incoming, no shim) for its next boot.
+            using var defined = _conn!.DefineDomain(persistentXml);
+        }
+
+        _log($"{_id}: complete: {status.DonePages} pages, {status.Faults} faults");
+        Dispose();
+        return status;
+    }
+
+    /// <summary>Rollback: destroy the transient destination QEMU (it never ran the guest) and clean up.</summary>
+    public void Abort()
+    {
+        try
+        {
+            if (_domain is { IsActive: true })
+            {
+                _domain.Destroy();
+            }
+            else if (_domain is null && _conn is not null && _registration is not null)
+            {
+                // create may still be pending; the QEMU it started is found by its pid.
+                try { Process.GetProcessById(_registration.QemuPid).Kill(); } catch (ArgumentException) { }
+            }
+        }
+        catch (LibvirtException e)
+        {
+            _log($"{_id}: abort: {e.LibvirtMessage}");
+        }
+
+        _log($"{_id}: destination aborted");
+        Dispose();
+    }
+
+    public void Dispose()
+    {
+        _pagingStop?.Cancel();
+        _pager?.Dispose();
+        _pager = null;
+        _registration?.Dispose();
+        _registration = null;
+        _shim?.Dispose();
+        _shim = null;
+        _domain?.Dispose();
+        _domain = null;
+        _conn?.Dispose();
+        _conn = null;
+        try
+        {
+            Directory.Delete(WorkDir, recursive: true);
+        }
+        catch (DirectoryNotFoundException)
+        {
+        }
+    }
+}

@@ -1,0 +1,83 @@
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using LibvirtSharp;
+
+namespace GuideCopy.Migration.Agent;
+
+/// <summary>Reads the host facts the controller's preflight compares (versions, RAM dir, shim, uffd).</summary>
+public static class HostFactsReader
+{
+    public static HostFacts Read(AgentOptions o)
+    {
+        using var conn = Connection.Open(o.LibvirtUri);
+        string qemu = "";
+        try
+        {
+            var psi = new System.Diagnostics.ProcessStartInfo("qemu-system-x86_64", "--version") { RedirectStandardOutput = true };
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            qemu = p.StandardOutput.ReadLine() ?? "";
+            p.WaitForExit();
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            qemu = "not installed";
+        }
+
+        (string fs, long free) = FileSystemOf(o.RamDir);
+        return new HostFacts(
+            conn.Hostname,
+            typeof(HostFactsReader).Assembly.GetName().Version?.ToString() ?? "0",
+            qemu,
+            conn.LibVersion,
+            o.RamDir,
+            fs,
+            free,
+            File.Exists(o.ShimLibrary),
+            o.ShimLibrary,
+            // libvirt >= 9.x hands QEMU /dev/userfaultfd; older needs the sysctl for user libvirt-qemu.
+            File.Exists("/dev/userfaultfd") || ReadSysctl("vm/unprivileged_userfaultfd") == "1",
+            AdvertisedPageEndpoint(o));
+    }
+
+    /// <summary>The file system type name of a directory (tmpfs, hugetlbfs, ext4 ...) and its free bytes.</summary>
+    public static (string FileSystem, long FreeBytes) FileSystemOf(string path)
+    {
+        if (!Directory.Exists(path))
+        {
+            return ("missing", 0);
+        }
+
+        // DriveInfo resolves the mount holding the path and reports its fs type from /proc/self/mountinfo.
+        var drive = new DriveInfo(path);
+        return (drive.DriveFormat, drive.AvailableFreeSpace);
+    }
+
+    public static string AdvertisedPageEndpoint(AgentOptions o)
+    {
+        int port = System.Net.IPEndPoint.Parse(o.PageListen).Port;
+        string address = o.AdvertiseAddress;
+        if (address.Length == 0)
+        {
+            address = NetworkInterface.GetAllNetworkInterfaces()
+                .Where(i => i.OperationalStatus == OperationalStatus.Up && i.NetworkInterfaceType != NetworkInterfaceType.Loopback)
+                .SelectMany(i => i.GetIPProperties().UnicastAddresses)
+                .Where(a => a.Address.AddressFamily == AddressFamily.InterNetwork)
+                .Select(a => a.Address.ToString())
+                .FirstOrDefault() ?? "127.0.0.1";
+        }
+
+        return $"{address}:{port}";
+    }
+
+    private static string ReadSysctl(string name)
+    {
+        try
+        {
+            return File.ReadAllText("/proc/sys/" + name).Trim();
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+}
