@@ -9,6 +9,9 @@ foreach (var command in new[]
     LabCommand.Create(),
     DemoCommand.Create(),
     AgentCommand.Create(),
+    MigrateCommand.Create(),
+    PagesCommand.Create(),
+    BenchCommand.Create(),
 })
 {
     root.Subcommands.Add(command);

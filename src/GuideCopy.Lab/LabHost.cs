@@ -38,6 +38,9 @@ public sealed class LabHost
     /// <summary>The URI the other lab host uses to reach this one (libvirtd listens on the link).</summary>
     public string PeerLibvirtUri => $"qemu+tcp://{Address}/system";
 
+    /// <summary>The host agent's control socket, reachable from the machine's own namespaces.</summary>
+    public string AgentSocket => $"{RootPath}/run/guidecopy/agent.sock";
+
     /// <summary>The directory libvirt puts guest RAM files in, as seen inside the host.</summary>
     public const string RamDir = "/dev/shm/libvirt-ram";
 

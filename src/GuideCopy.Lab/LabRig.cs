@@ -280,6 +280,63 @@ public sealed class LabRig
                                $"its log is {host.Layout.HostDir(host.Name)}/log/libvirtd.log");
     }
 
+    /// <summary>The shared secret both lab hosts' agents and the controller use (made at lab up).</summary>
+    public string SecretFile => Path.Combine(Layout.DataDir, "secret");
+
+    /// <summary>The shim as the lab hosts' QEMU loads it (a copy in the shared directory, readable by libvirt-qemu).</summary>
+    public string ShimLibrary => Path.Combine(SharedDir, "lib", "libguidecopy-shim.so");
+
+    /// <summary>
+    /// Starts a guidecopy agent inside each host, as systemd would on a real host.
+    /// <paramref name="agentCommand"/> is how to run this build's CLI (e.g. dotnet guidecopy.dll).
+    /// </summary>
+    public void StartAgents(IReadOnlyList<string> agentCommand, string shimBuildPath, Action<string>? log = null)
+    {
+        if (!File.Exists(shimBuildPath))
+        {
+            throw new LabException($"the QEMU shim {shimBuildPath} is missing: build it with 'make -C native' (or run scripts/setup)");
+        }
+
+        Directory.CreateDirectory(Path.GetDirectoryName(ShimLibrary)!);
+        File.Copy(shimBuildPath, ShimLibrary, overwrite: true);
+        File.SetUnixFileMode(ShimLibrary, (UnixFileMode)0b111_101_101);
+        if (!File.Exists(SecretFile))
+        {
+            File.WriteAllText(SecretFile, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)) + "\n");
+            File.SetUnixFileMode(SecretFile, (UnixFileMode)0b110_000_000);
+        }
+
+        foreach (var h in Hosts)
+        {
+            string agentLog = Path.Combine(Layout.HostDir(h.Name), "agent.log");
+            string socket = Path.Combine(Layout.HostDir(h.Name), "agent", "agent.sock");
+            File.Delete(socket);
+            var args = new List<string>(agentCommand)
+            {
+                "agent",
+                "--set", $"Agent:SecretFile={SecretFile}",
+                "--set", $"Agent:AdvertiseAddress={h.Address}",
+                "--set", $"Agent:PageListen={h.Address}:7171",
+                "--set", $"Agent:ShimLibrary={ShimLibrary}",
+            };
+            string quoted = string.Join(' ', args.Select(a => "'" + a.Replace("'", "'\\''") + "'"));
+            CommandRunner.Check("sh", "-c",
+                $"setsid nsenter -t {h.HolderPid} -m -n -- {quoted} >'{agentLog}' 2>&1 </dev/null &");
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (!File.Exists(socket))
+            {
+                if (DateTime.UtcNow > deadline)
+                {
+                    throw new LabException($"host {h.Name}: the agent did not open {socket} within 30 s; see {agentLog}: {ReadTail(agentLog)}");
+                }
+
+                Thread.Sleep(100);
+            }
+
+            log?.Invoke($"host {h.Name}: agent up (control unix:{h.AgentSocket})");
+        }
+    }
+
     /// <summary>Caps (or with null, uncaps) the lab link in both directions with tc tbf.</summary>
     public void SetLinkRate(string? rate)
     {

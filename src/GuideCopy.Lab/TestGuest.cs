@@ -39,8 +39,7 @@ public sealed class TestGuest
     public GuestConsole Console { get; }
 
     /// <summary>Where the native build puts the guest kernel and initramfs.</summary>
-    public static string ImagesBuildDir =>
-        Environment.GetEnvironmentVariable("GUIDECOPY_GUEST_IMAGES") is { Length: > 0 } d ? d : Path.Combine(RepoRoot(), "native", "build", "guest");
+    public static string ImagesBuildDir => NativeBuild.GuestImages;
 
     public static string ConsolePathFor(LabRig lab, string domain) => Path.Combine(lab.SharedDir, "console", domain + ".log");
 
@@ -152,17 +151,5 @@ public sealed class TestGuest
     {
         using var follower = Console.Follow(fromStart: true);
         return follower.WaitFor(count, timeout);
-    }
-
-    private static string RepoRoot()
-    {
-        // Walk up from the assembly to the directory holding GuideCopy.Kvm.sln.
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "GuideCopy.Kvm.sln")))
-        {
-            dir = dir.Parent;
-        }
-
-        return dir?.FullName ?? throw new LabException("cannot find the GuideCopy.Kvm checkout; set GUIDECOPY_GUEST_IMAGES to the guest image directory");
     }
 }

@@ -9,6 +9,23 @@ internal static class ExitCodes
     public const int Failure = 1;
     public const int Usage = 2;
     public const int NotFound = 3;
+
+    /// <summary>migrate: preflight refused it, nothing was paused.</summary>
+    public const int Refused = 10;
+
+    /// <summary>migrate: failed before the commit point; the source runs again.</summary>
+    public const int RolledBack = 11;
+
+    /// <summary>migrate: failed after the commit point; the VM is on the destination (maybe stalled).</summary>
+    public const int FailedAfterCommit = 12;
+
+    public static int For(GuideCopy.Migration.Report.MigrationOutcome outcome) => outcome switch
+    {
+        GuideCopy.Migration.Report.MigrationOutcome.Completed => Success,
+        GuideCopy.Migration.Report.MigrationOutcome.Refused => Refused,
+        GuideCopy.Migration.Report.MigrationOutcome.RolledBack => RolledBack,
+        _ => FailedAfterCommit,
+    };
 }
 
 internal static class Cli

@@ -33,6 +33,16 @@ internal static class LabCommand
         cmd.SetAction(p => Cli.Guard(() =>
         {
             var lab = LabRig.Up(p.GetValue(name)!, p.GetValue(rate), Console.WriteLine);
+            try
+            {
+                lab.StartAgents(AgentLaunch, NativeBuild.Shim, Console.WriteLine);
+            }
+            catch (LabException)
+            {
+                LabRig.Down(lab.Layout.Name);
+                throw;
+            }
+
             Console.WriteLine($"lab '{lab.Layout.Name}' is up");
             PrintStatus(lab);
             return ExitCodes.Success;
@@ -162,6 +172,9 @@ internal static class LabCommand
         return cmd;
     }
 
+    /// <summary>How to run this very build's CLI inside a lab host (for its agent).</summary>
+    internal static string[] AgentLaunch => ["dotnet", typeof(LabCommand).Assembly.Location];
+
     private static void PrintStatus(LabRig lab)
     {
         Console.WriteLine($"lab {lab.State.Name}: link {(lab.State.LinkRate ?? "uncapped")}, shared dir {lab.SharedDir}");
@@ -170,6 +183,7 @@ internal static class LabCommand
             var doms = h.IsAlive ? h.DomainNames() : [];
             Console.WriteLine($"  host {h.Name}: {(h.IsAlive ? "up" : "DOWN")}  netns {h.State.Netns}  addr {h.Address}  holder pid {h.HolderPid}");
             Console.WriteLine($"    libvirt {h.LibvirtUri}");
+            Console.WriteLine($"    agent   unix:{h.AgentSocket}");
             Console.WriteLine($"    domains: {(doms.Count == 0 ? "(none)" : string.Join(", ", doms))}");
         }
     }

@@ -19,7 +19,9 @@ public sealed record SwitchoverResult(
     string DeviceState, int DeviceStateBytes, string PageServer, long PageCount, long ZeroPages,
     long SuspendedAtUnixMs, double DeviceStateSaveMs);
 
-public sealed record DestinationStartRequest(string MigrationId, string MigratableXml, string DeviceState, string PageServer);
+public sealed record DestinationPrepareRequest(string MigrationId, string MigratableXml);
+
+public sealed record DestinationLoadRequest(string MigrationId, string DeviceState, string PageServer);
 
 public sealed record DestinationStartResult(double StartMs, double LoadMs, int QemuPid);
 
@@ -40,3 +42,7 @@ public sealed record SourceFinishResult(
     long DemandPages, long PushPages, long LocalityPages, long BackgroundPages, long ZeroPagesSkipped, long BytesOnWire);
 
 public sealed record Empty();
+
+public sealed record DestinationCheckRequest(string Name, IReadOnlyList<string> DiskPaths, long RamBytes);
+
+public sealed record DestinationCheckResult(IReadOnlyList<string> Problems);

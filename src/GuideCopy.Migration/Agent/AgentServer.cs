@@ -167,6 +167,8 @@ public sealed class AgentServer
         {
             case "facts":
                 return HostFactsReader.Read(_options);
+            case "dest.check":
+                return DestinationSide.Check(_options, Args<DestinationCheckRequest>(args));
             case "source.prepare":
                 return SourceSide.Prepare(_options, Args<DomainRequest>(args).Domain);
             case "source.switchover":
@@ -204,9 +206,9 @@ public sealed class AgentServer
                 return new Empty();
             }
 
-            case "dest.start":
+            case "dest.prepare":
             {
-                var req = Args<DestinationStartRequest>(args);
+                var req = Args<DestinationPrepareRequest>(args);
                 var side = new DestinationSide(_options, _secret, req.MigrationId, _log);
                 if (!_destinations.TryAdd(req.MigrationId, side))
                 {
@@ -216,12 +218,30 @@ public sealed class AgentServer
 
                 try
                 {
-                    return await side.StartAsync(req, ct);
+                    return await side.PrepareAsync(req, ct);
                 }
                 catch
                 {
                     _destinations.TryRemove(req.MigrationId, out _);
                     side.Abort();
+                    throw;
+                }
+            }
+
+            case "dest.load":
+            {
+                var req = Args<DestinationLoadRequest>(args);
+                try
+                {
+                    return await Get(_destinations, req.MigrationId).LoadAsync(req, ct);
+                }
+                catch
+                {
+                    if (_destinations.TryRemove(req.MigrationId, out var side))
+                    {
+                        side.Abort();
+                    }
+
                     throw;
                 }
             }

@@ -37,7 +37,34 @@ public sealed class DestinationSide : IDisposable
 
     private string WorkDir => Path.Combine(_options.WorkDir, _id);
 
-    public async Task<DestinationStartResult> StartAsync(DestinationStartRequest req, CancellationToken ct)
+    /// <summary>Preflight on the destination: the name is free, the disks are reachable (shared storage).</summary>
+    public static DestinationCheckResult Check(AgentOptions o, DestinationCheckRequest req)
+    {
+        var problems = new List<string>();
+        using var conn = Connection.Open(o.LibvirtUri);
+        using (var existing = conn.TryLookupDomain(req.Name))
+        {
+            if (existing is not null)
+            {
+                problems.Add($"destination: a domain named '{req.Name}' already exists there: remove or rename it first");
+            }
+        }
+
+        foreach (var path in req.DiskPaths.Where(p => !File.Exists(p)))
+        {
+            problems.Add($"destination: disk {path} is not reachable there; guide-copy moves no disk data: put it on storage both hosts share");
+        }
+
+        return new DestinationCheckResult(problems);
+    }
+
+    /// <summary>
+    /// Before the source pauses: start the destination QEMU paused with -incoming defer and the
+    /// shim, and take its uffd. QEMU in 'inmigrate' does not touch guest RAM (a fresh tmpfs file
+    /// stays empty until migrate-incoming), so the pager can start later; a fault that did come
+    /// would wait in the uffd queue until then.
+    /// </summary>
+    public async Task<DestinationStartResult> PrepareAsync(DestinationPrepareRequest req, CancellationToken ct)
     {
         if (!File.Exists(_options.ShimLibrary))
         {
@@ -51,18 +78,12 @@ public sealed class DestinationSide : IDisposable
         string xml = DestinationXml.ForIncoming(req.MigratableXml,
             new DestinationXml.ShimSettings(_options.ShimLibrary, _options.RamDir.TrimEnd('/') + "/", shimSocket));
         _conn = Connection.Open(_options.LibvirtUri);
-        if (_conn.TryLookupDomain(DomainDefinition.Parse(req.MigratableXml).Name) is { } existing)
-        {
-            existing.Dispose();
-            throw new AgentException($"a domain named '{DomainDefinition.Parse(req.MigratableXml).Name}' already exists on the destination: remove it or migrate under another host");
-        }
-
         var sw = Stopwatch.StartNew();
         using var shimWait = CancellationTokenSource.CreateLinkedTokenSource(ct);
         shimWait.CancelAfter(TimeSpan.FromSeconds(_options.ShimTimeoutSeconds));
         var registered = _shim.AcceptAsync(shimWait.Token);
         // QEMU maps its RAM during startup and the shim holds it in mmap until we ack, so the
-        // create call only returns after the pager owns the uffd: run it beside the accept.
+        // create call only returns after we own the uffd: run it beside the accept.
         var create = Task.Run(() => _conn.CreateTransient(xml, virDomainCreateFlags.VIR_DOMAIN_START_PAUSED), ct);
         var first = await Task.WhenAny(registered, create);
         if (first == create && create.IsFaulted)
@@ -79,9 +100,7 @@ public sealed class DestinationSide : IDisposable
             throw new AgentException($"the destination QEMU's shim did not hand over its userfaultfd within {_options.ShimTimeoutSeconds} s (is LD_PRELOAD allowed by the host's security driver?)");
         }
 
-        _pager = new Pager(_registration, PagesHost.ParseEndpoint(req.PageServer), _secret) { Log = m => _log($"{_id}: pager: {m}") };
-        _pagingStop = new CancellationTokenSource();
-        _paging = _pager.RunAsync(_pagingStop.Token);
+        _registration.Ack();
         try
         {
             _domain = await create;
@@ -92,12 +111,27 @@ public sealed class DestinationSide : IDisposable
         }
 
         double startMs = sw.Elapsed.TotalMilliseconds;
-        sw.Restart();
+        _log($"{_id}: destination QEMU pid {_registration.QemuPid} started paused in {startMs:0} ms; uffd for {_registration.RamPath} ({_registration.PageCount} pages)");
+        return new DestinationStartResult(startMs, 0, _registration.QemuPid);
+    }
+
+    /// <summary>After the source paused: start the pager against its page server and load the device state.</summary>
+    public async Task<DestinationStartResult> LoadAsync(DestinationLoadRequest req, CancellationToken ct)
+    {
+        if (_registration is null || _domain is null)
+        {
+            throw new AgentException("destination not prepared");
+        }
+
+        _pager = new Pager(_registration, PagesHost.ParseEndpoint(req.PageServer), _secret) { Log = m => _log($"{_id}: pager: {m}") };
+        _pagingStop = new CancellationTokenSource();
+        _paging = _pager.RunAsync(_pagingStop.Token);
+        var sw = Stopwatch.StartNew();
         await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(WorkDir, "incoming.sock"), Convert.FromBase64String(req.DeviceState),
             TimeSpan.FromSeconds(_options.DeviceStateTimeoutSeconds), ct);
         double loadMs = sw.Elapsed.TotalMilliseconds;
-        _log($"{_id}: destination QEMU pid {_registration.QemuPid} started in {startMs:0} ms, device state loaded in {loadMs:0} ms");
-        return new DestinationStartResult(startMs, loadMs, _registration.QemuPid);
+        _log($"{_id}: device state loaded in {loadMs:0} ms");
+        return new DestinationStartResult(0, loadMs, _registration.QemuPid);
     }
 
     private static string Reason(Exception e) => e is LibvirtException le ? le.LibvirtMessage : e.Message;

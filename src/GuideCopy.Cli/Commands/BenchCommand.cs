@@ -1,0 +1,280 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using GuideCopy.Lab;
+using GuideCopy.MemoryPlane;
+using GuideCopy.Transport;
+
+namespace GuideCopy.Cli.Commands;
+
+/// <summary>
+/// `guidecopy bench memory-plane`: the memory plane's figures in one run (docs/memory-plane.md):
+/// in-process uffd round trip (C baseline), remote fault latency and push throughput across the
+/// lab's veth link (loopback without a lab), and allocations per page in steady state.
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("bench", "Micro-benchmarks of the product's parts.");
+        command.Subcommands.Add(MemoryPlane());
+        return command;
+    }
+
+    private static Command MemoryPlane()
+    {
+        var lab = new Option<string?>("--lab") { Description = "Run across this lab's veth link (default: $GUIDECOPY_LAB if up, else loopback)." };
+        var pages = new Option<int>("--pages") { Description = "RAM size in 4 KiB pages for the transfer runs.", DefaultValueFactory = _ => 32768 };
+        var faultPages = new Option<int>("--fault-pages") { Description = "Pages touched in the remote-fault run.", DefaultValueFactory = _ => 8192 };
+        var json = new Option<bool>("--json") { Description = "Print the figures as JSON." };
+        var cmd = new Command("memory-plane", "uffd round trip, remote fault latency, push throughput, allocations per page.") { lab, pages, faultPages, json };
+        cmd.SetAction(p => Run(p.GetValue(lab), p.GetValue(pages), p.GetValue(faultPages), p.GetValue(json)));
+        return cmd;
+    }
+
+    private sealed record Figures(
+        string Link, double RoundTripP50Us, double RoundTripP99Us,
+        double RemoteFaultP50Us, double RemoteFaultP99Us, double PagerStallP50Us, double PagerStallP99Us, long RemoteFaults,
+        double PushGiBps, long PushPages, double InProcessPushGiBps, double AllocatedBytesPerPage, long SteadyStatePages);
+
+    private static int Run(string? labName, int pages, int faultPages, bool json)
+    {
+        var tools = NativeBuild.Tools;
+        foreach (var f in new[] { Path.Combine(tools, "uffd-roundtrip"), Path.Combine(tools, "ramtouch"), NativeBuild.Shim })
+        {
+            if (!File.Exists(f))
+            {
+                Console.Error.WriteLine($"guidecopy: {f} is missing; build it with `make -C native`");
+                return ExitCodes.Failure;
+            }
+        }
+
+        labName ??= Environment.GetEnvironmentVariable("GUIDECOPY_LAB");
+        LabRig? rig = labName is null ? null : LabRig.TryAttach(labName);
+        if (labName is not null && rig is null) Console.Error.WriteLine($"lab '{labName}' is not up: measuring over loopback");
+        var env = rig is null ? Sides.Loopback() : Sides.Lab(rig);
+        string secret = Path.Combine(env.SharedDir, $"gcmp-bench-secret-{Environment.ProcessId}");
+        File.WriteAllText(secret, Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16)));
+        var cleanup = new List<(Func<string, string[], ChildRun> run, string path)>();
+        try
+        {
+            // 1. In-process round trip (C: touch -> handler thread -> UFFDIO_COPY -> resume).
+            var rt = ChildRun.Fields(ChildRun.Start("uffd-roundtrip", Path.Combine(tools, "uffd-roundtrip"), ["4096"]).Line("ROUNDTRIP", 60));
+            Note(json, $"in-process uffd round trip: p50 {rt["p50_us"]} us, p99 {rt["p99_us"]} us");
+
+            // 2. Remote fault latency: demand only (no push), random touches, across the link.
+            string faultSrc = $"/dev/shm/gcmp-bench-fsrc-{Environment.ProcessId}";
+            env.Source("gen", [Path.Combine(tools, "ramtouch"), "gen", faultSrc, faultPages.ToString()]).Exit(120);
+            cleanup.Add((env.Source, faultSrc));
+            var fault = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: true, cleanup);
+            Note(json, $"remote fault ({env.Name}): p50 {fault.touch["p50_us"]} us, p99 {fault.touch["p99_us"]} us as the program saw it; " +
+                       $"pager stall p50 {fault.done["stall_p50_us"]} us, p99 {fault.done["stall_p99_us"]} us over {fault.done["stalls"]} faults");
+
+            // 3. Push throughput: nothing faults, the source pushes every non-zero page.
+            string src = $"/dev/shm/gcmp-bench-src-{Environment.ProcessId}";
+            env.Source("gen", [Path.Combine(tools, "ramtouch"), "gen", src, pages.ToString()]).Exit(120);
+            cleanup.Add((env.Source, src));
+            var push = Transfer(env, tools, secret, src, pages, "hold", noPush: false, cleanup);
+            long pushed = long.Parse(push.done["installed"]);
+            double pushGiBps = pushed * 4096.0 / (1L << 30) / (double.Parse(push.done["elapsed_ms"]) / 1000);
+            Note(json, $"push ({env.Name}): {pushed} pages in {push.done["elapsed_ms"]} ms = {pushGiBps:0.00} GiB/s");
+
+            // 4. Allocations per page in steady state: server and pager in this process over loopback.
+            var (inProcGiBps, perPage, steadyPages) = InProcessPush(tools, pages);
+            Note(json, $"in-process push (loopback, server+pager here): {inProcGiBps:0.00} GiB/s; " +
+                       $"allocated {perPage:0.00} bytes/page over {steadyPages} steady-state pages");
+
+            var fig = new Figures(env.Name, double.Parse(rt["p50_us"]), double.Parse(rt["p99_us"]),
+                double.Parse(fault.touch["p50_us"]), double.Parse(fault.touch["p99_us"]),
+                double.Parse(fault.done["stall_p50_us"]), double.Parse(fault.done["stall_p99_us"]), long.Parse(fault.done["faults"]),
+                pushGiBps, pushed, inProcGiBps, perPage, steadyPages);
+            if (json) Console.WriteLine(JsonSerializer.Serialize(fig, new JsonSerializerOptions { WriteIndented = true }));
+            return ExitCodes.Success;
+        }
+        finally
+        {
+            foreach (var (run, path) in cleanup) run("rm", ["rm", "-f", path]).Exit(30);
+            File.Delete(secret);
+        }
+    }
+
+    private static void Note(bool json, string line)
+    {
+        if (!json) Console.WriteLine(line);
+    }
+
+    private static (Dictionary<string, string> touch, Dictionary<string, string> done) Transfer(
+        Sides env, string tools, string secret, string src, int pages, string mode, bool noPush,
+        List<(Func<string, string[], ChildRun>, string)> cleanup)
+    {
+        int port = 7790 + Random.Shared.Next(200);
+        string endpoint = $"{env.SourceAddress}:{port}";
+        string socket = $"/run/guidecopy/gcmp-bench-{Environment.ProcessId}-{mode}.sock";
+        string dst = $"/dev/shm/gcmp-bench-dst-{Environment.ProcessId}-{mode}";
+        env.Dest("rm", ["rm", "-f", dst]).Exit(30);
+        env.Dest("mkdir", ["mkdir", "-p", "/run/guidecopy"]).Exit(30);
+        cleanup.Add((env.Dest, dst));
+        using var serve = env.Source("serve", [.. Self(), "pages", "serve", "--file", src, "--listen", endpoint, "--secret-file", secret, .. (noPush ? new[] { "--no-push" } : [])]);
+        serve.Line("LISTENING", 60);
+        using var receive = env.Dest("receive", [.. Self(), "pages", "receive", "--agent-socket", socket, "--source", endpoint, "--secret-file", secret, "--once"]);
+        receive.Line("LISTENING", 60);
+        using var touch = env.Dest("ramtouch", [Path.Combine(tools, "ramtouch"), "run", dst, pages.ToString(), mode, "99"],
+            new Dictionary<string, string> { ["LD_PRELOAD"] = NativeBuild.Shim, ["GUIDECOPY_RAM_PATH"] = dst, ["GUIDECOPY_AGENT_SOCKET"] = socket },
+            stdin: mode == "hold");
+        Dictionary<string, string> done, result;
+        if (mode == "hold")
+        {
+            done = ChildRun.Fields(receive.Line("DONE", 300));
+            touch.Input("go");
+            result = ChildRun.Fields(touch.Line("RESULT", 300));
+        }
+        else
+        {
+            result = ChildRun.Fields(touch.Line("RESULT", 300));
+            done = ChildRun.Fields(receive.Line("DONE", 300));
+        }
+        if (result["ok"] != "1") throw new InvalidOperationException("ramtouch saw wrong bytes: " + string.Join(' ', result));
+        serve.Terminate();
+        return (result, done);
+    }
+
+    /// <summary>PageServer and Pager in this process over loopback; a C program holds the mapping.</summary>
+    private static (double gibps, double bytesPerPage, long pages) InProcessPush(string tools, int pages)
+    {
+        string src = $"/dev/shm/gcmp-bench-inproc-src-{Environment.ProcessId}";
+        string dst = $"/dev/shm/gcmp-bench-inproc-dst-{Environment.ProcessId}";
+        string socket = Path.Combine(Path.GetTempPath(), $"gcmp-bench-{Environment.ProcessId}.sock");
+        ChildRun.Start("gen", Path.Combine(tools, "ramtouch"), ["gen", src, pages.ToString()]).Exit(120);
+        try
+        {
+            var secret = System.Security.Cryptography.RandomNumberGenerator.GetBytes(16);
+            using var server = new PageServer(src, new PageServerOptions { Secret = secret, Listen = new IPEndPoint(IPAddress.Loopback, 0) });
+            server.Start();
+            using var listener = new ShimListener(socket);
+            using var touch = ChildRun.Start("ramtouch", Path.Combine(tools, "ramtouch"), ["run", dst, pages.ToString(), "hold"],
+                new Dictionary<string, string> { ["LD_PRELOAD"] = NativeBuild.Shim, ["GUIDECOPY_RAM_PATH"] = dst, ["GUIDECOPY_AGENT_SOCKET"] = socket }, stdin: true);
+            using var reg = listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult();
+            using var pager = new Pager(reg, server.LocalEndPoint, secret);
+            var run = pager.RunAsync();
+            long total = pages - server.ZeroPages;
+            // Steady state: from 20% to 90% of the pages installed.
+            long a0 = 0, p0 = 0, t0 = 0, a1 = 0, p1 = 0, t1 = 0;
+            while (!run.IsCompleted)
+            {
+                long done = pager.Stats.InstalledPages;
+                if (p0 == 0 && done >= total / 5) { a0 = GC.GetTotalAllocatedBytes(true); p0 = done; t0 = Stopwatch.GetTimestamp(); }
+                if (p0 != 0 && p1 == 0 && done >= total * 9 / 10) { a1 = GC.GetTotalAllocatedBytes(true); p1 = done; t1 = Stopwatch.GetTimestamp(); }
+                Thread.Sleep(1);
+            }
+            var stats = run.GetAwaiter().GetResult();
+            touch.Input("go");
+            var result = ChildRun.Fields(touch.Line("RESULT", 120));
+            if (result["ok"] != "1") throw new InvalidOperationException("ramtouch saw wrong bytes after the in-process push");
+            double gibps = stats.InstalledPages * 4096.0 / (1L << 30) / stats.Elapsed.TotalSeconds;
+            if (p1 == 0) return (gibps, double.NaN, 0);
+            // The sampling loop itself allocates nothing per iteration (Stats is a struct).
+            return (gibps, (double)(a1 - a0) / (p1 - p0), p1 - p0);
+        }
+        finally
+        {
+            File.Delete(src);
+            File.Delete(dst);
+        }
+    }
+
+    /// <summary>This CLI as a command line (apphost, or dotnet + dll).</summary>
+    private static string[] Self()
+    {
+        string exe = Environment.ProcessPath!;
+        return Path.GetFileNameWithoutExtension(exe) == "dotnet" ? [exe, typeof(BenchCommand).Assembly.Location] : [exe];
+    }
+
+    /// <summary>Where each side runs: lab hosts a/b (nsenter) or this machine.</summary>
+    private sealed record Sides(string Name, string SourceAddress, string SharedDir,
+        Func<string, string[], IDictionary<string, string>?, bool, ChildRun> SourceStart,
+        Func<string, string[], IDictionary<string, string>?, bool, ChildRun> DestStart)
+    {
+        public ChildRun Source(string name, string[] argv) => SourceStart(name, argv, null, false);
+        public ChildRun Dest(string name, string[] argv) => DestStart(name, argv, null, false);
+        public ChildRun Dest(string name, string[] argv, IDictionary<string, string> env, bool stdin) => DestStart(name, argv, env, stdin);
+
+        public static Sides Loopback() => new("loopback", "127.0.0.1", Path.GetTempPath(),
+            (n, a, e, s) => ChildRun.Start(n, a[0], a[1..], e, s), (n, a, e, s) => ChildRun.Start(n, a[0], a[1..], e, s));
+
+        public static Sides Lab(LabRig lab) => new($"lab '{lab.Layout.Name}' veth", lab.A.Address, lab.SharedDir,
+            (n, a, e, s) => ChildRun.Start(n, "nsenter", lab.A.EnterArgs(a[0], a[1..]), e, s),
+            (n, a, e, s) => ChildRun.Start(n, "nsenter", lab.B.EnterArgs(a[0], a[1..]), e, s));
+    }
+
+    /// <summary>A child process whose stdout lines we wait on; killed by PID on dispose.</summary>
+    private sealed class ChildRun : IDisposable
+    {
+        private readonly Process _p;
+        private readonly System.Collections.Concurrent.BlockingCollection<string> _lines = new();
+        private readonly string _name;
+
+        private ChildRun(string name, Process p)
+        {
+            _name = name;
+            _p = p;
+            p.OutputDataReceived += (_, e) => { if (e.Data is { } l) _lines.Add(l); };
+            p.ErrorDataReceived += (_, e) => { if (e.Data is { } l && Environment.GetEnvironmentVariable("GUIDECOPY_BENCH_VERBOSE") == "1") Console.Error.WriteLine($"[{name}] {l}"); };
+            p.BeginOutputReadLine();
+            p.BeginErrorReadLine();
+        }
+
+        public static ChildRun Start(string name, string file, IEnumerable<string> args, IDictionary<string, string>? env = null, bool stdin = false)
+        {
+            var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin };
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;
+            return new ChildRun(name, Process.Start(psi)!);
+        }
+
+        public string Line(string prefix, int timeoutSeconds)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(timeoutSeconds);
+            while (_lines.TryTake(out var l, Math.Max(0, (int)(deadline - DateTime.UtcNow).TotalMilliseconds)))
+            {
+                if (Environment.GetEnvironmentVariable("GUIDECOPY_BENCH_VERBOSE") == "1") Console.Error.WriteLine($"[{_name}] {l}");
+                if (l.StartsWith(prefix, StringComparison.Ordinal)) return l;
+            }
+            throw new TimeoutException($"{_name}: no {prefix} line within {timeoutSeconds} s");
+        }
+
+        public void Input(string line)
+        {
+            _p.StandardInput.WriteLine(line);
+            _p.StandardInput.Flush();
+        }
+
+        public void Exit(int timeoutSeconds)
+        {
+            if (!_p.WaitForExit(timeoutSeconds * 1000)) throw new TimeoutException($"{_name} did not finish");
+            _p.WaitForExit();
+            _p.Dispose();
+        }
+
+        public void Terminate()
+        {
+            if (_p.HasExited) return;
+            using (var k = Process.Start("kill", ["-TERM", _p.Id.ToString()])) k.WaitForExit();
+            _p.WaitForExit(5000);
+        }
+
+        public static Dictionary<string, string> Fields(string line) =>
+            line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(f => f.Contains('='))
+                .Select(f => f.Split('=', 2)).ToDictionary(f => f[0], f => f[1]);
+
+        public void Dispose()
+        {
+            try
+            {
+                if (!_p.HasExited) { _p.Kill(); _p.WaitForExit(5000); }
+                _p.Dispose();
+            }
+            catch (InvalidOperationException) { }
+        }
+    }
+}

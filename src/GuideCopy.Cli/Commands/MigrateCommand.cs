@@ -1,0 +1,150 @@
+using System.CommandLine;
+using GuideCopy.Cli.Configuration;
+using GuideCopy.Lab;
+using GuideCopy.Migration.Baselines;
+using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Controller;
+using GuideCopy.Migration.Report;
+
+namespace GuideCopy.Cli.Commands;
+
+/// <summary>`guidecopy migrate DOMAIN --from X --to Y [--mode ...]`: one migration and its report.</summary>
+internal static class MigrateCommand
+{
+    public static readonly string[] Modes = ["guide", "precopy", "postcopy", "postcopy-at-once"];
+
+    public static Command Create()
+    {
+        var domain = new Argument<string>("domain") { Description = "The running domain to move." };
+        var from = new Option<string>("--from") { Description = "Source host: a libvirt URI (qemu+tcp://HOST/system) or lab:a / lab:NAME/a.", Required = true };
+        var to = new Option<string>("--to") { Description = "Destination host, same forms as --from.", Required = true };
+        var mode = new Option<string>("--mode") { Description = "guide (ours), precopy, postcopy (switch after the first pass) or postcopy-at-once.", DefaultValueFactory = _ => "guide" };
+        mode.AcceptOnlyFromAmong(Modes);
+        var bandwidth = new Option<string?>("--bandwidth") { Description = "Cap on the migration traffic, e.g. 100mbit or 12MiB/s; ours never caps demand pages." };
+        var json = new Option<bool>("--json") { Description = "Print the report as JSON (schema docs/report-schema.json); no progress output." };
+        var fromAgent = new Option<string?>("--from-agent") { Description = "Source agent endpoint (unix:/path or tcp:host:port); default from --from." };
+        var toAgent = new Option<string?>("--to-agent") { Description = "Destination agent endpoint; default from --to." };
+        var secret = new Option<string?>("--secret-file") { Description = "Shared secret of the agents (default Controller:SecretFile, /etc/guidecopy/secret; the lab's own for lab: hosts)." };
+        var observe = new Option<double>("--observe") { Description = "Seconds to keep watching the guest's heartbeats after completion, for the report.", DefaultValueFactory = _ => 5 };
+        var config = AgentCommand.ConfigOption();
+        var cmd = new Command("migrate", "Migrate a running domain between two hosts and print the report.")
+        {
+            domain, from, to, mode, bandwidth, json, fromAgent, toAgent, secret, observe, config,
+        };
+        cmd.SetAction(async (p, ct) =>
+        {
+            bool asJson = p.GetValue(json);
+            MigrationPlan plan;
+            try
+            {
+                var cfg = GuideCopyConfiguration.Build(p.GetValue(config), []);
+                var src = ResolveTarget(p.GetValue(from)!, p.GetValue(fromAgent), out string? srcSecret);
+                var dst = ResolveTarget(p.GetValue(to)!, p.GetValue(toAgent), out string? dstSecret);
+                string secretFile = p.GetValue(secret) ?? srcSecret ?? dstSecret ?? cfg["Controller:SecretFile"] ?? "/etc/guidecopy/secret";
+                byte[] secretBytes = p.GetValue(mode) == "guide" ? GuideCopy.Migration.Agent.AgentServer.ReadSecret(secretFile) : [];
+                plan = new MigrationPlan(p.GetValue(domain)!, src, dst, p.GetValue(mode)!, ParseBandwidth(p.GetValue(bandwidth)), secretBytes,
+                    ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)));
+            }
+            catch (Exception e) when (e is LabException or AgentException or FormatException or ArgumentException)
+            {
+                Console.Error.WriteLine($"guidecopy migrate: {e.Message}");
+                return ExitCodes.Usage;
+            }
+
+            var progress = !asJson && !Console.IsOutputRedirected ? new TerminalProgress() : null;
+            var report = plan.Mode == "guide"
+                ? await new GuideCopyMigration(plan, progress is null ? null : progress.Show).RunAsync(ct)
+                : await LibvirtModeMigration.RunAsync(plan, BaselineModeNames.Parse(plan.Mode), ct);
+            progress?.Done();
+            Console.WriteLine(asJson ? report.ToJson() : ReportTable.Render([report]));
+            if (!asJson && report.Error is not null)
+            {
+                Console.Error.WriteLine($"guidecopy migrate: {report.Outcome}: {report.Error}");
+            }
+
+            return ExitCodes.For(report.Outcome);
+        });
+        return cmd;
+    }
+
+    /// <summary>lab:a, lab:NAME/a, or a libvirt URI (the agent is then found at the URI's host).</summary>
+    internal static MigrationTarget ResolveTarget(string text, string? agentOverride, out string? secretFile)
+    {
+        secretFile = null;
+        if (text.StartsWith("lab:", StringComparison.Ordinal))
+        {
+            string rest = text[4..];
+            string labName = rest.Contains('/') ? rest[..rest.IndexOf('/')] : LabRig.NameFromEnvironment();
+            string hostName = rest.Contains('/') ? rest[(rest.IndexOf('/') + 1)..] : rest;
+            var lab = LabRig.Attach(labName);
+            var host = lab.Hosts.FirstOrDefault(h => h.Name == hostName)
+                ?? throw new LabException($"lab '{labName}' has no host '{hostName}': use a or b");
+            secretFile = lab.SecretFile;
+            return new MigrationTarget(text, host.LibvirtUri,
+                agentOverride is null ? new AgentEndpoint(host.AgentSocket, null, 0) : AgentEndpoint.Parse(agentOverride),
+                host.PeerLibvirtUri, host.Address);
+        }
+
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || !uri.Scheme.StartsWith("qemu", StringComparison.Ordinal))
+        {
+            throw new FormatException($"'{text}' is neither a libvirt URI (qemu+tcp://HOST/system, qemu:///system) nor lab:HOST");
+        }
+
+        bool local = string.IsNullOrEmpty(uri.Host);
+        var agent = agentOverride is not null ? AgentEndpoint.Parse(agentOverride)
+            : local ? new AgentEndpoint("/run/guidecopy/agent.sock", null, 0)
+            : new AgentEndpoint(null, uri.Host, AgentEndpoint.DefaultControlPort);
+        return new MigrationTarget(text, text, agent, text, local ? null : uri.Host);
+    }
+
+    /// <summary>100mbit, 1gbit, 12MiB/s, 12M, or plain bytes per second.</summary>
+    internal static long ParseBandwidth(string? text)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return 0;
+        }
+
+        var m = System.Text.RegularExpressions.Regex.Match(text.Trim(), @"^(\d+(?:\.\d+)?)\s*([kmg]?)(bit|bps|b/s|ib/s|ib|i|b)?$", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
+        if (!m.Success)
+        {
+            throw new FormatException($"bandwidth '{text}' is not a rate: use e.g. 100mbit, 1gbit or 12MiB/s");
+        }
+
+        double value = double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        string prefix = m.Groups[2].Value.ToLowerInvariant();
+        string unit = m.Groups[3].Value.ToLowerInvariant();
+        bool bits = unit == "bit";
+        bool binary = unit.StartsWith('i');
+        double scale = prefix switch
+        {
+            "k" => binary ? 1024 : 1000,
+            "m" => binary ? 1024 * 1024 : 1_000_000,
+            "g" => binary ? 1024.0 * 1024 * 1024 : 1_000_000_000,
+            _ => 1,
+        };
+        return (long)(value * scale / (bits ? 8 : 1));
+    }
+
+    private sealed class TerminalProgress
+    {
+        private bool _shown;
+
+        public void Show(MigrationProgress p)
+        {
+            string line = p.PagesTotal > 0
+                ? $"{p.Phase}: {p.PagesDone}/{p.PagesTotal} pages ({100.0 * p.PagesDone / p.PagesTotal:0}%), {p.Faults} faults, {p.BytesOnWire / (1024.0 * 1024):0.0} MiB, {p.Seconds:0.0} s"
+                : $"{p.Phase} ... {p.Seconds:0.0} s";
+            Console.Error.Write("\r\x1b[K" + line);
+            _shown = true;
+        }
+
+        public void Done()
+        {
+            if (_shown)
+            {
+                Console.Error.WriteLine();
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+using System.Text.Json;
+using GuideCopy.Guest;
+using GuideCopy.Migration.Baselines;
+using GuideCopy.Migration.Definitions;
+using GuideCopy.Migration.Report;
+using LibvirtSharp;
+
+namespace GuideCopy.Migration.Controller;
+
+/// <summary>
+/// libvirt's own modes (pre-copy, post-copy) run through <see cref="BaselineMigration"/> and
+/// reported on the same terms as ours: libvirt's job stats plus the guest's heartbeats.
+/// </summary>
+public static class LibvirtModeMigration
+{
+    public static async Task<MigrationReport> RunAsync(MigrationPlan plan, BaselineMode mode, CancellationToken ct)
+    {
+        var startedAt = DateTimeOffset.UtcNow;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        MigrationReport Failed(MigrationOutcome outcome, string error) => new()
+        {
+            Mode = plan.Mode, Domain = plan.Domain, Source = plan.From.Name, Destination = plan.To.Name,
+            Outcome = outcome, Error = error, StartedAt = startedAt, TotalSeconds = Math.Round(clock.Elapsed.TotalSeconds, 3),
+        };
+
+        Connection src, dst;
+        try
+        {
+            src = Connection.Open(plan.From.LibvirtUri);
+            dst = Connection.Open(plan.To.LibvirtUri);
+        }
+        catch (LibvirtException e)
+        {
+            return Failed(MigrationOutcome.Refused, $"libvirt: {e.LibvirtMessage}");
+        }
+
+        using (src)
+        using (dst)
+        {
+            string? console;
+            using (var dom = src.TryLookupDomain(plan.Domain))
+            {
+                if (dom is null)
+                {
+                    return Failed(MigrationOutcome.Refused, $"domain '{plan.Domain}' not found on {plan.From.Name}");
+                }
+
+                console = plan.ConsoleFile ?? DomainDefinition.Parse(dom.GetXml()).ConsoleFile;
+            }
+
+            HeartbeatFollower? follower = console is not null && File.Exists(console) ? new GuestConsole(console).Follow() : null;
+            try
+            {
+                IReadOnlyList<Heartbeat> history = [];
+                if (follower is not null)
+                {
+                    var deadline = DateTime.UtcNow.AddSeconds(1.5);
+                    while (follower.Snapshot().Count == 0 && DateTime.UtcNow < deadline)
+                    {
+                        await Task.Delay(50, ct);
+                    }
+                }
+
+                var startWall = DateTime.UtcNow;
+                var options = new BaselineOptions(mode,
+                    BandwidthMiBps: plan.BandwidthBytesPerSecond > 0 ? (ulong)Math.Max(1, plan.BandwidthBytesPerSecond >> 20) : null,
+                    MigrationUri: plan.To.MigrationAddress is { } a ? $"tcp://{a}" : null);
+                BaselineResult result;
+                try
+                {
+                    result = await Task.Run(() => BaselineMigration.Run(src, dst, plan.Domain, plan.To.PeerLibvirtUri, options, ct), ct);
+                }
+                catch (Exception e) when (e is LibvirtException or InvalidOperationException or TimeoutException)
+                {
+                    string msg = e is LibvirtException le ? $"libvirt: {le.LibvirtMessage}" : e.Message;
+                    // Before post-copy's switch libvirt rolls back by itself; the source keeps running.
+                    return Failed(MigrationOutcome.RolledBack, msg);
+                }
+
+                var completedAt = DateTime.UtcNow;
+                // The pause: pre-copy's is at the very end, post-copy's at the switch.
+                DateTime switchoverAt = result.SwitchedToPostCopyAfter is { } sw
+                    ? startWall + sw
+                    : completedAt - (result.Downtime ?? TimeSpan.Zero);
+                if (follower is not null && plan.ObserveAfter is { } observe && observe > TimeSpan.Zero)
+                {
+                    var until = (switchoverAt + ThroughputWindows.During > completedAt ? switchoverAt + ThroughputWindows.During : completedAt) + observe;
+                    while (DateTime.UtcNow < until)
+                    {
+                        await Task.Delay(200, ct);
+                    }
+                }
+
+                var live = follower?.Snapshot() ?? [];
+                history = live.Where(b => b.SeenAt <= switchoverAt).ToList();
+                var guest = follower is null ? null : ThroughputWindows.Compute(history, live, switchoverAt, completedAt);
+                var details = result.Stats.ToDictionary(kv => kv.Key, kv => JsonSerializer.SerializeToElement(kv.Value));
+                details["enteredPostCopy"] = JsonSerializer.SerializeToElement(result.EnteredPostCopy);
+                if (result.SwitchedToPostCopyAfter is { } s)
+                {
+                    details["switchedToPostCopyAfterMs"] = JsonSerializer.SerializeToElement(Math.Round(s.TotalMilliseconds, 1));
+                }
+
+                return new MigrationReport
+                {
+                    Mode = plan.Mode,
+                    Domain = plan.Domain,
+                    Source = plan.From.Name,
+                    Destination = plan.To.Name,
+                    Outcome = MigrationOutcome.Completed,
+                    StartedAt = startedAt,
+                    TotalSeconds = Math.Round(result.TotalTime.TotalSeconds, 3),
+                    DowntimeMs = result.Downtime?.TotalMilliseconds,
+                    BytesOnWire = (long?)result.DataBytes,
+                    Pages = null,
+                    DestinationFaults = result.PostCopyRequests is { } reqs ? new FaultStats((long)reqs, (long)reqs, null, null, null, null) : null,
+                    Guest = guest,
+                    Details = details,
+                };
+            }
+            finally
+            {
+                follower?.Dispose();
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+using GuideCopy.Migration.Control;
+
+namespace GuideCopy.Migration.Controller;
+
+/// <summary>
+/// One end of a migration as the controller reaches it: the host's libvirtd (from here), its
+/// agent, and for libvirt's own modes the URI the other libvirtd uses and the address RAM goes to.
+/// </summary>
+/// <param name="Name">What the report calls the host (a URI or lab:a).</param>
+/// <param name="PeerLibvirtUri">The libvirtd as the other host's libvirtd reaches it (peer-to-peer baselines).</param>
+/// <param name="MigrationAddress">The host's address on the migration link (tcp://ADDR for QEMU's stream).</param>
+public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoint Agent, string PeerLibvirtUri, string? MigrationAddress);
+
+/// <summary>What to migrate, where, and how.</summary>
+/// <param name="BandwidthBytesPerSecond">Cap on everything but demand pages (ours) or the whole stream (baselines); 0: none.</param>
+/// <param name="ObserveAfter">How long to watch the guest after completion for the report's "after" throughput.</param>
+public sealed record MigrationPlan(
+    string Domain, MigrationTarget From, MigrationTarget To, string Mode, long BandwidthBytesPerSecond, byte[] Secret,
+    bool Push = true, string? ConsoleFile = null, TimeSpan? ObserveAfter = null);
+
+/// <summary>Live progress for a terminal.</summary>
+public sealed record MigrationProgress(string Phase, long PagesDone, long PagesTotal, long Faults, long BytesOnWire, double Seconds);

@@ -1,0 +1,86 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace GuideCopy.Migration.Report;
+
+/// <summary>How a migration ended; the CLI's exit code follows it (docs/cli.md).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<MigrationOutcome>))]
+public enum MigrationOutcome
+{
+    /// <summary>The VM runs on the destination, every page moved, the source is gone.</summary>
+    Completed,
+
+    /// <summary>Preflight found a problem; nothing was paused.</summary>
+    Refused,
+
+    /// <summary>A failure before the commit point; the source runs again, the destination was cleaned.</summary>
+    RolledBack,
+
+    /// <summary>A failure after the commit point; the destination is the VM (it may be stalled), the source is kept paused.</summary>
+    FailedAfterCommit,
+}
+
+/// <summary>Pages by how they reached the destination.</summary>
+public sealed record PageCounts(long Total, long Demand, long Guide, long Locality, long Background, long Zero, long Duplicate);
+
+/// <summary>Destination faults and how long the guest waited on them.</summary>
+public sealed record FaultStats(long Faults, long Stalls, double? StallP50Ms, double? StallP99Ms, double? StallMaxMs, double? StallTotalMs);
+
+/// <summary>
+/// The guest's own progress (its heartbeat work counter) per second: in the 10 s before the
+/// switchover, the 20 s after it (downtime and stalls included), and after completion.
+/// </summary>
+public sealed record GuestThroughput(
+    string Workload, double? BeforeRate, double? DuringRate, double? AfterRate, double? DuringRelative, double? AfterRelative,
+    bool ChecksOk, long Heartbeats, string? LastHeartbeat);
+
+/// <summary>Everything the report shows; the JSON form is the stable interface for scripts (docs/report-schema.json).</summary>
+public sealed record MigrationReport
+{
+    public const int SchemaVersion = 1;
+
+    public int Schema { get; init; } = SchemaVersion;
+
+    public required string Mode { get; init; }
+
+    public required string Domain { get; init; }
+
+    public required string Source { get; init; }
+
+    public required string Destination { get; init; }
+
+    public required MigrationOutcome Outcome { get; init; }
+
+    public string? Error { get; init; }
+
+    public DateTimeOffset StartedAt { get; init; }
+
+    public double TotalSeconds { get; init; }
+
+    /// <summary>Source paused to destination running (for guide/our modes: suspend -> resume as the agents saw it).</summary>
+    public double? DowntimeMs { get; init; }
+
+    public long? BytesOnWire { get; init; }
+
+    public long? DeviceStateBytes { get; init; }
+
+    public PageCounts? Pages { get; init; }
+
+    public FaultStats? DestinationFaults { get; init; }
+
+    public GuestThroughput? Guest { get; init; }
+
+    /// <summary>Phase timings in ms (preflight, device-state save, destination start, load, transfer ...).</summary>
+    public IReadOnlyDictionary<string, double> PhasesMs { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>Mode-specific figures (libvirt job stats for the baselines, guide figures later).</summary>
+    public IReadOnlyDictionary<string, JsonElement>? Details { get; init; }
+
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+}

@@ -1,0 +1,61 @@
+using System.Globalization;
+using System.Text;
+
+namespace GuideCopy.Migration.Report;
+
+/// <summary>The report as a terminal table; several reports side by side for a comparison.</summary>
+public static class ReportTable
+{
+    public static string Render(IReadOnlyList<MigrationReport> reports)
+    {
+        var rows = new List<(string Label, Func<MigrationReport, string> Value)>
+        {
+            ("mode", r => r.Mode),
+            ("outcome", r => r.Outcome.ToString()),
+            ("total time", r => $"{r.TotalSeconds:0.00} s"),
+            ("downtime", r => r.DowntimeMs is { } d ? $"{d:0} ms" : "-"),
+            ("bytes on the wire", r => r.BytesOnWire is { } b ? Bytes(b) : "-"),
+            ("pages total", r => r.Pages?.Total.ToString(CultureInfo.InvariantCulture) ?? "-"),
+            ("  by demand", r => r.Pages?.Demand.ToString(CultureInfo.InvariantCulture) ?? "-"),
+            ("  by guide/push", r => r.Pages?.Guide.ToString(CultureInfo.InvariantCulture) ?? "-"),
+            ("  by locality", r => r.Pages?.Locality.ToString(CultureInfo.InvariantCulture) ?? "-"),
+            ("  by background", r => r.Pages?.Background.ToString(CultureInfo.InvariantCulture) ?? "-"),
+            ("  zero (never sent)", r => r.Pages?.Zero.ToString(CultureInfo.InvariantCulture) ?? "-"),
+            ("destination faults", r => r.DestinationFaults?.Faults.ToString(CultureInfo.InvariantCulture) ?? "-"),
+            ("  stall p50 / p99", r => r.DestinationFaults is { StallP50Ms: { } p50, StallP99Ms: { } p99 } ? $"{p50:0.###} / {p99:0.###} ms" : "-"),
+            ("  stall total", r => r.DestinationFaults?.StallTotalMs is { } t ? $"{t:0.#} ms" : "-"),
+            ("guest work/s before", r => Rate(r.Guest?.BeforeRate)),
+            ("guest work/s 20 s after", r => Rate(r.Guest?.DuringRate) + Rel(r.Guest?.DuringRelative)),
+            ("guest work/s at the end", r => Rate(r.Guest?.AfterRate) + Rel(r.Guest?.AfterRelative)),
+            ("guest self-check", r => r.Guest is null ? "-" : r.Guest.ChecksOk ? "OK" : "MISMATCH"),
+        };
+        int labelWidth = rows.Max(r => r.Label.Length) + 2;
+        var cells = rows.Select(r => reports.Select(rep => r.Value(rep)).ToList()).ToList();
+        var widths = Enumerable.Range(0, reports.Count).Select(i => Math.Max(12, cells.Max(c => c[i].Length)) + 2).ToList();
+        var sb = new StringBuilder();
+        sb.AppendLine($"{reports[0].Domain}: {reports[0].Source} -> {reports[0].Destination}");
+        for (int r = 0; r < rows.Count; r++)
+        {
+            sb.Append(rows[r].Label.PadRight(labelWidth));
+            for (int i = 0; i < reports.Count; i++)
+            {
+                sb.Append(cells[r][i].PadLeft(widths[i]));
+            }
+
+            sb.AppendLine();
+        }
+
+        foreach (var rep in reports.Where(r => r.Error is not null))
+        {
+            sb.AppendLine($"{rep.Mode}: {rep.Error}");
+        }
+
+        return sb.ToString();
+    }
+
+    private static string Bytes(long b) => b >= 1 << 20 ? $"{b / (1024.0 * 1024):0.0} MiB" : $"{b / 1024.0:0.0} KiB";
+
+    private static string Rate(double? r) => r is { } x ? x.ToString("N0", CultureInfo.InvariantCulture) : "-";
+
+    private static string Rel(double? r) => r is { } x ? $" ({x * 100:0}%)" : "";
+}

@@ -1,0 +1,75 @@
+using GuideCopy.Guest;
+
+namespace GuideCopy.Migration.Report;
+
+/// <summary>
+/// Turns a guest's heartbeats into the report's throughput windows. Work per second is measured
+/// in host time across the switchover (so downtime and fault stalls count as lost work, in every
+/// mode alike) and in guest time where the guest ran undisturbed (before, after completion).
+/// </summary>
+public static class ThroughputWindows
+{
+    public static readonly TimeSpan Before = TimeSpan.FromSeconds(10);
+    public static readonly TimeSpan During = TimeSpan.FromSeconds(20);
+
+    /// <param name="history">Heartbeats in the console before the switchover (guest time is reliable there).</param>
+    /// <param name="live">Heartbeats seen live from shortly before the switchover on, stamped with host time.</param>
+    public static GuestThroughput? Compute(IReadOnlyList<Heartbeat> history, IReadOnlyList<Heartbeat> live,
+        DateTime switchoverAt, DateTime? completedAt)
+    {
+        var all = history.Concat(live.Where(l => history.Count == 0 || l.Seq > history[^1].Seq)).ToList();
+        if (all.Count == 0)
+        {
+            return null;
+        }
+
+        // Before: the last 10 s of guest time up to the switchover.
+        var before = history.Count > 0 ? history : live.Where(b => b.SeenAt <= switchoverAt).ToList();
+        double? beforeRate = null;
+        if (before.Count >= 2)
+        {
+            var last = before[^1];
+            var first = before.LastOrDefault(b => last.GuestMs - b.GuestMs >= Before.TotalMilliseconds) ?? before[0];
+            beforeRate = GuestRate(first, last);
+        }
+
+        // During: from the last beat before the switchover to the last beat within 20 s of it, host time.
+        var anchor = before.Count > 0 ? before[^1] : null;
+        var afterSwitch = live.Where(b => b.SeenAt > switchoverAt).ToList();
+        double? duringRate = null;
+        if (anchor is not null)
+        {
+            var end = afterSwitch.LastOrDefault(b => b.SeenAt <= switchoverAt + During);
+            var anchorSeen = live.FirstOrDefault(b => b.Seq == anchor.Seq)?.SeenAt;
+            if (end is not null && anchorSeen is not null && end.SeenAt > anchorSeen)
+            {
+                duringRate = (end.Work - (double)anchor.Work) / (end.SeenAt - anchorSeen.Value).TotalSeconds;
+            }
+        }
+
+        // After completion: guest time again, the guest runs on plain memory.
+        double? afterRate = null;
+        if (completedAt is not null)
+        {
+            var tail = live.Where(b => b.SeenAt > completedAt).ToList();
+            if (tail.Count >= 2)
+            {
+                afterRate = GuestRate(tail[0], tail[^1]);
+            }
+        }
+
+        var lastBeat = all[^1];
+        bool ok = afterSwitch.All(b => b.IsOk) && lastBeat.IsOk;
+        return new GuestThroughput(
+            lastBeat.Workload, Round(beforeRate), Round(duringRate), Round(afterRate),
+            Ratio(duringRate, beforeRate), Ratio(afterRate, beforeRate), ok, afterSwitch.Count, lastBeat.Line);
+    }
+
+    private static double? GuestRate(Heartbeat first, Heartbeat last) =>
+        last.GuestMs > first.GuestMs ? (last.Work - (double)first.Work) * 1000.0 / (last.GuestMs - first.GuestMs) : null;
+
+    private static double? Ratio(double? x, double? baseline) =>
+        x is null || baseline is null or 0 ? null : Math.Round(x.Value / baseline.Value, 3);
+
+    private static double? Round(double? x) => x is null ? null : Math.Round(x.Value, 1);
+}
