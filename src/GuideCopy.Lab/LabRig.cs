@@ -308,33 +308,46 @@ public sealed class LabRig
 
         foreach (var h in Hosts)
         {
-            string agentLog = Path.Combine(Layout.HostDir(h.Name), "agent.log");
-            string socket = Path.Combine(Layout.HostDir(h.Name), "agent", "agent.sock");
-            File.Delete(socket);
-            var args = new List<string>(agentCommand)
-            {
-                "agent",
-                "--set", $"Agent:SecretFile={SecretFile}",
-                "--set", $"Agent:AdvertiseAddress={h.Address}",
-                "--set", $"Agent:PageListen={h.Address}:7171",
-                "--set", $"Agent:ShimLibrary={ShimLibrary}",
-            };
-            string quoted = string.Join(' ', args.Select(a => "'" + a.Replace("'", "'\\''") + "'"));
-            CommandRunner.Check("sh", "-c",
-                $"setsid nsenter -t {h.HolderPid} -m -n -- {quoted} >'{agentLog}' 2>&1 </dev/null &");
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (!File.Exists(socket))
-            {
-                if (DateTime.UtcNow > deadline)
-                {
-                    throw new LabException($"host {h.Name}: the agent did not open {socket} within 30 s; see {agentLog}: {ReadTail(agentLog)}");
-                }
+            StartAgent(h, agentCommand, log);
+        }
+    }
 
-                Thread.Sleep(100);
+    /// <summary>Starts (or, after it was stopped, restarts) one host's agent.</summary>
+    public void StartAgent(LabHost h, IReadOnlyList<string> agentCommand, Action<string>? log = null)
+    {
+        string agentLog = Path.Combine(Layout.HostDir(h.Name), "agent.log");
+        string socket = Path.Combine(Layout.HostDir(h.Name), "agent", "agent.sock");
+        File.Delete(socket);
+        var args = new List<string>(agentCommand)
+        {
+            "agent",
+            "--set", $"Agent:SecretFile={SecretFile}",
+            "--set", $"Agent:AdvertiseAddress={h.Address}",
+            "--set", $"Agent:PageListen={h.Address}:7171",
+            "--set", $"Agent:ShimLibrary={ShimLibrary}",
+        };
+        string quoted = string.Join(' ', args.Select(a => "'" + a.Replace("'", "'\\''") + "'"));
+        CommandRunner.Check("sh", "-c",
+            $"setsid nsenter -t {h.HolderPid} -m -n -- {quoted} >>'{agentLog}' 2>&1 </dev/null &");
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!File.Exists(socket))
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new LabException($"host {h.Name}: the agent did not open {socket} within 30 s; see {agentLog}: {ReadTail(agentLog)}");
             }
 
-            log?.Invoke($"host {h.Name}: agent up (control unix:{h.AgentSocket})");
+            Thread.Sleep(100);
         }
+
+        log?.Invoke($"host {h.Name}: agent up (control unix:{h.AgentSocket})");
+    }
+
+    /// <summary>The pid of the host's agent process, or null when none runs.</summary>
+    public static int? AgentPid(LabHost h)
+    {
+        var r = CommandRunner.Run("pgrep", "-f", "-n", $"guidecopy.dll agent .*AdvertiseAddress={h.Address}");
+        return r.Succeeded && int.TryParse(r.StdOut.Trim(), out int pid) ? pid : null;
     }
 
     /// <summary>Caps (or with null, uncaps) the lab link in both directions with tc tbf.</summary>

@@ -36,7 +36,9 @@ internal static class BenchCommand
     private sealed record Figures(
         string Link, double RoundTripP50Us, double RoundTripP99Us,
         double RemoteFaultP50Us, double RemoteFaultP99Us, double PagerStallP50Us, double PagerStallP99Us, long RemoteFaults,
-        double PushGiBps, long PushPages, double InProcessPushGiBps, double AllocatedBytesPerPage, long SteadyStatePages);
+        double BusyFaultP50Us, double BusyFaultP99Us, double BusyStallP50Us, double BusyStallP99Us, long BusyDemandFaults,
+        double PushGiBps, long PushPages, double InProcessPushGiBps, double InProcessSteadyGiBps, double CpuSecondsPerGiB,
+        double AllocatedBytesPerPage, long SteadyStatePages);
 
     private static int Run(string? labName, int pages, int faultPages, bool json)
     {
@@ -71,6 +73,11 @@ internal static class BenchCommand
             Note(json, $"remote fault ({env.Name}): p50 {fault.touch["p50_us"]} us, p99 {fault.touch["p99_us"]} us as the program saw it; " +
                        $"pager stall p50 {fault.done["stall_p50_us"]} us, p99 {fault.done["stall_p99_us"]} us over {fault.done["stalls"]} faults");
 
+            // 2b. The same faults while the push lane streams uncapped: demand must not queue behind it.
+            var busy = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: false, cleanup);
+            Note(json, $"remote fault while pushing ({env.Name}): p50 {busy.touch["p50_us"]} us, p99 {busy.touch["p99_us"]} us as the program saw it; " +
+                       $"pager stall p50 {busy.done["stall_p50_us"]} us, p99 {busy.done["stall_p99_us"]} us over {busy.done["stalls"]} demand faults");
+
             // 3. Push throughput: nothing faults, the source pushes every non-zero page.
             string src = $"/dev/shm/gcmp-bench-src-{Environment.ProcessId}";
             env.Source("gen", [Path.Combine(tools, "ramtouch"), "gen", src, pages.ToString()]).Exit(120);
@@ -81,14 +88,16 @@ internal static class BenchCommand
             Note(json, $"push ({env.Name}): {pushed} pages in {push.done["elapsed_ms"]} ms = {pushGiBps:0.00} GiB/s");
 
             // 4. Allocations per page in steady state: server and pager in this process over loopback.
-            var (inProcGiBps, perPage, steadyPages) = InProcessPush(tools, pages);
-            Note(json, $"in-process push (loopback, server+pager here): {inProcGiBps:0.00} GiB/s; " +
-                       $"allocated {perPage:0.00} bytes/page over {steadyPages} steady-state pages");
+            var (inProcGiBps, perPage, steadyPages, steadyGiBps, cpuPerGib) = InProcessPush(tools, pages);
+            Note(json, $"in-process push (loopback, server+pager here): {inProcGiBps:0.00} GiB/s end to end, {steadyGiBps:0.00} GiB/s steady, " +
+                       $"{cpuPerGib:0.00} CPU-s per GiB (server+pager); allocated {perPage:0.00} bytes/page over {steadyPages} steady-state pages");
 
             var fig = new Figures(env.Name, double.Parse(rt["p50_us"]), double.Parse(rt["p99_us"]),
                 double.Parse(fault.touch["p50_us"]), double.Parse(fault.touch["p99_us"]),
-                double.Parse(fault.done["stall_p50_us"]), double.Parse(fault.done["stall_p99_us"]), long.Parse(fault.done["faults"]),
-                pushGiBps, pushed, inProcGiBps, perPage, steadyPages);
+                double.Parse(fault.done["stall_p50_us"]), double.Parse(fault.done["stall_p99_us"]), long.Parse(fault.done["stalls"]),
+                double.Parse(busy.touch["p50_us"]), double.Parse(busy.touch["p99_us"]),
+                double.Parse(busy.done["stall_p50_us"]), double.Parse(busy.done["stall_p99_us"]), long.Parse(busy.done["stalls"]),
+                pushGiBps, pushed, inProcGiBps, steadyGiBps, cpuPerGib, perPage, steadyPages);
             if (json) Console.WriteLine(JsonSerializer.Serialize(fig, new JsonSerializerOptions { WriteIndented = true }));
             return ExitCodes.Success;
         }
@@ -140,7 +149,7 @@ internal static class BenchCommand
     }
 
     /// <summary>PageServer and Pager in this process over loopback; a C program holds the mapping.</summary>
-    private static (double gibps, double bytesPerPage, long pages) InProcessPush(string tools, int pages)
+    private static (double gibps, double bytesPerPage, long pages, double steadyGibps, double cpuSecondsPerGib) InProcessPush(string tools, int pages)
     {
         string src = $"/dev/shm/gcmp-bench-inproc-src-{Environment.ProcessId}";
         string dst = $"/dev/shm/gcmp-bench-inproc-dst-{Environment.ProcessId}";
@@ -160,11 +169,14 @@ internal static class BenchCommand
             long total = pages - server.ZeroPages;
             // Steady state: from 20% to 90% of the pages installed.
             long a0 = 0, p0 = 0, t0 = 0, a1 = 0, p1 = 0, t1 = 0;
+            using var self = Process.GetCurrentProcess();
+            TimeSpan cpu0 = default, cpu1 = default;
             while (!run.IsCompleted)
             {
                 long done = pager.Stats.InstalledPages;
-                if (p0 == 0 && done >= total / 5) { a0 = GC.GetTotalAllocatedBytes(true); p0 = done; t0 = Stopwatch.GetTimestamp(); }
-                if (p0 != 0 && p1 == 0 && done >= total * 9 / 10) { a1 = GC.GetTotalAllocatedBytes(true); p1 = done; t1 = Stopwatch.GetTimestamp(); }
+                // CPU time is read outside the allocation window (Process allocates).
+                if (p0 == 0 && done >= total / 5) { cpu0 = self.TotalProcessorTime; a0 = GC.GetTotalAllocatedBytes(true); p0 = done; t0 = Stopwatch.GetTimestamp(); }
+                if (p0 != 0 && p1 == 0 && done >= total * 9 / 10) { a1 = GC.GetTotalAllocatedBytes(true); p1 = done; t1 = Stopwatch.GetTimestamp(); self.Refresh(); cpu1 = self.TotalProcessorTime; }
                 Thread.Sleep(1);
             }
             var stats = run.GetAwaiter().GetResult();
@@ -172,9 +184,11 @@ internal static class BenchCommand
             var result = ChildRun.Fields(touch.Line("RESULT", 120));
             if (result["ok"] != "1") throw new InvalidOperationException("ramtouch saw wrong bytes after the in-process push");
             double gibps = stats.InstalledPages * 4096.0 / (1L << 30) / stats.Elapsed.TotalSeconds;
-            if (p1 == 0) return (gibps, double.NaN, 0);
+            if (p1 == 0) return (gibps, double.NaN, 0, double.NaN, double.NaN);
             // The sampling loop itself allocates nothing per iteration (Stats is a struct).
-            return (gibps, (double)(a1 - a0) / (p1 - p0), p1 - p0);
+            double gib = (p1 - p0) * 4096.0 / (1L << 30);
+            double steady = gib / Stopwatch.GetElapsedTime(t0, t1).TotalSeconds;
+            return (gibps, (double)(a1 - a0) / (p1 - p0), p1 - p0, steady, (cpu1 - cpu0).TotalSeconds / gib);
         }
         finally
         {

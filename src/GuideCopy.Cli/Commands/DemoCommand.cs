@@ -1,50 +1,74 @@
 using System.CommandLine;
 using GuideCopy.Lab;
+using GuideCopy.Migration.Controller;
+using GuideCopy.Migration.Report;
 
 namespace GuideCopy.Cli.Commands;
 
 /// <summary>
-/// `guidecopy demo`: the README's main job on the local lab — bring the lab up, boot a workload
-/// guest on host a, migrate it to host b, print the report, and tear the lab down.
+/// `guidecopy demo`: the README's main job on the local lab — bring the lab up with its agents,
+/// boot a workload guest on host a, migrate it to host b with guide-copy, print the report, and
+/// tear the lab down (unless --keep).
 /// </summary>
 internal static class DemoCommand
 {
     public static Command Create()
     {
         var workload = new Option<string>("--workload") { Description = "Guest workload: memtouch, sort or kv.", DefaultValueFactory = _ => "memtouch" };
-        var keep = new Option<bool>("--keep") { Description = "Leave the lab and the guest running afterwards." };
+        var mode = new Option<string>("--mode") { Description = "Migration mode (see 'migrate --help').", DefaultValueFactory = _ => "guide" };
+        mode.AcceptOnlyFromAmong(MigrateCommand.Modes);
+        var rate = new Option<string?>("--rate") { Description = "Cap the lab link (tc tbf), e.g. 100mbit; default uncapped." };
+        var json = new Option<bool>("--json") { Description = "Print the report as JSON." };
+        var keep = new Option<bool>("--keep") { Description = "Leave the lab and the migrated guest running afterwards." };
         var name = LabCommand.NameOption();
-        var cmd = new Command("demo", "Lab up, a workload guest on host a, its heartbeats; then down (unless --keep).") { workload, keep, name };
-        cmd.SetAction(p => Cli.Guard(() =>
+        var cmd = new Command("demo", "Lab up, a workload guest on host a, guide-copy migration to host b, the report; then lab down.")
+        {
+            workload, mode, rate, json, keep, name,
+        };
+        cmd.SetAction(async (p, ct) =>
         {
             string labName = p.GetValue(name)!;
-            var lab = LabRig.EnsureUp(labName, out bool created);
-            Console.WriteLine(created ? $"lab '{labName}' is up" : $"using running lab '{labName}'");
+            bool created = false;
             try
             {
+                Console.Error.WriteLine($"demo: bringing lab '{labName}' up (two libvirtds in namespaces, agents)");
+                var lab = LabCommand.EnsureLabWithAgents(labName, out created, m => Console.Error.WriteLine("  " + m));
+                lab.SetLinkRate(p.GetValue(rate));
                 var spec = new TestGuestSpec($"demo-{p.GetValue(workload)}", p.GetValue(workload)!);
                 TestGuest.Remove(lab, spec.Name);
                 var started = DateTime.UtcNow;
                 var guest = TestGuest.Boot(lab, lab.A, spec);
-                Console.WriteLine($"booted {spec.Name} on host a ({spec.Workload}, {spec.MemoryMiB} MiB RAM on host a's tmpfs)");
-                var beats = guest.WaitForHeartbeats(5, TimeSpan.FromSeconds(120));
-                Console.WriteLine($"first heartbeat {(beats[0].SeenAt - started).TotalSeconds:0.0} s after start:");
-                foreach (var hb in beats)
-                {
-                    Console.WriteLine("  " + hb.Line);
-                }
-
-                return beats.All(b => b.IsOk) ? ExitCodes.Success : ExitCodes.Failure;
+                Console.Error.WriteLine($"demo: booted {spec.Name} on host a ({spec.Workload}, {spec.MemoryMiB} MiB RAM on host a's tmpfs); waiting for heartbeats");
+                var beats = guest.WaitForHeartbeats(8, TimeSpan.FromSeconds(120));
+                Console.Error.WriteLine($"demo: first heartbeat {(beats[0].SeenAt - started).TotalSeconds:0.0} s after start; latest: {beats[^1].Line}");
+                var plan = new MigrationPlan(spec.Name,
+                    MigrateCommand.ResolveTarget($"lab:{labName}/a", null, out string? secretFile),
+                    MigrateCommand.ResolveTarget($"lab:{labName}/b", null, out _),
+                    p.GetValue(mode)!, 0, GuideCopy.Migration.Agent.AgentServer.ReadSecret(secretFile!), ObserveAfter: TimeSpan.FromSeconds(5));
+                Console.Error.WriteLine($"demo: migrating {spec.Name} lab:a -> lab:b ({plan.Mode})");
+                var report = plan.Mode == "guide"
+                    ? await new GuideCopyMigration(plan, pr => { if (pr.PagesTotal > 0) { Console.Error.Write($"\r  {pr.PagesDone}/{pr.PagesTotal} pages, {pr.Faults} faults, {pr.Seconds:0.0} s   "); } }).RunAsync(ct)
+                    : await LibvirtModeMigration.RunAsync(plan, GuideCopy.Migration.Baselines.BaselineModeNames.Parse(plan.Mode), ct);
+                Console.Error.WriteLine();
+                Console.WriteLine(p.GetValue(json) ? report.ToJson() : ReportTable.Render([report]));
+                var after = new GuideCopy.Guest.GuestConsole(guest.ConsolePath).ReadAll();
+                Console.Error.WriteLine($"demo: {spec.Name} now runs on host {(lab.B.DomainNames().Contains(spec.Name) ? "b" : "a")}; latest heartbeat: {after[^1].Line}");
+                return report.Outcome == MigrationOutcome.Completed && after[^1].IsOk ? ExitCodes.Success : ExitCodes.For(report.Outcome) is 0 ? ExitCodes.Failure : ExitCodes.For(report.Outcome);
+            }
+            catch (Exception e) when (e is LabException or TimeoutException or GuideCopy.Migration.Control.AgentException)
+            {
+                Console.Error.WriteLine($"guidecopy demo: {e.Message}");
+                return ExitCodes.Failure;
             }
             finally
             {
-                if (!p.GetValue(keep))
+                if (!p.GetValue(keep) && (created || LabRig.TryAttach(labName) is not null))
                 {
                     LabRig.Down(labName);
-                    Console.WriteLine($"lab '{labName}' is down");
+                    Console.Error.WriteLine($"demo: lab '{labName}' is down");
                 }
             }
-        }));
+        });
         return cmd;
     }
 }

@@ -172,6 +172,30 @@ internal static class LabCommand
         return cmd;
     }
 
+    /// <summary>The running lab with its agents, or a new one; <paramref name="created"/> says whether to take it down after.</summary>
+    internal static LabRig EnsureLabWithAgents(string name, out bool created, Action<string>? log = null)
+    {
+        var lab = LabRig.EnsureUp(name, out created);
+        if (created || lab.Hosts.Any(h => !File.Exists(h.AgentSocket)))
+        {
+            try
+            {
+                lab.StartAgents(AgentLaunch, NativeBuild.Shim, log);
+            }
+            catch (LabException)
+            {
+                if (created)
+                {
+                    LabRig.Down(name);
+                }
+
+                throw;
+            }
+        }
+
+        return lab;
+    }
+
     /// <summary>How to run this very build's CLI inside a lab host (for its agent).</summary>
     internal static string[] AgentLaunch => ["dotnet", typeof(LabCommand).Assembly.Location];
 

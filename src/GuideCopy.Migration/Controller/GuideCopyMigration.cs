@@ -47,6 +47,7 @@ public sealed class GuideCopyMigration
             src = await ControlChannel.ConnectAsync(_plan.From.Agent, _plan.Secret, ct);
             dst = await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, ct);
             prepared = await src.CallAsync<SourcePrepareResult>("source.prepare", new DomainRequest(_plan.Domain), ct);
+            _sourceUuid = prepared.Uuid;
             var srcFacts = await src.CallAsync<HostFacts>("facts", new Empty(), ct);
             var dstFacts = await dst.CallAsync<HostFacts>("facts", new Empty(), ct);
             var def = DomainDefinition.Parse(prepared.MigratableXml);
@@ -89,23 +90,25 @@ public sealed class GuideCopyMigration
                 new DestinationLoadRequest(id, switched.DeviceState, switched.PageServer), ct);
             _phases["deviceStateLoad"] = Math.Round(loaded.LoadMs, 1);
 
+            if (_plan.BeforeCommit is { } hook)
+            {
+                await hook();
+            }
+
             // The commit point.
             resumed = await dst.CallAsync<ResumeResult>("dest.resume", new MigrationRequest(id), ct);
             committed = true;
             Phase("switchover");
         }
-        catch (Exception e) when (e is AgentException or OperationCanceledException)
+        catch (Exception e) when (!committed)
         {
-            if (committed)
-            {
-                throw;
-            }
-
+            // Whatever failed before the commit point (an agent, libvirt, a bug of ours), the
+            // source must run again and the destination copy must go.
             follower?.Dispose();
             if (!pausing)
             {
                 // Preflight failed, an agent was unreachable, or the destination could not start: nothing was paused.
-                if (destinationStarted && dst is not null)
+                if (destinationStarted)
                 {
                     await Rollback(null, dst, id);
                 }
@@ -114,9 +117,9 @@ public sealed class GuideCopyMigration
                 return Finish(MigrationOutcome.Refused, e.Message, startedAt);
             }
 
-            await Rollback(src, dst, id);
+            string rollback = await Rollback(src, dst, id);
             await DisposeAll(src, dst);
-            return Finish(MigrationOutcome.RolledBack, e.Message, startedAt);
+            return Finish(MigrationOutcome.RolledBack, e.Message + rollback, startedAt);
         }
 
         // 5. Transfer: the pager pulls demand pages and takes the push until every page is in.
@@ -166,7 +169,7 @@ public sealed class GuideCopyMigration
                 PhasesMs = _phases,
             };
         }
-        catch (Exception e) when (e is AgentException or OperationCanceledException)
+        catch (Exception e)
         {
             // After the commit point the destination is the VM: never resume the source.
             follower?.Dispose();
@@ -207,25 +210,46 @@ public sealed class GuideCopyMigration
         }
     }
 
-    private static async Task Rollback(ControlChannel? src, ControlChannel? dst, string id)
+    /// <summary>
+    /// Undoes everything before the commit point: the destination QEMU goes first (it must never
+    /// run the guest), then the source resumes. Returns a note for the error message.
+    /// </summary>
+    private async Task<string> Rollback(ControlChannel? src, ControlChannel? dst, string id)
     {
-        // Destination first: its QEMU must be gone before the source runs again.
+        string note = "";
+        bool destinationClean = false;
         if (dst is not null)
         {
             try
             {
                 await dst.CallAsync<Empty>("dest.abort", new MigrationRequest(id), CancellationToken.None);
+                destinationClean = true;
             }
             catch (AgentException)
             {
-                // An unreachable destination agent cannot have resumed anything: its QEMU never ran.
             }
+        }
+
+        if (!destinationClean)
+        {
+            // The destination agent is gone: remove its paused QEMU through libvirt directly.
+            note += DestinationLeftovers.Remove(_plan.To.LibvirtUri, _plan.Domain, _sourceUuid);
         }
 
         if (src is not null)
         {
-            await src.CallAsync<Empty>("source.abort", new MigrationRequest(id), CancellationToken.None);
+            try
+            {
+                await src.CallAsync<Empty>("source.abort", new MigrationRequest(id), CancellationToken.None);
+                note += "; rolled back: the source runs again";
+            }
+            catch (AgentException e)
+            {
+                note += $"; the source agent could not resume the source ({e.Message}): resume it with 'virsh -c {_plan.From.LibvirtUri} resume {_plan.Domain}'";
+            }
         }
+
+        return note;
     }
 
     private static async Task DisposeAll(params ControlChannel?[] channels)
@@ -253,6 +277,7 @@ public sealed class GuideCopyMigration
     };
 
     private TimeSpan _lastMark;
+    private string _sourceUuid = "";
 
     /// <summary>Records how long the phase that ends now took.</summary>
     private void Phase(string name)

@@ -1,0 +1,62 @@
+using System.Text.Json;
+using GuideCopy.Lab;
+using GuideCopy.Migration.Report;
+
+namespace GuideCopy.Kvm.Tests.Migration;
+
+/// <summary>A lab with agents for migration tests, and the checks every hop must pass.</summary>
+internal static class MigrationLab
+{
+    public static string[] AgentLaunch => ["dotnet", CliProcess.DllPath];
+
+    public static LabRig Up(string name)
+    {
+        var lab = LabRig.EnsureUp(name, out _);
+        lab.StartAgents(AgentLaunch, NativeBuild.Shim);
+        return lab;
+    }
+
+    /// <summary>Runs `guidecopy migrate ... --json` and returns the exit code and the parsed report.</summary>
+    public static (int ExitCode, MigrationReport? Report, string StdErr) Migrate(LabRig lab, string domain, string from, string to, params string[] extra)
+    {
+        var r = CliProcess.Run(["migrate", domain, "--from", $"lab:{lab.Layout.Name}/{from}", "--to", $"lab:{lab.Layout.Name}/{to}", "--json", .. extra]);
+        MigrationReport? report = null;
+        try
+        {
+            report = JsonSerializer.Deserialize<MigrationReport>(r.StdOut, MigrationReport.Json);
+        }
+        catch (JsonException)
+        {
+        }
+
+        return (r.ExitCode, report, r.StdErr + r.StdOut);
+    }
+
+    /// <summary>What a user checks after a hop: the VM runs only on the destination, is persistent there, and nothing is left.</summary>
+    public static void AssertOnlyOn(LabRig lab, string domain, LabHost host)
+    {
+        var other = lab.Hosts.Single(h => h != host);
+        Assert.That(host.DomainNames(), Does.Contain(domain), $"{domain} should run on {host.Name}");
+        Assert.That(other.DomainNames(), Does.Not.Contain(domain), $"{domain} left on {other.Name}");
+        Assert.That(CommandRunner.Check("virsh", "-c", host.LibvirtUri, "dominfo", domain), Does.Match(@"Persistent:\s+yes"));
+        foreach (var h in lab.Hosts)
+        {
+            string work = $"{h.RootPath}/run/guidecopy/work";
+            Assert.That(Directory.Exists(work) ? Directory.GetFileSystemEntries(work) : [], Is.Empty, $"work files left on {h.Name}");
+        }
+
+        // The old copy's RAM file went with its QEMU.
+        string ram = $"{other.RootPath}{LabHost.RamDir}/libvirt/qemu";
+        Assert.That(Directory.Exists(ram) ? Directory.GetDirectories(ram).Where(d => d.EndsWith("-" + domain)) : [], Is.Empty,
+            $"RAM files of {domain} left on {other.Name}");
+    }
+
+    /// <summary>The guest keeps beating with its self-check OK after the hop (new heartbeats, not old ones).</summary>
+    public static void AssertHeartbeatsContinue(TestGuest guest, int count = 3)
+    {
+        using var follower = guest.Console.Follow();
+        var beats = follower.WaitFor(count, TimeSpan.FromSeconds(60));
+        Assert.That(beats.Select(b => b.Check), Is.All.EqualTo("OK"), string.Join('\n', guest.Console.Errors()));
+        Assert.That(beats[^1].Work, Is.GreaterThan(beats[0].Work));
+    }
+}
