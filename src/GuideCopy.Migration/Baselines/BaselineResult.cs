@@ -10,6 +10,10 @@ namespace GuideCopy.Migration.Baselines;
 /// libvirt's downtime (source paused to destination running). For post-copy QEMU's figure has been
 /// seen to be unreliable on this rig (FACTS.md); compare it with the guest's own heartbeats.
 /// </param>
+/// <param name="ObservedPause">
+/// Source SUSPENDED event to destination RESUMED event, as the controller received them: the
+/// pause the guest sees, measured the same way for every mode (null if an event was missed).
+/// </param>
 /// <param name="DataBytes">Bytes moved by the migration stream (data_processed).</param>
 /// <param name="MemoryBytes">Guest RAM bytes moved (memory_processed).</param>
 /// <param name="MemoryTotalBytes">Guest RAM size the job covered (memory_total).</param>
@@ -28,6 +32,7 @@ public sealed record BaselineResult(
     TimeSpan TotalTime,
     TimeSpan? LibvirtElapsed,
     TimeSpan? Downtime,
+    TimeSpan? ObservedPause,
     ulong? DataBytes,
     ulong? MemoryBytes,
     ulong? MemoryTotalBytes,
@@ -38,7 +43,7 @@ public sealed record BaselineResult(
     IReadOnlyDictionary<string, object> Stats)
 {
     public override string ToString() =>
-        $"{Mode.ToCliName()} {Domain}: total {TotalTime.TotalSeconds:F2} s, downtime {Ms(Downtime)}, " +
+        $"{Mode.ToCliName()} {Domain}: total {TotalTime.TotalSeconds:F2} s, downtime {Ms(Downtime)} (events: {Ms(ObservedPause)}), " +
         $"{(DataBytes ?? 0) / (1024.0 * 1024):F1} MiB on the wire, {Iterations?.ToString() ?? "?"} passes" +
         (Mode == BaselineMode.PreCopy ? "" : $", switched after {Ms(SwitchedToPostCopyAfter)}, {PostCopyRequests?.ToString() ?? "?"} page requests, {(EnteredPostCopy ? "ran post-copy" : "ended in pre-copy")}");
 

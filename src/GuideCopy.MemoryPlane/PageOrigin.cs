@@ -1,0 +1,14 @@
+namespace GuideCopy.MemoryPlane;
+
+/// <summary>Why a page was sent, in the source's priority order (ARCHITECTURE.md step 5).</summary>
+public enum PageOrigin : byte
+{
+    /// <summary>(a) a destination fault asked for it.</summary>
+    Demand = 1,
+    /// <summary>(b) the push queue (the guide's access log).</summary>
+    Push = 2,
+    /// <summary>(c) near a recent demand fault.</summary>
+    Locality = 3,
+    /// <summary>(d) everything else, in address order.</summary>
+    Background = 4,
+}

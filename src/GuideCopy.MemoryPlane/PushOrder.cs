@@ -1,0 +1,99 @@
+namespace GuideCopy.MemoryPlane;
+
+/// <summary>
+/// The source's order for pages nobody asked for yet: (b) the push queue, filled by other code
+/// (the guide's access log), then (c) pages near recent demand faults, then (d) a background
+/// sweep in address order. Callers skip pages already sent or zero. Allocation-free after
+/// construction; one lock, held for a few instructions.
+/// </summary>
+public sealed class PushOrder
+{
+    private readonly object _lock = new();
+    private readonly Ring _push;
+    private readonly Ring _locality;
+    private readonly int _localityWindow;
+    private long _cursor;
+
+    public PushOrder(long pageCount, int pushCapacity = 1 << 20, int localityCapacity = 1 << 14, int localityWindow = 32)
+    {
+        PageCount = pageCount;
+        _push = new Ring(pushCapacity);
+        _locality = new Ring(localityCapacity);
+        _localityWindow = localityWindow;
+    }
+
+    public long PageCount { get; }
+
+    /// <summary>Adds pages to the push queue, in order; out-of-range entries are ignored. Returns how many were queued (a full queue drops the rest).</summary>
+    public int EnqueuePush(ReadOnlySpan<long> pages)
+    {
+        lock (_lock)
+        {
+            int n = 0;
+            foreach (long p in pages)
+                if ((ulong)p < (ulong)PageCount && _push.TryAdd(p)) n++;
+            return n;
+        }
+    }
+
+    /// <summary>A demand fault on <paramref name="page"/>: its successors are likely next.</summary>
+    public void NoteDemand(long page)
+    {
+        lock (_lock)
+        {
+            for (long p = page + 1; p <= page + _localityWindow && p < PageCount; p++)
+            {
+                if (!_locality.TryAdd(p)) { _locality.TryTake(out _); _locality.TryAdd(p); } // keep the newest
+            }
+        }
+    }
+
+    /// <summary>Next candidate page and why; false when the background sweep is done and the queues are empty.</summary>
+    public bool TryNext(out long page, out PageOrigin origin)
+    {
+        lock (_lock)
+        {
+            if (_push.TryTake(out page)) { origin = PageOrigin.Push; return true; }
+            if (_locality.TryTake(out page)) { origin = PageOrigin.Locality; return true; }
+            origin = PageOrigin.Background;
+            if (_cursor < PageCount) { page = _cursor++; return true; }
+            page = -1;
+            return false;
+        }
+    }
+
+    /// <summary>Peek whether a page is next in the background sweep (to extend a run cheaply).</summary>
+    public void SkipBackground(long upTo)
+    {
+        lock (_lock) if (_cursor <= upTo) _cursor = upTo + 1;
+    }
+
+    /// <summary>After a reconnect: sweep again from the start (callers skip what the destination has).</summary>
+    public void RestartBackground()
+    {
+        lock (_lock) _cursor = 0;
+    }
+
+    public int PushQueued { get { lock (_lock) return _push.Count; } }
+
+    private sealed class Ring(int capacity)
+    {
+        private readonly long[] _items = new long[capacity];
+        private int _head, _count;
+        public int Count => _count;
+        public bool TryAdd(long v)
+        {
+            if (_count == _items.Length) return false;
+            _items[(_head + _count++) % _items.Length] = v;
+            return true;
+        }
+        public bool TryTake(out long v)
+        {
+            if (_count == 0) { v = -1; return false; }
+            v = _items[_head];
+            _head = (_head + 1) % _items.Length;
+            _count--;
+            return true;
+        }
+    }
+}

@@ -1,0 +1,176 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace GuideCopy.Transport;
+
+/// <summary>
+/// One lane: length-prefixed frames over a TCP socket, read on one thread, written under a
+/// lock from any thread. The receive buffer is pinned and reused (no per-frame allocation);
+/// every header is checked against <see cref="Wire.MaxPayload"/> before a byte of payload is read.
+/// </summary>
+public sealed class FrameConnection : IDisposable
+{
+    private readonly Socket _socket;
+    private readonly object _sendLock = new();
+    private byte[] _receive;
+    private readonly byte[] _header = new byte[Wire.HeaderSize];
+    private long _lastSendTicks;
+    private long _bytesSent, _bytesReceived;
+    private int _disposed;
+
+    public FrameConnection(Socket socket, int linkTimeoutMs)
+    {
+        _socket = socket;
+        _socket.NoDelay = true;
+        // Room for a few batches in flight each way (the kernel doubles the value it is given).
+        _socket.SendBufferSize = 4 << 20;
+        _socket.ReceiveBufferSize = 4 << 20;
+        _socket.ReceiveTimeout = linkTimeoutMs;
+        _socket.SendTimeout = linkTimeoutMs;
+        // Small until the peer is authenticated; grows once (pinned) to the largest frame seen.
+        _receive = GC.AllocateUninitializedArray<byte>(Wire.MaxErrorBytes, pinned: true);
+        _lastSendTicks = Stopwatch.GetTimestamp();
+    }
+
+    /// <summary>
+    /// Set by <see cref="Handshake"/> once the peer proved the secret. Before that no frame may
+    /// exceed <see cref="Wire.MaxErrorBytes"/>: an unauthenticated peer cannot make us allocate.
+    /// </summary>
+    public bool Authenticated { get; set; }
+
+    /// <summary>Page size of the session (bounds Pages frames); 4096 until the handshake sets it.</summary>
+    public int PageSize { get; set; } = 4096;
+    public long BytesSent => Interlocked.Read(ref _bytesSent);
+    public long BytesReceived => Interlocked.Read(ref _bytesReceived);
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+    public Socket Socket => _socket;
+
+    /// <summary>The payload of the last frame read (valid until the next read).</summary>
+    public Span<byte> Payload => _receive.AsSpan(0, PayloadLength);
+    public int PayloadLength { get; private set; }
+
+    /// <summary>Reads one frame. Throws <see cref="ProtocolException"/> on anything malformed, IOException on link loss or timeout.</summary>
+    public FrameType ReadFrame()
+    {
+        ReceiveExactly(_header);
+        ushort magic = BinaryPrimitives.ReadUInt16LittleEndian(_header);
+        var type = (FrameType)_header[2];
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(_header.AsSpan(4));
+        if (magic != Wire.Magic) throw new ProtocolException($"bad frame magic 0x{magic:x4}");
+        if (_header[3] != 0) throw new ProtocolException("reserved header byte set");
+        int max = Wire.MaxPayload(type, PageSize);
+        if (max < 0) throw new ProtocolException($"unknown frame type {(byte)type}");
+        if (length > (uint)max) throw new ProtocolException($"{type} frame of {length} bytes exceeds the limit of {max}");
+        if (!Authenticated && length > Wire.MaxErrorBytes) throw new ProtocolException($"{type} frame of {length} bytes before authentication");
+        if (length > (uint)_receive.Length) _receive = GC.AllocateUninitializedArray<byte>((int)Math.Max(length, Wire.PagesHeaderSize + (uint)Wire.MaxBatchBytes), pinned: true);
+        PayloadLength = (int)length;
+        ReceiveExactly(_receive.AsSpan(0, (int)length));
+        if (type == FrameType.Error)
+            throw new ProtocolException("peer error: " + System.Text.Encoding.UTF8.GetString(Payload));
+        return type;
+    }
+
+    /// <summary>Reads a frame of the one expected type (a peer's Error becomes an exception).</summary>
+    public void Expect(FrameType type)
+    {
+        var got = ReadFrame();
+        if (got != type) throw new ProtocolException($"expected {type}, got {got}");
+    }
+
+    private void ReceiveExactly(Span<byte> into)
+    {
+        try
+        {
+            while (into.Length > 0)
+            {
+                int n = _socket.Receive(into, SocketFlags.None);
+                if (n == 0) throw new EndOfStreamException("peer closed the connection");
+                Interlocked.Add(ref _bytesReceived, n);
+                into = into[n..];
+            }
+        }
+        catch (SocketException e)
+        {
+            throw new IOException($"lane receive failed: {e.SocketErrorCode}", e);
+        }
+        catch (ObjectDisposedException e)
+        {
+            throw new IOException("lane closed", e);
+        }
+    }
+
+    /// <summary>Sends a frame whose payload is already in place after <see cref="Wire.HeaderSize"/> bytes of room.</summary>
+    public void SendPrepared(Span<byte> frame, FrameType type, int payloadLength)
+    {
+        WriteHeader(frame, type, payloadLength);
+        lock (_sendLock) SendAll(frame[..(Wire.HeaderSize + payloadLength)]);
+    }
+
+    /// <summary>Sends a small frame (handshake, demand, heartbeat, error).</summary>
+    public void Send(FrameType type, ReadOnlySpan<byte> payload)
+    {
+        Span<byte> header = stackalloc byte[Wire.HeaderSize];
+        WriteHeader(header, type, payload.Length);
+        lock (_sendLock)
+        {
+            SendAll(header);
+            if (payload.Length > 0) SendAll(payload);
+        }
+    }
+
+    /// <summary>Sends a heartbeat if nothing was sent for <paramref name="idleMs"/>.</summary>
+    public void HeartbeatIfIdle(int idleMs)
+    {
+        if (Stopwatch.GetElapsedTime(Volatile.Read(ref _lastSendTicks)).TotalMilliseconds >= idleMs)
+            Send(FrameType.Heartbeat, default);
+    }
+
+    /// <summary>Best-effort error frame before closing (never throws).</summary>
+    public void TrySendError(string message)
+    {
+        try
+        {
+            var bytes = System.Text.Encoding.UTF8.GetBytes(message.Length > 512 ? message[..512] : message);
+            Send(FrameType.Error, bytes);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { }
+    }
+
+    private static void WriteHeader(Span<byte> h, FrameType type, int payloadLength)
+    {
+        BinaryPrimitives.WriteUInt16LittleEndian(h, Wire.Magic);
+        h[2] = (byte)type;
+        h[3] = 0;
+        BinaryPrimitives.WriteUInt32LittleEndian(h[4..], (uint)payloadLength);
+    }
+
+    private void SendAll(ReadOnlySpan<byte> data)
+    {
+        try
+        {
+            while (data.Length > 0)
+            {
+                int n = _socket.Send(data, SocketFlags.None);
+                Interlocked.Add(ref _bytesSent, n);
+                data = data[n..];
+            }
+            Volatile.Write(ref _lastSendTicks, Stopwatch.GetTimestamp());
+        }
+        catch (SocketException e)
+        {
+            throw new IOException($"lane send failed: {e.SocketErrorCode}", e);
+        }
+        catch (ObjectDisposedException e)
+        {
+            throw new IOException("lane closed", e);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { }
+        _socket.Dispose();
+    }
+}

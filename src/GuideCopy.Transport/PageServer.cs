@@ -1,0 +1,347 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using GuideCopy.MemoryPlane;
+
+namespace GuideCopy.Transport;
+
+/// <summary>Knobs of a <see cref="PageServer"/>; defaults and units here.</summary>
+public sealed class PageServerOptions
+{
+    /// <summary>Shared secret both agents hold (read with <see cref="Handshake.ReadSecretFile"/>).</summary>
+    public required byte[] Secret { get; init; }
+    /// <summary>Where to listen; port 0 picks one (see <see cref="PageServer.LocalEndPoint"/>).</summary>
+    public IPEndPoint Listen { get; init; } = new(IPAddress.Any, 7480);
+    /// <summary>Cap on push/locality/background bytes per second; 0 = none. Never applied to demand pages.</summary>
+    public long BandwidthBytesPerSecond { get; init; }
+    /// <summary>Page size of the RAM file (4096 for tmpfs, 2 MiB for hugetlbfs).</summary>
+    public int PageSize { get; init; } = 4096;
+    /// <summary>A lane silent (or blocked) this long is considered dead, in ms.</summary>
+    public int LinkTimeoutMs { get; init; } = 3000;
+    /// <summary>Idle lanes get a heartbeat this often, in ms.</summary>
+    public int HeartbeatMs { get; init; } = 500;
+    /// <summary>False: serve demand only (used to measure remote fault latency).</summary>
+    public bool PushEnabled { get; init; } = true;
+}
+
+/// <summary>A snapshot of a page server's counters.</summary>
+public readonly record struct PageServerCounters(
+    long DemandPages, long PushPages, long LocalityPages, long BackgroundPages,
+    long ZeroPagesSkipped, long BytesOnWire, long Connections, long AuthFailures, long ProtocolErrors, long Resumes)
+{
+    public long PagesSent => DemandPages + PushPages + LocalityPages + BackgroundPages;
+}
+
+/// <summary>
+/// Source side: serves a frozen RAM file to one destination over two lanes. The demand lane
+/// answers each request at once, uncapped; the push lane streams everything else in
+/// <see cref="PushOrder"/> (push queue, then near recent faults, then address order), skipping
+/// zero pages and pages already sent, under an optional bandwidth cap. A reconnecting
+/// destination sends its installed bitmap and the push resumes from it.
+/// </summary>
+public sealed class PageServer : IDisposable
+{
+    private const int MaxConnections = 32;
+    private readonly PageServerOptions _options;
+    private readonly FrozenRam _ram;
+    private readonly PageBitmap _sent;
+    private readonly PushOrder _order;
+    private readonly SessionInfo _session;
+    private readonly object _lanesLock = new();
+    private readonly List<FrameConnection> _lanes = new();
+    private readonly SemaphoreSlim _pushWork = new(0, int.MaxValue);
+    private Socket? _listener;
+    private Thread? _acceptThread, _heartbeatThread;
+    private FrameConnection? _pushLane;
+    private Thread? _pushThread;
+    private volatile bool _stopped;
+    private long _zeroFound; // all-zero data pages announced instead of sent (diagnostics)
+    private long _demand, _push, _locality, _background, _closedBytes, _connections, _authFailures, _protocolErrors, _resumes;
+    private long _nextSendTicks; // bandwidth cap: when the next capped byte may go
+
+    public PageServer(string frozenRamFilePath, PageServerOptions options)
+    {
+        if (options.Secret is not { Length: > 0 }) throw new ArgumentException("a non-empty secret is required");
+        _options = options;
+        _ram = new FrozenRam(frozenRamFilePath, options.PageSize);
+        _sent = new PageBitmap(_ram.PageCount);
+        _order = new PushOrder(_ram.PageCount);
+        _session = new SessionInfo(options.PageSize, _ram.PageCount, (ulong)Random.Shared.NextInt64());
+    }
+
+    public long PageCount => _ram.PageCount;
+    public long ZeroPages => _ram.ZeroPages.Count;
+    public IPEndPoint LocalEndPoint => (IPEndPoint)(_listener?.LocalEndPoint ?? throw new InvalidOperationException("not started"));
+    /// <summary>Diagnostics (connections, refusals, errors). Called from server threads.</summary>
+    public Action<string>? Log { get; set; }
+
+    public PageServerCounters Counters
+    {
+        get
+        {
+            long bytes = Interlocked.Read(ref _closedBytes);
+            lock (_lanesLock) foreach (var l in _lanes) bytes += l.BytesSent;
+            return new(Interlocked.Read(ref _demand), Interlocked.Read(ref _push), Interlocked.Read(ref _locality),
+                Interlocked.Read(ref _background), ZeroPages, bytes, Interlocked.Read(ref _connections),
+                Interlocked.Read(ref _authFailures), Interlocked.Read(ref _protocolErrors), Interlocked.Read(ref _resumes));
+        }
+    }
+
+    public void Start()
+    {
+        _listener = new Socket(_options.Listen.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        _listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        _listener.Bind(_options.Listen);
+        _listener.Listen(16);
+        _acceptThread = new Thread(AcceptLoop) { IsBackground = true, Name = "pages-accept" };
+        _acceptThread.Start();
+        _heartbeatThread = new Thread(HeartbeatLoop) { IsBackground = true, Name = "pages-heartbeat" };
+        _heartbeatThread.Start();
+    }
+
+    /// <summary>Queues pages for the push lane, in order, ahead of locality and background (the guide log feeds this).</summary>
+    public int EnqueuePush(ReadOnlySpan<long> pageIndices)
+    {
+        int n = _order.EnqueuePush(pageIndices);
+        if (n > 0) _pushWork.Release();
+        return n;
+    }
+
+    private void AcceptLoop()
+    {
+        while (!_stopped)
+        {
+            Socket s;
+            try { s = _listener!.Accept(); }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException) { if (_stopped) return; continue; }
+            Interlocked.Increment(ref _connections);
+            int open;
+            lock (_lanesLock) open = _lanes.Count;
+            if (open >= MaxConnections)
+            {
+                // One destination needs two lanes (plus a few stale ones during a reconnect).
+                Log?.Invoke($"{s.RemoteEndPoint}: refused, {open} connections open");
+                s.Dispose();
+                continue;
+            }
+            new Thread(() => Serve(s)) { IsBackground = true, Name = "pages-lane" }.Start();
+        }
+    }
+
+    private void Serve(Socket socket)
+    {
+        var lane = new FrameConnection(socket, _options.LinkTimeoutMs);
+        string peer = socket.RemoteEndPoint?.ToString() ?? "?";
+        lock (_lanesLock) _lanes.Add(lane);
+        try
+        {
+            Lane kind = Handshake.Server(lane, _options.Secret, _session);
+            Log?.Invoke($"{peer}: {kind} lane up");
+            if (kind == Lane.Demand) ServeDemand(lane);
+            else ServePush(lane);
+        }
+        catch (AuthenticationFailedException e)
+        {
+            Interlocked.Increment(ref _authFailures);
+            Log?.Invoke($"{peer}: refused: {e.Message}");
+        }
+        catch (ProtocolException e)
+        {
+            Interlocked.Increment(ref _protocolErrors);
+            lane.TrySendError(e.Message);
+            Log?.Invoke($"{peer}: protocol error: {e.Message}");
+        }
+        catch (IOException e)
+        {
+            if (!_stopped) Log?.Invoke($"{peer}: lane closed: {e.Message}");
+        }
+        finally
+        {
+            lock (_lanesLock)
+            {
+                _lanes.Remove(lane);
+                Interlocked.Add(ref _closedBytes, lane.BytesSent);
+            }
+            lane.Dispose();
+        }
+    }
+
+    private void ServeDemand(FrameConnection lane)
+    {
+        // The zero map first: the destination resolves those faults itself.
+        var map = new byte[8 + _ram.ZeroPages.ByteLength];
+        BinaryPrimitives.WriteUInt64LittleEndian(map, (ulong)PageCount);
+        _ram.ZeroPages.CopyTo(map.AsSpan(8));
+        lane.Send(FrameType.ZeroMap, map);
+
+        int pageSize = _ram.PageSize;
+        byte[] frame = GC.AllocateUninitializedArray<byte>(Wire.HeaderSize + Wire.PagesHeaderSize + pageSize, pinned: true);
+        while (!_stopped)
+        {
+            var type = lane.ReadFrame();
+            if (type == FrameType.Heartbeat) continue;
+            if (type != FrameType.Demand) throw new ProtocolException($"unexpected {type} on the demand lane");
+            var p = lane.Payload;
+            if (p.Length < 4) throw new ProtocolException("short demand frame");
+            uint count = BinaryPrimitives.ReadUInt32LittleEndian(p);
+            if (count == 0 || count > Wire.MaxDemandPerFrame || p.Length != 4 + 8 * (int)count)
+                throw new ProtocolException($"demand frame with count {count} and {p.Length} bytes");
+            for (int i = 0; i < (int)count; i++)
+            {
+                long page = (long)BinaryPrimitives.ReadUInt64LittleEndian(p[(4 + 8 * i)..]);
+                if ((ulong)page >= (ulong)PageCount) throw new ProtocolException($"demand for page {page} of {PageCount}");
+                // Answer even if already sent (it may be in flight on the push lane): a fault waits for it.
+                int sent = SendRun(lane, frame, page, 1, PageOrigin.Demand);
+                _sent.TrySet(page);
+                Interlocked.Add(ref _demand, sent);
+                if (_options.PushEnabled)
+                {
+                    _order.NoteDemand(page);
+                    _pushWork.Release();
+                }
+            }
+        }
+    }
+
+    private void ServePush(FrameConnection lane)
+    {
+        lane.Expect(FrameType.Resume);
+        var p = lane.Payload;
+        if (p.Length != 8 + _sent.ByteLength || BinaryPrimitives.ReadUInt64LittleEndian(p) != (ulong)PageCount)
+            throw new ProtocolException($"resume bitmap of {p.Length} bytes does not match {PageCount} pages");
+        // One push lane at a time: stop the old one before trusting the new bitmap, so no page
+        // is marked sent by a lane whose bytes will never arrive.
+        FrameConnection? old;
+        Thread? oldThread;
+        lock (_lanesLock)
+        {
+            old = _pushLane;
+            oldThread = _pushThread;
+            _pushLane = lane;
+            _pushThread = Thread.CurrentThread;
+        }
+        old?.Dispose();
+        if (oldThread is not null && oldThread != Thread.CurrentThread) oldThread.Join(_options.LinkTimeoutMs * 2);
+        _sent.ResetTo(p[8..]);
+        _order.RestartBackground();
+        Interlocked.Increment(ref _resumes);
+        if (!_options.PushEnabled)
+        {
+            while (!_stopped && !lane.IsDisposed) Thread.Sleep(100);
+            return;
+        }
+
+        int pageSize = _ram.PageSize, perFrame = Wire.PagesPerFrame(pageSize);
+        byte[] frame = GC.AllocateUninitializedArray<byte>(Wire.HeaderSize + Wire.PagesHeaderSize + perFrame * pageSize, pinned: true);
+        bool completeSent = false;
+        while (!_stopped && !lane.IsDisposed)
+        {
+            if (!_order.TryNext(out long page, out var origin))
+            {
+                if (!completeSent)
+                {
+                    lane.Send(FrameType.Complete, default);
+                    completeSent = true;
+                }
+                _pushWork.Wait(100);
+                continue;
+            }
+            if (_ram.ZeroPages.IsSet(page) || !_sent.TrySet(page)) continue;
+            completeSent = false;
+            int run = 1;
+            while (run < perFrame && page + run < PageCount && !_ram.ZeroPages.IsSet(page + run) && _sent.TrySet(page + run)) run++;
+            if (origin == PageOrigin.Background) _order.SkipBackground(page + run - 1);
+            Throttle((long)run * pageSize);
+            int sentPages = SendRun(lane, frame, page, run, origin);
+            if (origin == PageOrigin.Push) Interlocked.Add(ref _push, sentPages);
+            else if (origin == PageOrigin.Locality) Interlocked.Add(ref _locality, sentPages);
+            else Interlocked.Add(ref _background, sentPages);
+        }
+    }
+
+    /// <summary>
+    /// Reads pages [first, first+count) and sends them: runs of data pages as Pages frames, runs
+    /// of all-zero pages as 16-byte ZeroPages notices (found here, on the fly: the zero map sent
+    /// up front has only the file's holes, so no scan delays the first fault).
+    /// </summary>
+    /// <returns>The number of data pages sent (zero pages are not counted as sent).</returns>
+    private int SendRun(FrameConnection lane, byte[] frame, long first, int count, PageOrigin origin)
+    {
+        int dataPages = 0;
+        const int room = Wire.HeaderSize + Wire.PagesHeaderSize;
+        int pageSize = _ram.PageSize;
+        _ram.Read(first, count, frame.AsSpan(room, count * pageSize));
+        int i = 0;
+        while (i < count)
+        {
+            bool zero = ZeroMap.IsZero(frame.AsSpan(room + i * pageSize, pageSize));
+            int n = 1;
+            while (i + n < count && ZeroMap.IsZero(frame.AsSpan(room + (i + n) * pageSize, pageSize)) == zero) n++;
+            // The frame header goes right before the run's data: those bytes belong to pages
+            // already sent (or skipped), since frames go out synchronously and in order.
+            var f = frame.AsSpan(i * pageSize);
+            var h = f[Wire.HeaderSize..];
+            BinaryPrimitives.WriteUInt64LittleEndian(h, (ulong)(first + i));
+            BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)n);
+            h[12] = (byte)origin;
+            h[13] = h[14] = h[15] = 0;
+            if (zero)
+            {
+                for (int k = 0; k < n; k++) _ram.ZeroPages.TrySet(first + i + k);
+                lane.SendPrepared(f, FrameType.ZeroPages, Wire.PagesHeaderSize);
+                Interlocked.Add(ref _zeroFound, n);
+            }
+            else
+            {
+                lane.SendPrepared(f, FrameType.Pages, Wire.PagesHeaderSize + n * pageSize);
+                dataPages += n;
+            }
+            i += n;
+        }
+        return dataPages;
+    }
+
+    private void Throttle(long bytes)
+    {
+        long rate = _options.BandwidthBytesPerSecond;
+        if (rate <= 0) return;
+        long now = Stopwatch.GetTimestamp();
+        long next = Math.Max(_nextSendTicks, now - Stopwatch.Frequency / 20); // allow a 50 ms burst
+        long wait = next - now;
+        if (wait > 0) Thread.Sleep(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency));
+        _nextSendTicks = next + bytes * Stopwatch.Frequency / rate;
+    }
+
+    private void HeartbeatLoop()
+    {
+        var snapshot = new List<FrameConnection>();
+        while (!_stopped)
+        {
+            Thread.Sleep(_options.HeartbeatMs / 2);
+            snapshot.Clear();
+            lock (_lanesLock) snapshot.AddRange(_lanes);
+            foreach (var l in snapshot)
+            {
+                try { l.HeartbeatIfIdle(_options.HeartbeatMs); }
+                catch (IOException) { l.Dispose(); } // the lane's own thread notices and cleans up
+            }
+        }
+    }
+
+    public void Stop()
+    {
+        if (_stopped) return;
+        _stopped = true;
+        _listener?.Dispose();
+        lock (_lanesLock) foreach (var l in _lanes) l.Dispose();
+        _acceptThread?.Join(2000);
+        _pushWork.Release();
+    }
+
+    public void Dispose()
+    {
+        Stop();
+        _ram.Dispose();
+    }
+}

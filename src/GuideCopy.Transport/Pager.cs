@@ -1,0 +1,341 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using GuideCopy.MemoryPlane;
+
+namespace GuideCopy.Transport;
+
+/// <summary>Knobs of a <see cref="Pager"/>; defaults and units here.</summary>
+public sealed class PagerOptions
+{
+    /// <summary>A lane that hears nothing (not even a heartbeat) this long is reconnected, in ms.</summary>
+    public int LinkTimeoutMs { get; init; } = 3000;
+    /// <summary>Idle demand lane heartbeat period, in ms.</summary>
+    public int HeartbeatMs { get; init; } = 500;
+    /// <summary>Pause between reconnect attempts, in ms.</summary>
+    public int ReconnectDelayMs { get; init; } = 200;
+    /// <summary>
+    /// Trust pages already present in the destination RAM file as installed. Always done when the
+    /// shim hands the uffd again (agent restart); the file must have started empty.
+    /// </summary>
+    public bool TrustRamFile { get; init; }
+}
+
+/// <summary>What a pager did; also the live view while it runs.</summary>
+public readonly record struct PagerStats(
+    InstallOutcome? Outcome, long PageCount, long DonePages, long Faults, long InstalledPages,
+    long ZeroResolvedPages, long RemovedPages, long DuplicatePages,
+    long DemandPages, long PushPages, long LocalityPages, long BackgroundPages,
+    long StallCount, TimeSpan StallP50, TimeSpan StallP99, TimeSpan StallMax, TimeSpan StallTotal,
+    long BytesReceived, int Reconnects, long PresentAtStart, TimeSpan Elapsed);
+
+/// <summary>
+/// Destination side: owns a uffd handed by the shim and fills it from a <see cref="PageServer"/>.
+/// Faults go out on the demand lane; pushed pages come in on the push lane; either lane that
+/// breaks (link down, source restart) is reconnected, the push lane resuming from our
+/// installed bitmap and the demand lane re-asking for every page a fault still waits on.
+/// <see cref="RunAsync"/> ends when every page is installed (uffd released: QEMU runs on plain
+/// memory) or the faulting process exits.
+/// </summary>
+public sealed class Pager : IDemandSink, IDisposable
+{
+    private readonly ShimRegistration _reg;
+    private readonly EndPoint _source;
+    private readonly byte[] _secret;
+    private readonly PagerOptions _options;
+    private readonly Stopwatch _clock = new();
+    private PageInstaller? _installer;
+    private volatile FrameConnection? _demandLane, _pushLane;
+    private volatile bool _stopped;
+    private int _reconnects;
+    private long _closedBytes, _presentAtStart;
+    private InstallOutcome? _outcome;
+
+    public Pager(ShimRegistration registration, EndPoint sourceEndpoint, byte[] secret, PagerOptions? options = null)
+    {
+        _reg = registration;
+        _source = sourceEndpoint;
+        _secret = secret;
+        _options = options ?? new PagerOptions();
+    }
+
+    /// <summary>Diagnostics (reconnects, errors). Called from pager threads.</summary>
+    public Action<string>? Log { get; set; }
+
+    public PagerStats Stats
+    {
+        get
+        {
+            var i = _installer;
+            long bytes = Interlocked.Read(ref _closedBytes) + (_demandLane?.BytesReceived ?? 0) + (_pushLane?.BytesReceived ?? 0);
+            if (i is null) return new PagerStats(_outcome, _reg.PageCount, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, default, default, default, default, bytes, _reconnects, 0, _clock.Elapsed);
+            var h = i.Stalls;
+            return new PagerStats(_outcome, i.PageCount, i.Done.Count, i.Faults, i.InstalledPages, i.ZeroResolvedPages,
+                i.RemovedPages, i.DuplicatePages, i.InstalledBy(PageOrigin.Demand), i.InstalledBy(PageOrigin.Push),
+                i.InstalledBy(PageOrigin.Locality), i.InstalledBy(PageOrigin.Background),
+                h.Count, h.Percentile(0.5), h.Percentile(0.99), h.Max, h.Total, bytes, _reconnects,
+                Interlocked.Read(ref _presentAtStart), _clock.Elapsed);
+        }
+    }
+
+    public async Task<PagerStats> RunAsync(CancellationToken ct = default)
+    {
+        _clock.Start();
+        // QEMU may go on now: faults it raises wait in the uffd queue until the fault thread runs.
+        _reg.Ack();
+        using var reg = ct.Register(() => { _stopped = true; _demandLane?.Dispose(); _pushLane?.Dispose(); _installer?.Stop(); });
+
+        PageBitmap zero = await Task.Run(ConnectDemandFirst, ct).ConfigureAwait(false);
+        var installer = new PageInstaller(_reg, zero);
+        if (_reg.IsResend || _options.TrustRamFile)
+        {
+            long present = installer.MarkPresentFromRamFile();
+            Interlocked.Exchange(ref _presentAtStart, Math.Max(0, present));
+            Log?.Invoke(present < 0 ? $"cannot open {_reg.RamPath} to rebuild the bitmap; every page will be fetched again"
+                                    : $"resuming: {present} pages already in {_reg.RamPath}");
+        }
+        _installer = installer;
+        installer.Start(this);
+        if (_stopped) installer.Stop();
+
+        var threads = new[]
+        {
+            new Thread(DemandLoop) { IsBackground = true, Name = "pager-demand" },
+            new Thread(PushLoop) { IsBackground = true, Name = "pager-push" },
+            new Thread(HeartbeatLoop) { IsBackground = true, Name = "pager-heartbeat" },
+        };
+        foreach (var t in threads) t.Start();
+        try
+        {
+            _outcome = await installer.Completion.ConfigureAwait(false);
+        }
+        finally
+        {
+            _stopped = true;
+            _demandLane?.Dispose();
+            _pushLane?.Dispose();
+            foreach (var t in threads) t.Join(2000);
+            _clock.Stop();
+        }
+        return Stats;
+    }
+
+    private PageBitmap ConnectDemandFirst()
+    {
+        while (true)
+        {
+            if (_stopped) throw new OperationCanceledException();
+            var lane = TryConnect(Lane.Demand);
+            if (lane is null) { Thread.Sleep(_options.ReconnectDelayMs); continue; }
+            try
+            {
+                var zero = ReadZeroMap(lane);
+                _demandLane = lane;
+                return zero;
+            }
+            catch (IOException e) when (e is not ProtocolException and not AuthenticationFailedException)
+            {
+                Log?.Invoke($"demand lane: {e.Message}");
+                Retire(lane);
+            }
+        }
+    }
+
+    private PageBitmap ReadZeroMap(FrameConnection lane)
+    {
+        lane.Expect(FrameType.ZeroMap);
+        var p = lane.Payload;
+        var zero = new PageBitmap(_reg.PageCount);
+        if (p.Length != 8 + zero.ByteLength || BinaryPrimitives.ReadUInt64LittleEndian(p) != (ulong)_reg.PageCount)
+            throw new ProtocolException($"zero map of {p.Length} bytes does not match {_reg.PageCount} pages");
+        zero.ResetTo(p[8..]);
+        return zero;
+    }
+
+    /// <summary>Connects and authenticates one lane; null if the source is unreachable (retry later).</summary>
+    private FrameConnection? TryConnect(Lane kind)
+    {
+        var socket = new Socket(_source.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        FrameConnection? lane = null;
+        try
+        {
+            // A blocking connect, bounded by closing the socket: ConnectAsync would switch the
+            // socket to .NET's async engine for good, and every later synchronous Receive would
+            // then hop through the epoll thread and the thread pool (measured: thread-pool
+            // workers spinning in sched_yield, 2.6 CPU-s per GiB pushed).
+            using (new Timer(_ => socket.Dispose(), null, _options.LinkTimeoutMs, Timeout.Infinite))
+                socket.Connect(_source);
+            lane = new FrameConnection(socket, _options.LinkTimeoutMs);
+            var session = Handshake.Client(lane, kind, _secret);
+            if (session.PageSize != _reg.PageSize || session.PageCount != _reg.PageCount)
+                throw new ProtocolException($"source serves {session.PageCount} pages of {session.PageSize} B, the mapping has {_reg.PageCount} of {_reg.PageSize} B");
+            return lane;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException or IOException && e is not ProtocolException and not AuthenticationFailedException)
+        {
+            if (lane is not null) Retire(lane); else socket.Dispose();
+            return null;
+        }
+        catch
+        {
+            if (lane is not null) Retire(lane); else socket.Dispose();
+            throw;
+        }
+    }
+
+    private void Retire(FrameConnection lane)
+    {
+        Interlocked.Add(ref _closedBytes, lane.BytesReceived);
+        lane.Dispose();
+    }
+
+    private void DemandLoop() => LaneLoop(Lane.Demand);
+    private void PushLoop() => LaneLoop(Lane.Push);
+
+    private void LaneLoop(Lane kind)
+    {
+        var installer = _installer!;
+        long[] pending = new long[Wire.MaxDemandPerFrame];
+        long completeAt = 0;
+        try
+        {
+            while (!_stopped)
+            {
+                var lane = kind == Lane.Demand ? _demandLane : _pushLane;
+                if (lane is null || lane.IsDisposed)
+                {
+                    if (lane is not null)
+                    {
+                        Retire(lane);
+                        Interlocked.Increment(ref _reconnects);
+                        Thread.Sleep(_options.ReconnectDelayMs);
+                    }
+                    lane = TryConnect(kind);
+                    if (lane is null) { Thread.Sleep(_options.ReconnectDelayMs); continue; }
+                    try
+                    {
+                        if (kind == Lane.Demand)
+                        {
+                            ReadZeroMap(lane); // sent on every demand lane; the first one was kept
+                            _demandLane = lane;
+                            // Faults still waiting lost their request with the old lane: ask again.
+                            int n = installer.CopyPending(pending);
+                            if (n > 0) RequestPages(pending.AsSpan(0, n));
+                        }
+                        else
+                        {
+                            // Resume: the source skips every page we already have.
+                            var done = installer.Done;
+                            var resume = new byte[8 + done.ByteLength];
+                            BinaryPrimitives.WriteUInt64LittleEndian(resume, (ulong)done.PageCount);
+                            done.CopyTo(resume.AsSpan(8));
+                            lane.Send(FrameType.Resume, resume);
+                            _pushLane = lane;
+                            completeAt = 0;
+                        }
+                        Log?.Invoke($"{kind} lane connected");
+                    }
+                    catch (IOException e) when (e is not ProtocolException and not AuthenticationFailedException)
+                    {
+                        Retire(lane);
+                        continue;
+                    }
+                }
+                try
+                {
+                    var type = lane.ReadFrame();
+                    if (type == FrameType.Pages) InstallFrame(installer, lane);
+                    else if (type == FrameType.ZeroPages) ZeroFrame(installer, lane);
+                    else if (type == FrameType.Complete) completeAt = Stopwatch.GetTimestamp();
+                    else if (type != FrameType.Heartbeat) throw new ProtocolException($"unexpected {type} on the {kind} lane");
+                    // The source believes it sent everything but pages are missing (sent on a lane
+                    // that died): reconnect, and the resume bitmap makes it send them again.
+                    if (kind == Lane.Push && completeAt != 0 && !installer.Done.IsFull &&
+                        Stopwatch.GetElapsedTime(completeAt).TotalMilliseconds > 1000)
+                    {
+                        lane.Dispose();
+                    }
+                }
+                catch (IOException e) when (e is not ProtocolException and not AuthenticationFailedException)
+                {
+                    if (!_stopped) Log?.Invoke($"{kind} lane lost: {e.Message}; reconnecting");
+                    lane.Dispose();
+                }
+            }
+        }
+        catch (Exception e) when (!_stopped)
+        {
+            // A hostile or broken source: stop rather than install anything doubtful.
+            Log?.Invoke($"{kind} lane failed: {e.Message}");
+            installer.Stop();
+        }
+    }
+
+    private static unsafe void InstallFrame(PageInstaller installer, FrameConnection lane)
+    {
+        var p = lane.Payload;
+        if (p.Length < Wire.PagesHeaderSize) throw new ProtocolException("short pages frame");
+        long first = (long)BinaryPrimitives.ReadUInt64LittleEndian(p);
+        uint count = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]);
+        var origin = (PageOrigin)p[12];
+        if (origin is < PageOrigin.Demand or > PageOrigin.Background || p[13] != 0 || p[14] != 0 || p[15] != 0)
+            throw new ProtocolException("bad pages frame header");
+        if (count == 0 || (long)count * lane.PageSize != p.Length - Wire.PagesHeaderSize)
+            throw new ProtocolException($"pages frame says {count} pages but carries {p.Length - Wire.PagesHeaderSize} bytes");
+        if (first < 0 || first + count > installer.PageCount)
+            throw new ProtocolException($"pages [{first}, +{count}) outside {installer.PageCount}");
+        fixed (byte* data = p) // the receive buffer is pinned: this costs nothing
+            installer.Install(first, (int)count, data + Wire.PagesHeaderSize, origin);
+    }
+
+    private static void ZeroFrame(PageInstaller installer, FrameConnection lane)
+    {
+        var p = lane.Payload;
+        if (p.Length != Wire.PagesHeaderSize) throw new ProtocolException("bad zero-pages frame length");
+        long first = (long)BinaryPrimitives.ReadUInt64LittleEndian(p);
+        uint count = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]);
+        var origin = (PageOrigin)p[12];
+        if (origin is < PageOrigin.Demand or > PageOrigin.Background || p[13] != 0 || p[14] != 0 || p[15] != 0)
+            throw new ProtocolException("bad zero-pages frame header");
+        if (count == 0 || first < 0 || first + count > installer.PageCount)
+            throw new ProtocolException($"zero pages [{first}, +{count}) outside {installer.PageCount}");
+        installer.MarkZero(first, (int)count);
+    }
+
+    /// <summary>Fault thread: ask the source for these pages on the demand lane.</summary>
+    public void RequestPages(ReadOnlySpan<long> pages)
+    {
+        var lane = _demandLane;
+        if (lane is null || lane.IsDisposed) return; // re-asked after the reconnect
+        Span<byte> frame = stackalloc byte[4 + 8 * Math.Min(pages.Length, 256)];
+        while (pages.Length > 0)
+        {
+            int n = Math.Min(pages.Length, 256);
+            BinaryPrimitives.WriteUInt32LittleEndian(frame, (uint)n);
+            for (int i = 0; i < n; i++) BinaryPrimitives.WriteUInt64LittleEndian(frame[(4 + 8 * i)..], (ulong)pages[i]);
+            try { lane.Send(FrameType.Demand, frame[..(4 + 8 * n)]); }
+            catch (IOException) { lane.Dispose(); return; } // the demand thread reconnects and re-asks
+            pages = pages[n..];
+        }
+    }
+
+    private void HeartbeatLoop()
+    {
+        while (!_stopped)
+        {
+            Thread.Sleep(_options.HeartbeatMs / 2);
+            var lane = _demandLane;
+            try { lane?.HeartbeatIfIdle(_options.HeartbeatMs); }
+            catch (IOException) { lane?.Dispose(); }
+        }
+    }
+
+    public void Dispose()
+    {
+        _stopped = true;
+        _demandLane?.Dispose();
+        _pushLane?.Dispose();
+        _installer?.Stop();
+    }
+}

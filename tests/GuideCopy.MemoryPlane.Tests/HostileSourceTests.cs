@@ -1,0 +1,118 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using GuideCopy.Transport;
+
+namespace GuideCopy.MemoryPlane.Tests;
+
+/// <summary>
+/// A source that knows the secret but sends malformed page frames: the pager stops without
+/// installing anything. The faulting side is a C program (ramtouch, holding its mapping), so no
+/// managed code here ever touches uffd-registered memory.
+/// </summary>
+[NonParallelizable]
+public class HostileSourceTests
+{
+    private const int Pages = 256;
+    private static readonly byte[] Secret = "hostile test"u8.ToArray();
+
+    private static async Task<(PagerStats? stats, Exception? error)> RunAgainst(Action<FrameConnection> demandLane, long advertisedPages = Pages)
+    {
+        Paths.EnsureNative();
+        string dst = $"/dev/shm/gcmp-hostile-{Environment.ProcessId}";
+        string sock = Path.Combine(Path.GetTempPath(), $"gcmp-hostile-{Environment.ProcessId}.sock");
+        File.Delete(dst);
+        using var tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        tcp.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        tcp.Listen(4);
+        var fake = new Thread(() =>
+        {
+            try
+            {
+                while (true)
+                {
+                    var s = tcp.Accept();
+                    new Thread(() =>
+                    {
+                        using var c = new FrameConnection(s, 5000);
+                        try
+                        {
+                            var lane = Handshake.Server(c, Secret, new SessionInfo(4096, advertisedPages, 1));
+                            if (lane == Lane.Demand) demandLane(c);
+                            else c.Expect(FrameType.Resume);
+                            while (c.ReadFrame() != FrameType.Error) { }
+                        }
+                        catch (IOException) { }
+                    }) { IsBackground = true }.Start();
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        }) { IsBackground = true };
+        fake.Start();
+        try
+        {
+            using var listener = new ShimListener(sock);
+            using var touch = ChildProcess.Start("ramtouch", Paths.RamTouch, ["run", dst, Pages.ToString(), "hold"],
+                new Dictionary<string, string> { ["LD_PRELOAD"] = Paths.Shim, ["GUIDECOPY_RAM_PATH"] = dst, ["GUIDECOPY_AGENT_SOCKET"] = sock }, stdin: true);
+            using var reg = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            using var pager = new Pager(reg, tcp.LocalEndPoint!, Secret, new PagerOptions { LinkTimeoutMs = 2000 });
+            try
+            {
+                var stats = await pager.RunAsync().WaitAsync(TimeSpan.FromSeconds(20));
+                return (stats, null);
+            }
+            catch (IOException e)
+            {
+                return (null, e);
+            }
+        }
+        finally
+        {
+            File.Delete(dst);
+        }
+    }
+
+    private static void ZeroMap(FrameConnection c, long pages)
+    {
+        var map = new byte[8 + (int)((pages + 7) / 8)];
+        BinaryPrimitives.WriteUInt64LittleEndian(map, (ulong)pages);
+        c.Send(FrameType.ZeroMap, map);
+    }
+
+    private static void Pages_(FrameConnection c, ulong first, uint count, byte origin, int dataBytes)
+    {
+        var p = new byte[Wire.PagesHeaderSize + dataBytes];
+        BinaryPrimitives.WriteUInt64LittleEndian(p, first);
+        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(8), count);
+        p[12] = origin;
+        c.Send(FrameType.Pages, p);
+    }
+
+    [TestCase(1UL << 40, 1u, (byte)1, 4096, Description = "first page far out of range")]
+    [TestCase((ulong)Pages - 1, 2u, (byte)1, 8192, Description = "run past the end")]
+    [TestCase(0UL, 3u, (byte)1, 4096, Description = "count disagrees with the bytes")]
+    [TestCase(0UL, 1u, (byte)9, 4096, Description = "unknown origin")]
+    [TestCase(0UL, 0u, (byte)1, 0, Description = "empty run")]
+    public async Task MalformedPagesStopThePagerWithoutInstalling(ulong first, uint count, byte origin, int bytes)
+    {
+        var (stats, error) = await RunAgainst(c => { ZeroMap(c, Pages); Pages_(c, first, count, origin, bytes); });
+        Assert.That(error, Is.Null);
+        Assert.That(stats!.Value.Outcome, Is.EqualTo(InstallOutcome.Stopped));
+        Assert.That(stats.Value.InstalledPages, Is.Zero);
+    }
+
+    [Test]
+    public async Task WrongZeroMapIsRefused()
+    {
+        var (_, error) = await RunAgainst(c => ZeroMap(c, Pages * 2));
+        Assert.That(error, Is.InstanceOf<ProtocolException>());
+    }
+
+    [Test]
+    public async Task SourceOfAnotherSizeIsRefused()
+    {
+        var (_, error) = await RunAgainst(c => ZeroMap(c, Pages * 2), advertisedPages: Pages * 2);
+        Assert.That(error, Is.InstanceOf<ProtocolException>());
+        Assert.That(error!.Message, Does.Contain("mapping has"));
+    }
+}
