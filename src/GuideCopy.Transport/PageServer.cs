@@ -100,6 +100,13 @@ public sealed class PageServer : IDisposable
         _heartbeatThread.Start();
     }
 
+    /// <summary>
+    /// Called on the demand thread for every page the destination asked for, with whether the
+    /// push lane had already sent it (in flight). The guide's control loop uses it to see
+    /// whether the guide still predicts the destination. Must be cheap and must not allocate.
+    /// </summary>
+    public Action<long, bool>? DemandObserved { get; set; }
+
     /// <summary>Queues pages for the push lane, in order, ahead of locality and background (the guide log feeds this).</summary>
     public int EnqueuePush(ReadOnlySpan<long> pageIndices)
     {
@@ -192,7 +199,9 @@ public sealed class PageServer : IDisposable
                 long page = (long)BinaryPrimitives.ReadUInt64LittleEndian(p[(4 + 8 * i)..]);
                 if ((ulong)page >= (ulong)PageCount) throw new ProtocolException($"demand for page {page} of {PageCount}");
                 // Answer even if already sent (it may be in flight on the push lane): a fault waits for it.
+                bool alreadySent = _sent.IsSet(page);
                 int sent = SendRun(lane, frame, page, 1, PageOrigin.Demand);
+                DemandObserved?.Invoke(page, alreadySent);
                 _sent.TrySet(page);
                 Interlocked.Add(ref _demand, sent);
                 if (_options.PushEnabled)

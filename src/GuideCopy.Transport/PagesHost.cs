@@ -99,8 +99,9 @@ public static class PagesHost
     /// <summary>Parses ADDR:PORT (IPv4, [IPv6]:PORT or a host name).</summary>
     public static IPEndPoint ParseEndpoint(string text)
     {
-        if (IPEndPoint.TryParse(text, out var ep) && ep.Port != 0 || text.EndsWith(":0", StringComparison.Ordinal) && IPEndPoint.TryParse(text, out ep))
-            return ep!;
+        // IPEndPoint.TryParse accepts a bare address (port 0): require the port to be written.
+        if (IPEndPoint.TryParse(text, out var ep) && (ep.Port != 0 || text.EndsWith(":0", StringComparison.Ordinal)))
+            return ep;
         int colon = text.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(text[(colon + 1)..], out int port)) throw new FormatException($"'{text}' is not ADDR:PORT");
         var addr = Dns.GetHostAddresses(text[..colon]).First(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork);

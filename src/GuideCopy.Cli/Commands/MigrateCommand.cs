@@ -26,10 +26,12 @@ internal static class MigrateCommand
         var toAgent = new Option<string?>("--to-agent") { Description = "Destination agent endpoint; default from --to." };
         var secret = new Option<string?>("--secret-file") { Description = "Shared secret of the agents (default Controller:SecretFile, /etc/guidecopy/secret; the lab's own for lab: hosts)." };
         var observe = new Option<double>("--observe") { Description = "Seconds to keep watching the guest's heartbeats after completion, for the report.", DefaultValueFactory = _ => 5 };
+        var guide = new Option<string>("--guide") { Description = "With --mode guide: run the guide clone on the source (on) or not (off: demand, locality and background only).", DefaultValueFactory = _ => "on" };
+        guide.AcceptOnlyFromAmong("on", "off");
         var config = AgentCommand.ConfigOption();
         var cmd = new Command("migrate", "Migrate a running domain between two hosts and print the report.")
         {
-            domain, from, to, mode, bandwidth, json, fromAgent, toAgent, secret, observe, config,
+            domain, from, to, mode, guide, bandwidth, json, fromAgent, toAgent, secret, observe, config,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -42,8 +44,10 @@ internal static class MigrateCommand
                 var dst = ResolveTarget(p.GetValue(to)!, p.GetValue(toAgent), out string? dstSecret);
                 string secretFile = p.GetValue(secret) ?? srcSecret ?? dstSecret ?? cfg["Controller:SecretFile"] ?? "/etc/guidecopy/secret";
                 byte[] secretBytes = p.GetValue(mode) == "guide" ? GuideCopy.Migration.Agent.AgentServer.ReadSecret(secretFile) : [];
+                var guideOptions = cfg.Section<GuideCopy.Migration.Guide.GuideOptions>("Guide");
+                guideOptions.Enabled = p.GetValue(guide) == "on";
                 plan = new MigrationPlan(p.GetValue(domain)!, src, dst, p.GetValue(mode)!, ParseBandwidth(p.GetValue(bandwidth)), secretBytes,
-                    ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)));
+                    ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)), Guide: guideOptions);
             }
             catch (Exception e) when (e is LabException or AgentException or FormatException or ArgumentException)
             {

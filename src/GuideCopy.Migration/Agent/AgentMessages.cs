@@ -13,7 +13,9 @@ public sealed record SourcePrepareResult(
     string Name, string Uuid, string MigratableXml, string PersistentXml, bool Persistent, string RamPath,
     long RamBytes, string RamFileSystem, IReadOnlyList<string> Problems);
 
-public sealed record SwitchoverRequest(string MigrationId, string Domain, long BandwidthBytesPerSecond, bool Push);
+public sealed record SwitchoverRequest(string MigrationId, string Domain, long BandwidthBytesPerSecond, bool Push, GuideCopy.Migration.Guide.GuideOptions? Guide = null);
+
+public sealed record GuidePrepareRequest(string MigrationId, string Domain);
 
 public sealed record SwitchoverResult(
     string DeviceState, int DeviceStateBytes, string PageServer, long PageCount, long ZeroPages,
@@ -39,7 +41,8 @@ public sealed record DestinationStatus(
 public sealed record DestinationFinishRequest(string MigrationId, string? PersistentXml);
 
 public sealed record SourceFinishResult(
-    long DemandPages, long PushPages, long LocalityPages, long BackgroundPages, long ZeroPagesSkipped, long BytesOnWire);
+    long DemandPages, long PushPages, long LocalityPages, long BackgroundPages, long ZeroPagesSkipped, long BytesOnWire,
+    GuideCopy.Migration.Guide.GuideStats? Guide = null);
 
 public sealed record Empty();
 

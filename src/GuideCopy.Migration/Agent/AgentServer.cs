@@ -171,15 +171,32 @@ public sealed class AgentServer
                 return DestinationSide.Check(_options, Args<DestinationCheckRequest>(args));
             case "source.prepare":
                 return SourceSide.Prepare(_options, Args<DomainRequest>(args).Domain);
-            case "source.switchover":
+            case "source.guide.prepare":
             {
-                var req = Args<SwitchoverRequest>(args);
+                var req = Args<GuidePrepareRequest>(args);
                 var side = new SourceSide(_options, _secret, req.MigrationId, _log);
                 if (!_sources.TryAdd(req.MigrationId, side))
                 {
                     side.Dispose();
                     throw new AgentException($"migration {req.MigrationId} is already running here");
                 }
+
+                try
+                {
+                    return await side.PrepareGuideAsync(req, ct);
+                }
+                catch
+                {
+                    _sources.TryRemove(req.MigrationId, out _);
+                    side.Dispose();
+                    throw;
+                }
+            }
+
+            case "source.switchover":
+            {
+                var req = Args<SwitchoverRequest>(args);
+                var side = _sources.GetOrAdd(req.MigrationId, id => new SourceSide(_options, _secret, id, _log));
 
                 try
                 {

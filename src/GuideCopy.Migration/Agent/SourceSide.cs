@@ -22,6 +22,8 @@ public sealed class SourceSide : IDisposable
     private LibvirtSharp.Domain? _domain;
     private PageServer? _server;
     private bool _persistent;
+    private GuideCopy.Migration.Guide.GuideRun? _guide;
+    private Task? _guideStart;
 
     public SourceSide(AgentOptions options, byte[] secret, string migrationId, Action<string> log)
     {
@@ -87,6 +89,36 @@ public sealed class SourceSide : IDisposable
     }
 
     /// <summary>
+    /// Before the source pauses: start the guide's QEMU paused (its start-up then costs no
+    /// downtime). A guide that cannot start is not fatal: the migration goes on without it.
+    /// </summary>
+    public async Task<Empty> PrepareGuideAsync(GuidePrepareRequest req, CancellationToken ct)
+    {
+        var prepared = Prepare(_options, req.Domain);
+        var (_, free) = HostFactsReader.FileSystemOf(_options.RamDir);
+        if (free < prepared.RamBytes)
+        {
+            throw new AgentException($"source: RAM dir {_options.RamDir} has {free >> 20} MiB free; the guide needs {prepared.RamBytes >> 20} MiB: enlarge the tmpfs or migrate with --guide off");
+        }
+
+        Directory.CreateDirectory(WorkDir);
+        File.SetUnixFileMode(WorkDir, (UnixFileMode)0b111_111_111);
+        _guide = new GuideCopy.Migration.Guide.GuideRun(_options, WorkDir, _id, _log);
+        try
+        {
+            await _guide.PrepareAsync(prepared.MigratableXml, req.Domain, ct);
+        }
+        catch
+        {
+            _guide.Stop("failed to start");
+            _guide = null;
+            throw;
+        }
+
+        return new Empty();
+    }
+
+    /// <summary>
     /// Downtime starts here: suspend, save device state (RAM excluded), start the page server on
     /// the frozen RAM file. Any failure resumes the domain before the error goes back.
     /// </summary>
@@ -123,6 +155,27 @@ public sealed class SourceSide : IDisposable
                 Log = m => _log($"{_id}: page server: {m}"),
             };
             _server.Start();
+            if (_guide is not null && req.Guide is { Enabled: true } control)
+            {
+                // The guide resumes beside the destination; its start never adds downtime.
+                var guide = _guide;
+                _guideStart = Task.Run(async () =>
+                {
+                    try
+                    {
+                        await guide.StartAsync(prepared.RamPath, _server, state, control, CancellationToken.None);
+                    }
+                    catch (Exception e)
+                    {
+                        guide.Stop($"failed to start: {e.Message}");
+                    }
+                }, CancellationToken.None);
+            }
+            else
+            {
+                _guide?.Stop("disabled");
+            }
+
             _log($"{_id}: device state {state.Length} bytes in {saveMs:0} ms; serving {prepared.RamPath} ({_server.PageCount} pages, {_server.ZeroPages} zero)");
             return new SwitchoverResult(Convert.ToBase64String(state), state.Length, HostFactsReader.AdvertisedPageEndpoint(_options),
                 _server.PageCount, _server.ZeroPages, suspendedAt, saveMs);
@@ -140,6 +193,8 @@ public sealed class SourceSide : IDisposable
     /// <summary>After the destination has every page: stop serving, destroy (and undefine) the source domain.</summary>
     public SourceFinishResult Finish()
     {
+        _guideStart?.Wait(TimeSpan.FromSeconds(30));
+        var guideStats = _guide?.Stop("migration complete");
         var c = _server?.Counters ?? default;
         _server?.Stop();
         if (_domain is not null)
@@ -154,12 +209,14 @@ public sealed class SourceSide : IDisposable
         }
 
         Dispose();
-        return new SourceFinishResult(c.DemandPages, c.PushPages, c.LocalityPages, c.BackgroundPages, c.ZeroPagesSkipped, c.BytesOnWire);
+        return new SourceFinishResult(c.DemandPages, c.PushPages, c.LocalityPages, c.BackgroundPages, c.ZeroPagesSkipped, c.BytesOnWire, guideStats);
     }
 
     /// <summary>Rollback: stop serving and resume the untouched source (QEMU resumes from 'postmigrate').</summary>
     public void Abort()
     {
+        _guideStart?.Wait(TimeSpan.FromSeconds(30));
+        _guide?.Stop("rolled back");
         _server?.Stop();
         if (_domain is not null && _domain.State.State == virDomainState.VIR_DOMAIN_PAUSED)
         {
@@ -172,6 +229,8 @@ public sealed class SourceSide : IDisposable
 
     public void Dispose()
     {
+        _guide?.Dispose();
+        _guide = null;
         _server?.Dispose();
         _server = null;
         _domain?.Dispose();

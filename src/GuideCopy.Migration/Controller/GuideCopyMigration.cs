@@ -37,7 +37,7 @@ public sealed class GuideCopyMigration
         HeartbeatFollower? follower = null;
         IReadOnlyList<Heartbeat> history = [];
         DateTime switchoverAt = default;
-        bool committed = false, pausing = false, destinationStarted = false;
+        bool committed = false, pausing = false, destinationStarted = false, guidePrepared = false;
         SwitchoverResult? switched = null;
         ResumeResult? resumed = null;
         try
@@ -73,7 +73,23 @@ public sealed class GuideCopyMigration
             // 3a. Destination QEMU started paused with the shim, while the source still runs.
             Report("destination start");
             destinationStarted = true;
-            var started = await dst.CallAsync<DestinationStartResult>("dest.prepare", new DestinationPrepareRequest(id, prepared.MigratableXml), ct);
+            var startDestination = dst.CallAsync<DestinationStartResult>("dest.prepare", new DestinationPrepareRequest(id, prepared.MigratableXml), ct);
+            if (_plan.Guide is { Enabled: true })
+            {
+                // The guide's QEMU starts beside the destination's; a guide that fails to start
+                // is not fatal: the migration goes on as --guide off.
+                try
+                {
+                    await src.CallAsync<Empty>("source.guide.prepare", new GuidePrepareRequest(id, _plan.Domain), ct);
+                    guidePrepared = true;
+                }
+                catch (AgentException e)
+                {
+                    _guideFailure = $"guide did not start: {e.Message}";
+                }
+            }
+
+            var started = await startDestination;
             _phases["destinationStart"] = Math.Round(started.StartMs, 1);
             Phase("destinationPrepare");
 
@@ -82,7 +98,7 @@ public sealed class GuideCopyMigration
             switchoverAt = DateTime.UtcNow;
             pausing = true;
             switched = await src.CallAsync<SwitchoverResult>("source.switchover",
-                new SwitchoverRequest(id, _plan.Domain, _plan.BandwidthBytesPerSecond, _plan.Push), ct);
+                new SwitchoverRequest(id, _plan.Domain, _plan.BandwidthBytesPerSecond, _plan.Push, guidePrepared ? _plan.Guide : null), ct);
             _phases["deviceStateSave"] = Math.Round(switched.DeviceStateSaveMs, 1);
 
             // 3b. The pager takes the uffd against the page server; the device state loads.
@@ -108,9 +124,9 @@ public sealed class GuideCopyMigration
             if (!pausing)
             {
                 // Preflight failed, an agent was unreachable, or the destination could not start: nothing was paused.
-                if (destinationStarted)
+                if (destinationStarted || guidePrepared)
                 {
-                    await Rollback(null, dst, id);
+                    await Rollback(guidePrepared ? src : null, dst, id);
                 }
 
                 await DisposeAll(src, dst);
@@ -166,6 +182,7 @@ public sealed class GuideCopyMigration
                 DestinationFaults = new FaultStats(status.Faults, status.StallCount, R(status.StallP50Ms), R(status.StallP99Ms),
                     R(status.StallMaxMs), R(status.StallTotalMs)),
                 Guest = guest,
+                Guide = GuideSummary(served),
                 PhasesMs = _phases,
             };
         }
@@ -198,6 +215,24 @@ public sealed class GuideCopyMigration
 
             await Task.Delay(250, ct);
         }
+    }
+
+    private GuideReport? GuideSummary(SourceFinishResult served)
+    {
+        if (_plan.Guide is not { Enabled: true })
+        {
+            return null;
+        }
+
+        if (served.Guide is not { } g)
+        {
+            return new GuideReport(false, 0, 0, null, 0, 0, 0, 0, 0, _guideFailure ?? "guide did not run");
+        }
+
+        long pushed = served.PushPages;
+        double? hit = pushed + g.DemandDuringGuide > 0 ? Math.Round((double)pushed / (pushed + g.DemandDuringGuide), 3) : null;
+        return new GuideReport(g.RuntimeSeconds > 0, g.PagesLogged, pushed, hit, g.LatePushes, g.Misses, g.DemandDuringGuide,
+            g.RuntimeSeconds, g.CpuSeconds, g.StopReason);
     }
 
     private static async Task WaitForAHeartbeat(HeartbeatFollower follower, CancellationToken ct)
@@ -278,6 +313,7 @@ public sealed class GuideCopyMigration
 
     private TimeSpan _lastMark;
     private string _sourceUuid = "";
+    private string? _guideFailure;
 
     /// <summary>Records how long the phase that ends now took.</summary>
     private void Phase(string name)

@@ -34,6 +34,16 @@ public sealed record GuestThroughput(
     string Workload, double? BeforeRate, double? DuringRate, double? AfterRate, double? DuringRelative, double? AfterRelative,
     bool ChecksOk, long Heartbeats, string? LastHeartbeat);
 
+/// <summary>
+/// What the guide did. HitRate: of the pages the destination got from the guide's push or had
+/// to fault in while the guide ran, the share the push delivered before any fault
+/// (pushed / (pushed + demand)); an upper bound, since a pushed page the VM never touches counts
+/// as a hit. LatePushes: demand faults on pages the guide had already touched.
+/// </summary>
+public sealed record GuideReport(
+    bool Ran, long PagesLogged, long PagesPushed, double? HitRate, long LatePushes, long Misses, long DemandWhileRunning,
+    double RuntimeSeconds, double CpuSeconds, string StopReason);
+
 /// <summary>Everything the report shows; the JSON form is the stable interface for scripts (docs/report-schema.json).</summary>
 public sealed record MigrationReport
 {
@@ -69,6 +79,9 @@ public sealed record MigrationReport
     public FaultStats? DestinationFaults { get; init; }
 
     public GuestThroughput? Guest { get; init; }
+
+    /// <summary>The guide (mode guide with --guide on); null when no guide ran.</summary>
+    public GuideReport? Guide { get; init; }
 
     /// <summary>Phase timings in ms (preflight, device-state save, destination start, load, transfer ...).</summary>
     public IReadOnlyDictionary<string, double> PhasesMs { get; init; } = new Dictionary<string, double>();

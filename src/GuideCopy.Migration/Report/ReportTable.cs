@@ -10,7 +10,7 @@ public static class ReportTable
     {
         var rows = new List<(string Label, Func<MigrationReport, string> Value)>
         {
-            ("mode", r => r.Mode),
+            ("mode", Label),
             ("outcome", r => r.Outcome.ToString()),
             ("total time", r => $"{r.TotalSeconds:0.00} s"),
             ("downtime", r => r.DowntimeMs is { } d ? $"{d:0} ms" : "-"),
@@ -28,6 +28,10 @@ public static class ReportTable
             ("guest work/s 20 s after", r => Rate(r.Guest?.DuringRate) + Rel(r.Guest?.DuringRelative)),
             ("guest work/s at the end", r => Rate(r.Guest?.AfterRate) + Rel(r.Guest?.AfterRelative)),
             ("guest self-check", r => r.Guest is null ? "-" : r.Guest.ChecksOk ? "OK" : "MISMATCH"),
+            ("guide", r => r.Guide is null ? "off" : r.Guide.Ran ? $"{r.Guide.RuntimeSeconds:0.0} s, cpu {r.Guide.CpuSeconds:0.0} s" : "did not run"),
+            ("  pages logged / pushed", r => r.Guide is { } g ? $"{g.PagesLogged} / {g.PagesPushed}" : "-"),
+            ("  hit rate", r => r.Guide?.HitRate is { } h ? $"{h * 100:0.0}%" : "-"),
+            ("  late pushes / misses", r => r.Guide is { } g ? $"{g.LatePushes} / {g.Misses}" : "-"),
         };
         int labelWidth = rows.Max(r => r.Label.Length) + 2;
         var cells = rows.Select(r => reports.Select(rep => r.Value(rep)).ToList()).ToList();
@@ -50,8 +54,16 @@ public static class ReportTable
             sb.AppendLine($"{rep.Mode}: {rep.Error}");
         }
 
+        foreach (var rep in reports.Where(r => r.Guide is not null))
+        {
+            sb.AppendLine($"{Label(rep)} guide stopped: {rep.Guide!.StopReason}");
+        }
+
         return sb.ToString();
     }
+
+    /// <summary>A column's name: the mode, and for ours whether the guide ran.</summary>
+    public static string Label(MigrationReport r) => r.Mode == "guide" ? (r.Guide is null ? "guide-off" : "guide-on") : r.Mode;
 
     private static string Bytes(long b) => b >= 1 << 20 ? $"{b / (1024.0 * 1024):0.0} MiB" : $"{b / 1024.0:0.0} KiB";
 

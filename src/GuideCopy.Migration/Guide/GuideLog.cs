@@ -1,0 +1,49 @@
+using System.Diagnostics;
+using GuideCopy.MemoryPlane;
+
+namespace GuideCopy.Migration.Guide;
+
+/// <summary>
+/// Every page the guide touched first, in order, with the time it did. Written only by the
+/// guide's fault thread; arrays sized once for the whole RAM, so logging never allocates.
+/// </summary>
+public sealed class GuideLog
+{
+    private readonly long[] _pages;
+    private readonly long[] _ticks;
+    private long _count;
+
+    public GuideLog(long pageCount)
+    {
+        Touched = new PageBitmap(pageCount);
+        _pages = GC.AllocateUninitializedArray<long>(checked((int)pageCount));
+        _ticks = GC.AllocateUninitializedArray<long>(checked((int)pageCount));
+    }
+
+    /// <summary>Pages the guide has touched (first touches only).</summary>
+    public PageBitmap Touched { get; }
+
+    public long Count => Volatile.Read(ref _count);
+
+    /// <summary>Stopwatch ticks of the latest first touch (0: none yet).</summary>
+    public long LastTouchTicks => Count == 0 ? 0 : Volatile.Read(ref _ticks[Count - 1]);
+
+    /// <summary>Appends a first touch; false when the page was already logged.</summary>
+    public bool Append(long page)
+    {
+        if (!Touched.TrySet(page))
+        {
+            return false;
+        }
+
+        long i = _count;
+        _pages[i] = page;
+        _ticks[i] = Stopwatch.GetTimestamp();
+        Volatile.Write(ref _count, i + 1);
+        return true;
+    }
+
+    public long PageAt(long i) => _pages[i];
+
+    public long TicksAt(long i) => _ticks[i];
+}

@@ -1,0 +1,266 @@
+using System.Diagnostics;
+using GuideCopy.MemoryPlane;
+using GuideCopy.Migration.Agent;
+using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Definitions;
+using GuideCopy.Transport;
+using LibvirtSharp;
+using LibvirtSharp.Native;
+
+namespace GuideCopy.Migration.Guide;
+
+/// <summary>What the guide did, for the report.</summary>
+public sealed record GuideStats(
+    long PagesLogged, long DemandDuringGuide, long Misses, long LatePushes, double RuntimeSeconds, double CpuSeconds,
+    string StopReason, double StartMs);
+
+/// <summary>
+/// The guide on the source host (ARCHITECTURE.md steps 4 and 6): a transient clone of the paused
+/// domain, RAM a fresh file behind the shim, faults served from the frozen source RAM by
+/// <see cref="GuideMemory"/>, fed the same device state and resumed. A control loop stops it
+/// when it stops predicting the destination, has nothing left to say, or runs out of time.
+/// </summary>
+public sealed class GuideRun : IDisposable
+{
+    private readonly AgentOptions _options;
+    private readonly string _workDir;
+    private readonly string _id;
+    private readonly Action<string> _log;
+    private readonly Stopwatch _clock = new();
+    private Connection? _conn;
+    private LibvirtSharp.Domain? _domain;
+    private ShimListener? _shim;
+    private ShimRegistration? _registration;
+    private FrozenRam? _ram;
+    private GuideMemory? _memory;
+    private PageInstaller? _installer;
+    private GuideOptions _control = new();
+    private Timer? _timer;
+    private double _startMs;
+    private int _qemuPid;
+    private long _demand, _misses, _late, _windowDemand, _windowMisses;
+    private long _windowStart;
+    private GuideStats? _final;
+    private readonly object _stopLock = new();
+
+    public GuideRun(AgentOptions options, string workDir, string migrationId, Action<string> log)
+    {
+        _options = options;
+        _workDir = workDir;
+        _id = migrationId;
+        _log = log;
+    }
+
+    public bool Running => _domain is not null && _final is null;
+
+    /// <summary>Before the source pauses: the guide QEMU, paused with -incoming defer, its uffd taken.</summary>
+    public async Task PrepareAsync(string migratableXml, string domainName, CancellationToken ct)
+    {
+        var sw = Stopwatch.StartNew();
+        string shimSocket = Path.Combine(_workDir, "guide-shim.sock");
+        _shim = new ShimListener(shimSocket) { Rejected = m => _log($"{_id}: guide: refused a shim: {m}") };
+        string incoming = DestinationXml.ForIncoming(migratableXml,
+            new DestinationXml.ShimSettings(_options.ShimLibrary, _options.RamDir.TrimEnd('/') + "/", shimSocket));
+        string xml = GuideXml.From(incoming, GuideName(domainName), Path.Combine(_workDir, "guide-console.log"), CreateOverlay);
+        _conn = Connection.Open(_options.LibvirtUri);
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        wait.CancelAfter(TimeSpan.FromSeconds(_options.ShimTimeoutSeconds));
+        var registered = _shim.AcceptAsync(wait.Token);
+        var create = Task.Run(() => _conn.CreateTransient(xml, virDomainCreateFlags.VIR_DOMAIN_START_PAUSED), ct);
+        if (await Task.WhenAny(registered, create) == create && create.IsFaulted)
+        {
+            throw new AgentException($"guide QEMU did not start: {Reason(create.Exception!.InnerException!)}");
+        }
+
+        _registration = await registered;
+        _registration.Ack();
+        _domain = await create;
+        _qemuPid = _registration.QemuPid;
+        _startMs = sw.Elapsed.TotalMilliseconds;
+        _log($"{_id}: guide {GuideName(domainName)} (pid {_qemuPid}) started paused in {_startMs:0} ms");
+    }
+
+    public static string GuideName(string domainName) => domainName + "-guide";
+
+    /// <summary>
+    /// The guide writes to a qcow2 overlay in the work directory, backed by the VM's disk, so
+    /// none of its writes reach the disk the destination uses.
+    /// </summary>
+    private string CreateOverlay(DiskInfo disk)
+    {
+        string overlay = Path.Combine(_workDir, $"guide-{disk.Target}.qcow2");
+        var psi = new ProcessStartInfo("qemu-img") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { "create", "-q", "-f", "qcow2", "-F", disk.Format, "-b", disk.Source!, overlay })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(psi)!;
+        string err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0)
+        {
+            throw new AgentException($"cannot create the guide's overlay for {disk.Source}: {err.Trim()}");
+        }
+
+        File.SetUnixFileMode(overlay, (UnixFileMode)0b110_110_110);
+        return overlay;
+    }
+
+    /// <summary>
+    /// After the source paused and saved its device state: serve the guide's faults from the
+    /// frozen RAM, load the same device state, resume it, start the control loop.
+    /// </summary>
+    public async Task StartAsync(string frozenRamPath, PageServer server, byte[] deviceState, GuideOptions control, CancellationToken ct)
+    {
+        if (_registration is null || _domain is null)
+        {
+            throw new AgentException("guide not prepared");
+        }
+
+        _control = control;
+        _ram = new FrozenRam(frozenRamPath, _registration.PageSize);
+        _memory = new GuideMemory(_ram, server);
+        _installer = new PageInstaller(_registration, _ram.ZeroPages);
+        _memory.Attach(_installer);
+        _installer.Start(_memory);
+        server.DemandObserved = OnDemand;
+        await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(_workDir, "guide-incoming.sock"), deviceState,
+            TimeSpan.FromSeconds(_options.DeviceStateTimeoutSeconds), ct);
+        _domain.Resume();
+        _clock.Start();
+        _windowStart = Stopwatch.GetTimestamp();
+        _timer = new Timer(_ => Control(), null, 250, 250);
+        _log($"{_id}: guide running");
+    }
+
+    /// <summary>From the page server's demand thread: was this page one the guide had touched?</summary>
+    private void OnDemand(long page, bool alreadySent)
+    {
+        if (_final is not null || _memory is null)
+        {
+            return;
+        }
+
+        Interlocked.Increment(ref _demand);
+        Interlocked.Increment(ref _windowDemand);
+        if (!_memory.Log.Touched.IsSet(page))
+        {
+            Interlocked.Increment(ref _misses);
+            Interlocked.Increment(ref _windowMisses);
+        }
+        else
+        {
+            // The guide had touched it, but the push had not delivered it before the fault.
+            Interlocked.Increment(ref _late);
+        }
+    }
+
+    private void Control()
+    {
+        if (_final is not null || _memory is null)
+        {
+            return;
+        }
+
+        double runtime = _clock.Elapsed.TotalSeconds;
+        if (runtime > _control.TimeLimitSeconds)
+        {
+            Stop($"time limit ({_control.TimeLimitSeconds:0} s)");
+            return;
+        }
+
+        long last = _memory.Log.LastTouchTicks;
+        double idle = last == 0 ? runtime : Stopwatch.GetElapsedTime(last).TotalSeconds;
+        if (idle > _control.IdleSeconds && runtime > _control.IdleSeconds)
+        {
+            Stop($"nothing left to say (no new page for {_control.IdleSeconds:0} s)");
+            return;
+        }
+
+        if (Stopwatch.GetElapsedTime(_windowStart).TotalSeconds >= _control.MissWindowSeconds)
+        {
+            long demand = Interlocked.Exchange(ref _windowDemand, 0);
+            long misses = Interlocked.Exchange(ref _windowMisses, 0);
+            _windowStart = Stopwatch.GetTimestamp();
+            if (misses >= _control.MinMisses && misses >= _control.MissShare * demand)
+            {
+                Stop($"stopped predicting ({misses} of {demand} demand pages in {_control.MissWindowSeconds:0} s were never touched by the guide)");
+            }
+        }
+    }
+
+    /// <summary>Stops and destroys the guide (idempotent); its figures stay for the report.</summary>
+    public GuideStats Stop(string reason)
+    {
+        lock (_stopLock)
+        {
+            if (_final is not null)
+            {
+                return _final;
+            }
+
+            _timer?.Dispose();
+            double cpu = CpuSeconds(_qemuPid);
+            _final = new GuideStats(_memory?.Log.Count ?? 0, Interlocked.Read(ref _demand), Interlocked.Read(ref _misses),
+                Interlocked.Read(ref _late), Math.Round(_clock.Elapsed.TotalSeconds, 3), cpu, reason, Math.Round(_startMs, 1));
+            try
+            {
+                if (_domain is { IsActive: true })
+                {
+                    _domain.Destroy();
+                }
+            }
+            catch (LibvirtException e)
+            {
+                _log($"{_id}: guide destroy: {e.LibvirtMessage}");
+            }
+
+            _log($"{_id}: guide stopped: {reason}; {_final.PagesLogged} pages logged, cpu {cpu:0.00} s");
+            Release();
+            return _final;
+        }
+    }
+
+    public GuideStats? Final => _final;
+
+    /// <summary>utime + stime of the guide's QEMU from /proc/PID/stat (clock ticks of 1/100 s).</summary>
+    private static double CpuSeconds(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            // fields[0] is field 3 (state): utime is field 14, stime 15.
+            return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0;
+        }
+        catch (Exception e) when (e is IOException or FormatException or IndexOutOfRangeException)
+        {
+            return 0;
+        }
+    }
+
+    private static string Reason(Exception e) => e is LibvirtException le ? le.LibvirtMessage : e.Message;
+
+    private void Release()
+    {
+        _installer?.Stop();
+        _installer?.Dispose();
+        _installer = null;
+        _registration?.Dispose();
+        _registration = null;
+        _shim?.Dispose();
+        _shim = null;
+        _ram?.Dispose();
+        _ram = null;
+        _domain?.Dispose();
+        _domain = null;
+        _conn?.Dispose();
+        _conn = null;
+    }
+
+    public void Dispose()
+    {
+        Stop("migration ended");
+    }
+}
