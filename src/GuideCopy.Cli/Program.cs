@@ -10,6 +10,7 @@ foreach (var command in new[]
     DemoCommand.Create(),
     AgentCommand.Create(),
     MigrateCommand.Create(),
+    CompareCommand.Create(),
     PagesCommand.Create(),
     BenchCommand.Create(),
 })

@@ -27,6 +27,7 @@ struct gc_opts {
 	uint64_t seed;        /* PRNG seed; constant by default so every boot is identical */
 	uint64_t ws_mib;      /* memtouch: moving working set, MiB */
 	uint64_t ws_step_kib; /* memtouch: how far the working set moves per pass over it, KiB */
+	uint64_t verify_every; /* memtouch: pages rewritten per page of the rolling verify sweep */
 	uint64_t kv_put_pct;  /* kv: share of operations that are updates, percent */
 	int selftest;         /* 0 none, 1 zero a page, 2 make a page stale */
 };

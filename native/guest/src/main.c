@@ -168,6 +168,8 @@ static int parse_args(int argc, char **argv, struct gc_opts *o)
 			rc = parse_u64("gc.ws", v, &o->ws_mib);
 		else if (KEY("gc.ws_step"))
 			rc = parse_u64("gc.ws_step", v, &o->ws_step_kib);
+		else if (KEY("gc.verify_every"))
+			rc = parse_u64("gc.verify_every", v, &o->verify_every);
 		else if (KEY("gc.kv_put"))
 			rc = parse_u64("gc.kv_put", v, &o->kv_put_pct);
 		else if (KEY("gc.selftest_corrupt")) {
@@ -215,6 +217,7 @@ int main(int argc, char **argv)
 			 * 16 MiB) ~4-6 MiB/s of pages enter the working set, the order of a
 			 * 100 Mbit/s link, so how pages are ordered on the wire matters. */
 			.ws_step_kib = 64,
+			.verify_every = 1,
 			.kv_put_pct = 20,
 		},
 	};

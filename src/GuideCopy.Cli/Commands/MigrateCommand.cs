@@ -55,11 +55,7 @@ internal static class MigrateCommand
                 return ExitCodes.Usage;
             }
 
-            var progress = !asJson && !Console.IsOutputRedirected ? new TerminalProgress() : null;
-            var report = plan.Mode == "guide"
-                ? await new GuideCopyMigration(plan, progress is null ? null : progress.Show).RunAsync(ct)
-                : await LibvirtModeMigration.RunAsync(plan, BaselineModeNames.Parse(plan.Mode), ct);
-            progress?.Done();
+            var report = await RunAsync(plan, showProgress: !asJson, ct);
             Console.WriteLine(asJson ? report.ToJson() : ReportTable.Render([report]));
             if (!asJson && report.Error is not null)
             {
@@ -69,6 +65,17 @@ internal static class MigrateCommand
             return ExitCodes.For(report.Outcome);
         });
         return cmd;
+    }
+
+    /// <summary>Runs one migration in the plan's mode, with progress on a terminal's stderr.</summary>
+    internal static async Task<MigrationReport> RunAsync(MigrationPlan plan, bool showProgress, CancellationToken ct)
+    {
+        var progress = showProgress && !Console.IsErrorRedirected ? new TerminalProgress() : null;
+        var report = plan.Mode == "guide"
+            ? await new GuideCopyMigration(plan, progress is null ? null : progress.Show).RunAsync(ct)
+            : await LibvirtModeMigration.RunAsync(plan, BaselineModeNames.Parse(plan.Mode), ct);
+        progress?.Done();
+        return report;
     }
 
     /// <summary>lab:a, lab:NAME/a, or a libvirt URI (the agent is then found at the URI's host).</summary>

@@ -70,7 +70,7 @@ public sealed class SourceSide : IDisposable
         bool persistent = dom.IsPersistent;
         return new SourcePrepareResult(
             def.Name, def.Uuid,
-            dom.GetXml(virDomainXMLFlags.VIR_DOMAIN_XML_MIGRATABLE),
+            DestinationXml.WithoutOurAdditions(dom.GetXml(virDomainXMLFlags.VIR_DOMAIN_XML_MIGRATABLE)),
             persistent ? dom.GetXml(virDomainXMLFlags.VIR_DOMAIN_XML_INACTIVE | virDomainXMLFlags.VIR_DOMAIN_XML_MIGRATABLE) : "",
             persistent, ramPath, def.MemoryBytes, fs, problems);
     }

@@ -33,6 +33,7 @@ public static class BaselineMigration
 
         using var parameters = new TypedParams();
         if (options.MigrationUri is not null) parameters.Add(TypedParamFields.VIR_MIGRATE_PARAM_URI, options.MigrationUri);
+        if (options.DestinationXml is not null) parameters.Add(TypedParamFields.VIR_MIGRATE_PARAM_DEST_XML, options.DestinationXml);
         if (options.BandwidthMiBps is { } cap)
         {
             parameters.Add(TypedParamFields.VIR_MIGRATE_PARAM_BANDWIDTH, cap);

@@ -13,13 +13,15 @@ namespace GuideCopy.Migration.Baselines;
 /// <param name="MaxDowntime">Pre-copy's switchover target (virDomainMigrateSetMaxDowntime); null keeps libvirt's 300 ms.</param>
 /// <param name="Timeout">A pre-copy that has not finished by then is aborted; post-copy cannot be aborted after the switch.</param>
 /// <param name="PollInterval">How often job stats are read while the migration runs.</param>
+/// <param name="DestinationXml">The XML the destination starts from (VIR_MIGRATE_PARAM_DEST_XML); null: the source's live XML.</param>
 public sealed record BaselineOptions(
     BaselineMode Mode,
     ulong? BandwidthMiBps = null,
     string? MigrationUri = null,
     TimeSpan? MaxDowntime = null,
     TimeSpan? Timeout = null,
-    TimeSpan? PollInterval = null)
+    TimeSpan? PollInterval = null,
+    string? DestinationXml = null)
 {
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromMinutes(10);
 

@@ -38,6 +38,7 @@ public static class LibvirtModeMigration
         using (dst)
         {
             string? console;
+            string? destinationXml;
             using (var dom = src.TryLookupDomain(plan.Domain))
             {
                 if (dom is null)
@@ -46,6 +47,10 @@ public static class LibvirtModeMigration
                 }
 
                 console = plan.ConsoleFile ?? DomainDefinition.Parse(dom.GetXml()).ConsoleFile;
+                // A VM that arrived by guide-copy: hand libvirt its XML without our -incoming and shim.
+                string live = dom.GetXml(LibvirtSharp.Native.virDomainXMLFlags.VIR_DOMAIN_XML_MIGRATABLE);
+                string clean = DestinationXml.WithoutOurAdditions(live);
+                destinationXml = ReferenceEquals(clean, live) ? null : clean;
             }
 
             HeartbeatFollower? follower = console is not null && File.Exists(console) ? new GuestConsole(console).Follow() : null;
@@ -64,7 +69,8 @@ public static class LibvirtModeMigration
                 var startWall = DateTime.UtcNow;
                 var options = new BaselineOptions(mode,
                     BandwidthMiBps: plan.BandwidthBytesPerSecond > 0 ? (ulong)Math.Max(1, plan.BandwidthBytesPerSecond >> 20) : null,
-                    MigrationUri: plan.To.MigrationAddress is { } a ? $"tcp://{a}" : null);
+                    MigrationUri: plan.To.MigrationAddress is { } a ? $"tcp://{a}" : null,
+                    DestinationXml: destinationXml);
                 BaselineResult result;
                 try
                 {

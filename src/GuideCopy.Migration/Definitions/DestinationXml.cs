@@ -12,10 +12,66 @@ public static class DestinationXml
     /// <summary>Environment the shim reads (native/shim/shim.c).</summary>
     public sealed record ShimSettings(string ShimLibrary, string RamPathPrefix, string AgentSocket);
 
+    /// <summary>The environment variables the shim reads; the ones we add and take away.</summary>
+    private static readonly string[] OurEnv = ["LD_PRELOAD", "GUIDECOPY_RAM_PATH", "GUIDECOPY_AGENT_SOCKET"];
+
+    /// <summary>
+    /// The live XML of a VM that arrived by guide-copy still carries our -incoming and shim
+    /// settings (they are part of its running QEMU's definition). Any later migration — ours or
+    /// libvirt's — must start from the XML without them, or the next QEMU would wait for an
+    /// incoming stream and a shim socket that belong to a finished migration.
+    /// </summary>
+    public static string WithoutOurAdditions(string xml)
+    {
+        var doc = XDocument.Parse(xml);
+        if (!RemoveOurAdditions(doc.Root!))
+        {
+            return xml;
+        }
+
+        return doc.ToString();
+    }
+
+    private static bool RemoveOurAdditions(XElement root)
+    {
+        var q = DomainDefinition.QemuNs;
+        if (root.Element(q + "commandline") is not { } cmd)
+        {
+            return false;
+        }
+
+        bool changed = false;
+        var args = cmd.Elements(q + "arg").ToList();
+        for (int i = 0; i + 1 < args.Count; i++)
+        {
+            if ((string?)args[i].Attribute("value") == "-incoming" && (string?)args[i + 1].Attribute("value") == "defer")
+            {
+                args[i].Remove();
+                args[i + 1].Remove();
+                changed = true;
+                i++;
+            }
+        }
+
+        foreach (var env in cmd.Elements(q + "env").Where(e => OurEnv.Contains((string?)e.Attribute("name"))).ToList())
+        {
+            env.Remove();
+            changed = true;
+        }
+
+        if (!cmd.HasElements)
+        {
+            cmd.Remove();
+        }
+
+        return changed;
+    }
+
     public static string ForIncoming(string migratableXml, ShimSettings shim)
     {
         var doc = XDocument.Parse(migratableXml);
         var root = doc.Root!;
+        RemoveOurAdditions(root);
         var q = DomainDefinition.QemuNs;
         var cmd = root.Element(q + "commandline");
         if (cmd is null)

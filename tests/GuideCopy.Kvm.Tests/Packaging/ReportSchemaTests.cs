@@ -28,6 +28,7 @@ public sealed class ReportSchemaTests
         Pages = new PageCounts(131072, 120, 5000, 300, 40000, 85000, 2),
         DestinationFaults = new FaultStats(150, 120, 0.4, 3.1, 7.9, 80.2),
         Guest = new GuestThroughput("kv", 1000, 800, 990, 0.8, 0.99, true, 42, "GCHB seq=42 t_ms=42000 wl=kv work=1 rate=1 check=OK extra=x"),
+        Guide = new GuideReport(true, 5000, 4800, 0.97, 3, 12, 150, 8.5, 2.1, "idle (5 s)"),
         PhasesMs = new Dictionary<string, double> { ["preflight"] = 120.5, ["deviceStateSave"] = 30 },
         Details = new Dictionary<string, JsonElement> { ["enteredPostCopy"] = JsonSerializer.SerializeToElement(true) },
     };

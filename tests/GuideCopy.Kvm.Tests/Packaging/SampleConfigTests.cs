@@ -1,17 +1,29 @@
+using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
 using GuideCopy.Migration.Agent;
+using GuideCopy.Migration.Guide;
 
 namespace GuideCopy.Kvm.Tests.Packaging;
 
 /// <summary>
 /// packaging/guidecopy.json holds every knob at its default, and docs/configuration.md
-/// documents every knob: both follow AgentOptions, the knobs' one home.
+/// documents every knob with its default and environment name: both follow the options
+/// classes, the knobs' one home.
 /// </summary>
 [TestFixture]
 public sealed class SampleConfigTests
 {
-    private static readonly PropertyInfo[] Knobs = typeof(AgentOptions).GetProperties(BindingFlags.Public | BindingFlags.Instance);
+    /// <summary>Each configuration section, its options class, and the knobs it does not take from the file.</summary>
+    private static readonly (string Section, object Defaults, string[] NotInFile)[] Sections =
+    [
+        ("Agent", new AgentOptions(), []),
+        // Guide:Enabled is set by `migrate --guide on|off`, whatever the file says.
+        ("Guide", new GuideOptions(), [nameof(GuideOptions.Enabled)]),
+    ];
+
+    private static IEnumerable<PropertyInfo> Knobs(object defaults) =>
+        defaults.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance);
 
     private static JsonElement Sample()
     {
@@ -20,19 +32,23 @@ public sealed class SampleConfigTests
     }
 
     [Test]
-    public void SampleHasEveryAgentKnobAtItsDefault()
+    public void SampleHasEveryKnobAtItsDefault()
     {
-        var agent = Sample().GetProperty("Agent");
-        var defaults = new AgentOptions();
-        foreach (var knob in Knobs)
+        var sample = Sample();
+        foreach (var (section, defaults, notInFile) in Sections)
         {
-            Assert.That(agent.TryGetProperty(knob.Name, out var value), Is.True, $"Agent:{knob.Name} missing from the sample");
-            string expected = JsonSerializer.Serialize(knob.GetValue(defaults), knob.PropertyType);
-            Assert.That(value.GetRawText(), Is.EqualTo(expected), $"Agent:{knob.Name}");
-        }
+            var json = sample.GetProperty(section);
+            var knobs = Knobs(defaults).Where(k => !notInFile.Contains(k.Name)).ToList();
+            foreach (var knob in knobs)
+            {
+                Assert.That(json.TryGetProperty(knob.Name, out var value), Is.True, $"{section}:{knob.Name} missing from the sample");
+                string expected = JsonSerializer.Serialize(knob.GetValue(defaults), knob.PropertyType);
+                Assert.That(value.GetRawText(), Is.EqualTo(expected), $"{section}:{knob.Name}");
+            }
 
-        var names = agent.EnumerateObject().Select(p => p.Name).ToList();
-        Assert.That(names, Is.EquivalentTo(Knobs.Select(k => k.Name)), "the sample has no knob AgentOptions lacks");
+            var names = json.EnumerateObject().Select(p => p.Name).ToList();
+            Assert.That(names, Is.EquivalentTo(knobs.Select(k => k.Name)), $"the sample's {section} section has no knob its options class lacks");
+        }
     }
 
     [Test]
@@ -44,18 +60,25 @@ public sealed class SampleConfigTests
     [Test]
     public void ConfigurationDocListsEveryKnobWithItsDefault()
     {
-        string doc = RepoFile.Read("docs/configuration.md");
-        var defaults = new AgentOptions();
-        foreach (var knob in Knobs)
+        var rows = RepoFile.Read("docs/configuration.md").Split('\n');
+        foreach (var (section, defaults, _) in Sections)
         {
-            string row = doc.Split('\n').FirstOrDefault(l => l.StartsWith($"| `Agent:{knob.Name}`", StringComparison.Ordinal))
-                ?? throw new AssertionException($"docs/configuration.md has no table row for Agent:{knob.Name}");
-            // An empty string is shown as `""`.
-            string shown = knob.GetValue(defaults) is string s ? (s.Length == 0 ? "\"\"" : s) : Convert.ToString(knob.GetValue(defaults), System.Globalization.CultureInfo.InvariantCulture)!;
-            Assert.That(row, Does.Contain($"`{shown}`"), $"default of Agent:{knob.Name}");
-            Assert.That(row, Does.Contain($"GUIDECOPY__AGENT__{knob.Name.ToUpperInvariant()}"), $"env name of Agent:{knob.Name}");
+            foreach (var knob in Knobs(defaults))
+            {
+                string row = rows.FirstOrDefault(l => l.StartsWith($"| `{section}:{knob.Name}`", StringComparison.Ordinal))
+                    ?? throw new AssertionException($"docs/configuration.md has no table row for {section}:{knob.Name}");
+                // An empty string is shown as `""`, booleans as JSON writes them.
+                string shown = knob.GetValue(defaults) switch
+                {
+                    string { Length: 0 } => "\"\"",
+                    bool b => b ? "true" : "false",
+                    var v => Convert.ToString(v, CultureInfo.InvariantCulture)!,
+                };
+                Assert.That(row, Does.Contain($"`{shown}`"), $"default of {section}:{knob.Name}");
+                Assert.That(row, Does.Contain($"GUIDECOPY__{section.ToUpperInvariant()}__{knob.Name.ToUpperInvariant()}"), $"environment name of {section}:{knob.Name}");
+            }
         }
 
-        Assert.That(doc, Does.Contain("| `Controller:SecretFile`"));
+        Assert.That(rows, Has.Some.StartsWith("| `Controller:SecretFile`"));
     }
 }

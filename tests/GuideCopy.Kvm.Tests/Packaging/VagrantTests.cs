@@ -21,6 +21,29 @@ public sealed class VagrantTests
         Assert.That(File.GetUnixFileMode(RepoFile.PathOf(script)).HasFlag(UnixFileMode.UserExecute), Is.True, "executable");
     }
 
+    [TestCase("--set", "nonsense", "is not Section:Key=value")]
+    [TestCase("--bogus", "", "unknown option")]
+    public void InstallHostRefusesBadOptionsBeforeTouchingAnything(string option, string value, string message)
+    {
+        string[] args = value.Length > 0 ? [option, value] : [option];
+        var r = CommandRunner.Run(RepoFile.PathOf("scripts/install-host"), args);
+        Assert.That(r.ExitCode, Is.Not.EqualTo(0));
+        Assert.That(r.StdErr, Does.Contain(message));
+    }
+
+    [Test]
+    public void HostSetupAndInstallHostDocumentTheirOptions()
+    {
+        var setup = CommandRunner.Run(RepoFile.PathOf("scripts/host-setup"), "--help");
+        Assert.That(setup.StdOut, Does.Contain("--install-agent"));
+        var install = CommandRunner.Run(RepoFile.PathOf("scripts/install-host"), "--help");
+        Assert.That(install.ExitCode, Is.EqualTo(0));
+        foreach (var o in new[] { "--publish-dir", "--publish-to", "--secret", "--set", "--libvirt-tcp", "--firewall-from", "--no-start" })
+        {
+            Assert.That(install.StdOut, Does.Contain(o));
+        }
+    }
+
     [Test]
     public void VagrantValidatePasses()
     {

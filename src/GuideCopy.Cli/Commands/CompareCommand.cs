@@ -1,0 +1,108 @@
+using System.CommandLine;
+using System.Text.Json;
+using GuideCopy.Cli.Configuration;
+using GuideCopy.Lab;
+using GuideCopy.Migration.Agent;
+using GuideCopy.Migration.Controller;
+using GuideCopy.Migration.Guide;
+using GuideCopy.Migration.Report;
+
+namespace GuideCopy.Cli.Commands;
+
+/// <summary>
+/// `guidecopy compare`: the same guest migrated back and forth between two lab hosts once per
+/// mode, in one run, reports side by side — every mode judged on the same terms (the guest's
+/// own throughput, downtime, bytes, destination faults and stalls).
+/// </summary>
+internal static class CompareCommand
+{
+    public static readonly string[] Variants = ["guide-on", "guide-off", "precopy", "postcopy", "postcopy-at-once"];
+
+    public static Command Create()
+    {
+        var workload = new Option<string>("--workload") { Description = "Guest workload: memtouch, sort or kv.", DefaultValueFactory = _ => "memtouch" };
+        var modes = new Option<string>("--modes") { Description = $"Comma-separated, in order: {string.Join(", ", Variants)}.", DefaultValueFactory = _ => "guide-off,guide-on,postcopy-at-once,postcopy,precopy" };
+        var rate = new Option<string?>("--rate") { Description = "Cap the lab link with tc tbf for the whole comparison (e.g. 100mbit)." };
+        var bandwidth = new Option<string?>("--bandwidth") { Description = "Migration bandwidth cap passed to every mode (e.g. 80mbit)." };
+        var memory = new Option<int>("--memory") { Description = "Guest RAM in MiB.", DefaultValueFactory = _ => 512 };
+        var settle = new Option<double>("--settle") { Description = "Seconds the guest runs between migrations.", DefaultValueFactory = _ => 12 };
+        var json = new Option<bool>("--json") { Description = "Print the reports as a JSON array." };
+        var name = LabCommand.NameOption();
+        var config = AgentCommand.ConfigOption();
+        var cmd = new Command("compare", "Migrate one lab guest back and forth once per mode and print the reports side by side.")
+        {
+            workload, modes, rate, bandwidth, memory, settle, json, name, config,
+        };
+        cmd.SetAction(async (p, ct) =>
+        {
+            string labName = p.GetValue(name)!;
+            var list = p.GetValue(modes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            if (list.FirstOrDefault(m => !Variants.Contains(m)) is { } bad)
+            {
+                Console.Error.WriteLine($"guidecopy compare: unknown mode '{bad}': use {string.Join(", ", Variants)}");
+                return ExitCodes.Usage;
+            }
+
+            bool created = false;
+            var reports = new List<MigrationReport>();
+            try
+            {
+                var lab = LabCommand.EnsureLabWithAgents(labName, out created);
+                lab.SetLinkRate(p.GetValue(rate));
+                var spec = new TestGuestSpec($"cmp-{p.GetValue(workload)}", p.GetValue(workload)!, p.GetValue(memory));
+                TestGuest.Remove(lab, spec.Name);
+                var guest = TestGuest.Boot(lab, lab.A, spec);
+                guest.WaitForHeartbeats(3, TimeSpan.FromSeconds(120));
+                var secret = AgentServer.ReadSecret(lab.SecretFile);
+                var guideOptions = GuideCopyConfiguration.Build(p.GetValue(config), []).Section<GuideOptions>("Guide");
+                string here = "a";
+                foreach (var variant in list)
+                {
+                    // The guest runs undisturbed before each migration: the "before" window.
+                    await Task.Delay(TimeSpan.FromSeconds(p.GetValue(settle)), ct);
+                    string there = here == "a" ? "b" : "a";
+                    var g = new GuideOptions
+                    {
+                        Enabled = variant == "guide-on", TimeLimitSeconds = guideOptions.TimeLimitSeconds, IdleSeconds = guideOptions.IdleSeconds,
+                        MissWindowSeconds = guideOptions.MissWindowSeconds, MissShare = guideOptions.MissShare, MinMisses = guideOptions.MinMisses,
+                    };
+                    var plan = new MigrationPlan(spec.Name,
+                        MigrateCommand.ResolveTarget($"lab:{labName}/{here}", null, out _),
+                        MigrateCommand.ResolveTarget($"lab:{labName}/{there}", null, out _),
+                        variant.StartsWith("guide", StringComparison.Ordinal) ? "guide" : variant,
+                        MigrateCommand.ParseBandwidth(p.GetValue(bandwidth)), secret, ObserveAfter: TimeSpan.FromSeconds(5), Guide: g);
+                    Console.Error.WriteLine($"compare: {variant}: {spec.Name} {here} -> {there}");
+                    var report = await MigrateCommand.RunAsync(plan, showProgress: !p.GetValue(json), ct);
+                    reports.Add(report);
+                    if (report.Outcome != MigrationOutcome.Completed)
+                    {
+                        Console.Error.WriteLine($"compare: {variant} did not complete: {report.Error}");
+                        break;
+                    }
+
+                    here = there;
+                }
+
+                Console.WriteLine(p.GetValue(json) ? JsonSerializer.Serialize(reports, MigrationReport.Json) : ReportTable.Render(reports));
+                return reports.All(r => r.Outcome == MigrationOutcome.Completed && r.Guest?.ChecksOk != false) ? ExitCodes.Success : ExitCodes.Failure;
+            }
+            catch (Exception e) when (e is LabException or TimeoutException)
+            {
+                Console.Error.WriteLine($"guidecopy compare: {e.Message}");
+                return ExitCodes.Failure;
+            }
+            finally
+            {
+                if (created)
+                {
+                    LabRig.Down(labName);
+                }
+                else if (LabRig.TryAttach(labName) is { } lab)
+                {
+                    TestGuest.Remove(lab, $"cmp-{p.GetValue(workload)}");
+                }
+            }
+        });
+        return cmd;
+    }
+}
