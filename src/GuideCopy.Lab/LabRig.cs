@@ -318,9 +318,13 @@ public sealed class LabRig
         string agentLog = Path.Combine(Layout.HostDir(h.Name), "agent.log");
         string socket = Path.Combine(Layout.HostDir(h.Name), "agent", "agent.sock");
         File.Delete(socket);
+        // Its own (empty) config file: a lab host must not pick up the machine's /etc/guidecopy.
+        string config = Path.Combine(Layout.HostDir(h.Name), "guidecopy.json");
+        File.WriteAllText(config, "{}\n");
         var args = new List<string>(agentCommand)
         {
             "agent",
+            "--config", config,
             "--set", $"Agent:SecretFile={SecretFile}",
             "--set", $"Agent:AdvertiseAddress={h.Address}",
             "--set", $"Agent:PageListen={h.Address}:7171",

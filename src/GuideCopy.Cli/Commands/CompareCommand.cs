@@ -27,11 +27,12 @@ internal static class CompareCommand
         var memory = new Option<int>("--memory") { Description = "Guest RAM in MiB.", DefaultValueFactory = _ => 512 };
         var settle = new Option<double>("--settle") { Description = "Seconds the guest runs between migrations.", DefaultValueFactory = _ => 12 };
         var json = new Option<bool>("--json") { Description = "Print the reports as a JSON array." };
+        var guestArgs = new Option<string?>("--guest-args") { Description = "More guest kernel command-line keys, e.g. 'gc.verify_every=64 gc.ws=32'." };
         var name = LabCommand.NameOption();
         var config = AgentCommand.ConfigOption();
         var cmd = new Command("compare", "Migrate one lab guest back and forth once per mode and print the reports side by side.")
         {
-            workload, modes, rate, bandwidth, memory, settle, json, name, config,
+            workload, modes, rate, bandwidth, memory, settle, json, guestArgs, name, config,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -49,7 +50,7 @@ internal static class CompareCommand
             {
                 var lab = LabCommand.EnsureLabWithAgents(labName, out created);
                 lab.SetLinkRate(p.GetValue(rate));
-                var spec = new TestGuestSpec($"cmp-{p.GetValue(workload)}", p.GetValue(workload)!, p.GetValue(memory));
+                var spec = new TestGuestSpec($"cmp-{p.GetValue(workload)}", p.GetValue(workload)!, p.GetValue(memory), ExtraCmdline: p.GetValue(guestArgs));
                 TestGuest.Remove(lab, spec.Name);
                 var guest = TestGuest.Boot(lab, lab.A, spec);
                 guest.WaitForHeartbeats(3, TimeSpan.FromSeconds(120));

@@ -36,6 +36,9 @@ public sealed class AgentOptions
     /// <summary>Longest wait for QEMU to save or load device state, in seconds.</summary>
     public int DeviceStateTimeoutSeconds { get; set; } = 60;
 
+    /// <summary>Nice value of the guide's QEMU threads (-20..19): it may only use CPU the host's VMs leave idle.</summary>
+    public int GuideNice { get; set; } = 19;
+
     /// <summary>Longest wait for the destination QEMU's shim to hand its uffd, in seconds.</summary>
     public int ShimTimeoutSeconds { get; set; } = 30;
 }
