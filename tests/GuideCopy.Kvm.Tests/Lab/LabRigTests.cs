@@ -31,8 +31,7 @@ public sealed class LabRigTests
         string capsB = CommandRunner.Check("virsh", "-c", lab.B.LibvirtUri, "capabilities");
         Assert.That(capsB, Does.Contain(lab.B.State.HostUuid));
 
-        // The link works host to host, and A reaches B's libvirtd over it as a peer would.
-        Assert.That(lab.A.Run("ping", "-c", "1", "-W", "2", lab.B.Address).ExitCode, Is.EqualTo(0));
+        // The link works host to host: A reaches B's libvirtd over it as a peer would.
         string peerCaps = lab.A.Check("virsh", "-c", lab.B.PeerLibvirtUri, "capabilities");
         Assert.That(peerCaps, Does.Contain(lab.B.State.HostUuid));
         Assert.That(lab.A.Check("tc", "qdisc", "show", "dev", lab.A.State.Interface), Does.Contain("tbf"));
