@@ -177,7 +177,7 @@ public sealed class GuideCopyMigration
                 DowntimeMs = downtime,
                 BytesOnWire = served.BytesOnWire + switched.DeviceStateBytes,
                 DeviceStateBytes = switched.DeviceStateBytes,
-                Pages = new PageCounts(status.PageCount, status.DemandPages, served.PushPages, status.LocalityPages,
+                Pages = new PageCounts(status.PageCount, status.DemandPages, status.PushPages, status.LocalityPages,
                     status.BackgroundPages, switched.ZeroPages, status.DuplicatePages),
                 DestinationFaults = new FaultStats(status.Faults, status.StallCount, R(status.StallP50Ms), R(status.StallP99Ms),
                     R(status.StallMaxMs), R(status.StallTotalMs)),
