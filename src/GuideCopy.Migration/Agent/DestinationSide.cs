@@ -71,45 +71,12 @@ public sealed class DestinationSide : IDisposable
             throw new AgentException($"the QEMU shim {_options.ShimLibrary} is missing on this host: run scripts/host-setup");
         }
 
-        Directory.CreateDirectory(WorkDir);
-        File.SetUnixFileMode(WorkDir, (UnixFileMode)0b111_111_111);
+        IncomingQemu.CreateWorkDir(WorkDir);
         string shimSocket = Path.Combine(WorkDir, "shim.sock");
         _shim = new ShimListener(shimSocket) { Rejected = m => _log($"{_id}: refused a shim: {m}") };
-        string xml = DestinationXml.ForIncoming(req.MigratableXml,
-            new DestinationXml.ShimSettings(_options.ShimLibrary, _options.RamDir.TrimEnd('/') + "/", shimSocket));
         _conn = Connection.Open(_options.LibvirtUri);
         var sw = Stopwatch.StartNew();
-        using var shimWait = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        shimWait.CancelAfter(TimeSpan.FromSeconds(_options.ShimTimeoutSeconds));
-        var registered = _shim.AcceptAsync(shimWait.Token);
-        // QEMU maps its RAM during startup and the shim holds it in mmap until we ack, so the
-        // create call only returns after we own the uffd: run it beside the accept.
-        var create = Task.Run(() => _conn.CreateTransient(xml, virDomainCreateFlags.VIR_DOMAIN_START_PAUSED), ct);
-        var first = await Task.WhenAny(registered, create);
-        if (first == create && create.IsFaulted)
-        {
-            throw new AgentException($"destination QEMU did not start: {Reason(create.Exception!.InnerException!)}");
-        }
-
-        try
-        {
-            _registration = await registered;
-        }
-        catch (OperationCanceledException)
-        {
-            throw new AgentException($"the destination QEMU's shim did not hand over its userfaultfd within {_options.ShimTimeoutSeconds} s (is LD_PRELOAD allowed by the host's security driver?)");
-        }
-
-        _registration.Ack();
-        try
-        {
-            _domain = await create;
-        }
-        catch (Exception e)
-        {
-            throw new AgentException($"destination QEMU did not start: {Reason(e)}");
-        }
-
+        (_domain, _registration) = await IncomingQemu.StartPausedAsync(_conn, req.MigratableXml, xml => xml, _options, shimSocket, _shim, "destination", ct);
         double startMs = sw.Elapsed.TotalMilliseconds;
         _log($"{_id}: destination QEMU pid {_registration.QemuPid} started paused in {startMs:0} ms; uffd for {_registration.RamPath} ({_registration.PageCount} pages)");
         return new DestinationStartResult(startMs, 0, _registration.QemuPid);
@@ -133,8 +100,6 @@ public sealed class DestinationSide : IDisposable
         _log($"{_id}: device state loaded in {loadMs:0} ms");
         return new DestinationStartResult(0, loadMs, _registration.QemuPid);
     }
-
-    private static string Reason(Exception e) => e is LibvirtException le ? le.LibvirtMessage : e.Message;
 
     /// <summary>The commit point: from here on the destination is the VM.</summary>
     public ResumeResult Resume()

@@ -16,6 +16,11 @@ public static class DeviceStateTransfer
     private const string IgnoreShared =
         """{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":true}]}}""";
 
+    // Capabilities stay set in a QEMU: left on, a later libvirt post-copy of this VM fails
+    // ("Postcopy is not compatible with ignore-shared"). So each transfer turns it off again.
+    private const string IgnoreSharedOff =
+        """{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":false}]}}""";
+
     /// <summary>
     /// Saves the device state of a paused domain. QEMU connects to a socket the agent listens
     /// on; the agent reads the stream to EOF. Afterwards QEMU is in 'postmigrate' and can still
@@ -48,6 +53,7 @@ public static class DeviceStateTransfer
         finally
         {
             File.Delete(socketPath);
+            TryQmp(domain, IgnoreSharedOff); // also when rolled back: the source resumes as it was
         }
     }
 
@@ -82,6 +88,7 @@ public static class DeviceStateTransfer
             await s.SendAsync(state, cts.Token);
             s.Shutdown(SocketShutdown.Send);
             await WaitForMigrationStatus(domain, "completed", cts.Token);
+            Qmp(domain, IgnoreSharedOff);
         }
         finally
         {
@@ -107,6 +114,18 @@ public static class DeviceStateTransfer
             }
 
             await Task.Delay(5, ct);
+        }
+    }
+
+    private static void TryQmp(LibvirtSharp.Domain domain, string command)
+    {
+        try
+        {
+            Qmp(domain, command);
+        }
+        catch (Exception e) when (e is InvalidOperationException or LibvirtException)
+        {
+            // A migration still running (a failed save) refuses capability changes; nothing to undo then.
         }
     }
 

@@ -101,8 +101,7 @@ public sealed class SourceSide : IDisposable
             throw new AgentException($"source: RAM dir {_options.RamDir} has {free >> 20} MiB free; the guide needs {prepared.RamBytes >> 20} MiB: enlarge the tmpfs or migrate with --guide off");
         }
 
-        Directory.CreateDirectory(WorkDir);
-        File.SetUnixFileMode(WorkDir, (UnixFileMode)0b111_111_111);
+        IncomingQemu.CreateWorkDir(WorkDir);
         _guide = new GuideCopy.Migration.Guide.GuideRun(_options, WorkDir, _id, _log);
         try
         {
@@ -130,8 +129,7 @@ public sealed class SourceSide : IDisposable
             throw new AgentException(string.Join("; ", prepared.Problems));
         }
 
-        Directory.CreateDirectory(WorkDir);
-        File.SetUnixFileMode(WorkDir, (UnixFileMode)0b111_111_111);
+        IncomingQemu.CreateWorkDir(WorkDir);
         _persistent = prepared.Persistent;
         _conn = Connection.Open(_options.LibvirtUri);
         _domain = _conn.LookupDomain(req.Domain);

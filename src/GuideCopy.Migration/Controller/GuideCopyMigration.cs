@@ -151,14 +151,9 @@ public sealed class GuideCopyMigration
             Phase("completion");
             var completedAt = DateTime.UtcNow;
             double totalSeconds = Math.Round(_clock.Elapsed.TotalSeconds, 3);
-            if (follower is not null && _plan.ObserveAfter is { } observe && observe > TimeSpan.Zero)
+            if (follower is not null)
             {
-                // Cover the report's 20 s window after the switchover and a few seconds on plain memory.
-                var until = Max(switchoverAt + ThroughputWindows.During, completedAt) + observe;
-                while (DateTime.UtcNow < until)
-                {
-                    await Task.Delay(200, ct);
-                }
+                await ThroughputWindows.ObserveAsync(switchoverAt, completedAt, _plan.ObserveAfter, ct);
             }
 
             GuestThroughput? guest = follower is null ? null : ThroughputWindows.Compute(history, follower.Snapshot(), switchoverAt, completedAt);
@@ -328,5 +323,4 @@ public sealed class GuideCopyMigration
 
     private static double R(double x) => Math.Round(x, 3);
 
-    private static DateTime Max(DateTime a, DateTime b) => a > b ? a : b;
 }

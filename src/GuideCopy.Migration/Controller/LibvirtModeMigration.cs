@@ -88,13 +88,9 @@ public static class LibvirtModeMigration
                 DateTime switchoverAt = result.SwitchedToPostCopyAfter is { } sw
                     ? startWall + sw
                     : completedAt - (result.Downtime ?? TimeSpan.Zero);
-                if (follower is not null && plan.ObserveAfter is { } observe && observe > TimeSpan.Zero)
+                if (follower is not null)
                 {
-                    var until = (switchoverAt + ThroughputWindows.During > completedAt ? switchoverAt + ThroughputWindows.During : completedAt) + observe;
-                    while (DateTime.UtcNow < until)
-                    {
-                        await Task.Delay(200, ct);
-                    }
+                    await ThroughputWindows.ObserveAsync(switchoverAt, completedAt, plan.ObserveAfter, ct);
                 }
 
                 var live = follower?.Snapshot() ?? [];

@@ -59,22 +59,10 @@ public sealed class GuideRun : IDisposable
         var sw = Stopwatch.StartNew();
         string shimSocket = Path.Combine(_workDir, "guide-shim.sock");
         _shim = new ShimListener(shimSocket) { Rejected = m => _log($"{_id}: guide: refused a shim: {m}") };
-        string incoming = DestinationXml.ForIncoming(migratableXml,
-            new DestinationXml.ShimSettings(_options.ShimLibrary, _options.RamDir.TrimEnd('/') + "/", shimSocket));
-        string xml = GuideXml.From(incoming, GuideName(domainName), Path.Combine(_workDir, "guide-console.log"), CreateOverlay);
         _conn = Connection.Open(_options.LibvirtUri);
-        using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        wait.CancelAfter(TimeSpan.FromSeconds(_options.ShimTimeoutSeconds));
-        var registered = _shim.AcceptAsync(wait.Token);
-        var create = Task.Run(() => _conn.CreateTransient(xml, virDomainCreateFlags.VIR_DOMAIN_START_PAUSED), ct);
-        if (await Task.WhenAny(registered, create) == create && create.IsFaulted)
-        {
-            throw new AgentException($"guide QEMU did not start: {Reason(create.Exception!.InnerException!)}");
-        }
-
-        _registration = await registered;
-        _registration.Ack();
-        _domain = await create;
+        (_domain, _registration) = await IncomingQemu.StartPausedAsync(_conn, migratableXml,
+            xml => GuideXml.From(xml, GuideName(domainName), Path.Combine(_workDir, "guide-console.log"), CreateOverlay),
+            _options, shimSocket, _shim, "guide", ct);
         _qemuPid = _registration.QemuPid;
         // The guide is a helper: where it shares CPUs with VMs (the destination in the lab, the
         // source host's other guests) it must only use what they leave idle, or it would slow the
@@ -243,8 +231,6 @@ public sealed class GuideRun : IDisposable
             return 0;
         }
     }
-
-    private static string Reason(Exception e) => e is LibvirtException le ? le.LibvirtMessage : e.Message;
 
     private void Release()
     {

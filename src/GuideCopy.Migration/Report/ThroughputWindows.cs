@@ -12,6 +12,26 @@ public static class ThroughputWindows
     public static readonly TimeSpan Before = TimeSpan.FromSeconds(10);
     public static readonly TimeSpan During = TimeSpan.FromSeconds(20);
 
+    /// <summary>
+    /// Keeps watching until the report's windows are covered: 20 s after the switchover and
+    /// <paramref name="observe"/> more on plain memory after completion.
+    /// </summary>
+    public static async Task ObserveAsync(DateTime switchoverAt, DateTime completedAt, TimeSpan? observe, CancellationToken ct)
+    {
+        if (observe is not { } extra || extra <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        var windowEnd = switchoverAt + During;
+        var until = (windowEnd > completedAt ? windowEnd : completedAt) + extra;
+        var left = until - DateTime.UtcNow;
+        if (left > TimeSpan.Zero)
+        {
+            await Task.Delay(left, ct);
+        }
+    }
+
     /// <param name="history">Heartbeats in the console before the switchover (guest time is reliable there).</param>
     /// <param name="live">Heartbeats seen live from shortly before the switchover on, stamped with host time.</param>
     public static GuestThroughput? Compute(IReadOnlyList<Heartbeat> history, IReadOnlyList<Heartbeat> live,
