@@ -6,7 +6,9 @@ namespace GuideCopy.Lab;
 /// <summary>What test guest to boot: a workload from native/guest (docs/guest.md) and its size.</summary>
 /// <param name="WorkMiB">The workload's memory (gc.mib); 0 lets the guest pick its default.</param>
 /// <param name="ExtraCmdline">More kernel command-line keys (gc.ws=..., ...).</param>
-public sealed record TestGuestSpec(string Name, string Workload = "memtouch", int MemoryMiB = 512, int WorkMiB = 0, string? ExtraCmdline = null)
+/// <param name="DiskImage">A qcow2 image (on the lab's shared storage) attached as an IDE disk; null: no disk.</param>
+public sealed record TestGuestSpec(string Name, string Workload = "memtouch", int MemoryMiB = 512, int WorkMiB = 0, string? ExtraCmdline = null,
+    string? DiskImage = null)
 {
     public static readonly string[] Workloads = ["memtouch", "sort", "kv"];
 
@@ -48,10 +50,10 @@ public sealed class TestGuest
     {
         string images = Path.Combine(lab.SharedDir, "images");
         string E(string s) => SecurityElement.Escape(s);
-        return $"""
+        return $$"""
             <domain type='qemu'>
-              <name>{E(spec.Name)}</name>
-              <memory unit='MiB'>{spec.MemoryMiB}</memory>
+              <name>{{E(spec.Name)}}</name>
+              <memory unit='MiB'>{{spec.MemoryMiB}}</memory>
               <vcpu>1</vcpu>
               <memoryBacking>
                 <source type='file'/>
@@ -59,9 +61,9 @@ public sealed class TestGuest
               </memoryBacking>
               <os>
                 <type arch='x86_64' machine='pc'>hvm</type>
-                <kernel>{E(Path.Combine(images, "vmlinuz"))}</kernel>
-                <initrd>{E(Path.Combine(images, "initrd.gz"))}</initrd>
-                <cmdline>{E(spec.KernelCmdline)}</cmdline>
+                <kernel>{{E(Path.Combine(images, "vmlinuz"))}}</kernel>
+                <initrd>{{E(Path.Combine(images, "initrd.gz"))}}</initrd>
+                <cmdline>{{E(spec.KernelCmdline)}}</cmdline>
               </os>
               <features><acpi/></features>
               <clock offset='utc'/>
@@ -70,9 +72,16 @@ public sealed class TestGuest
               <on_crash>destroy</on_crash>
               <devices>
                 <emulator>/usr/bin/qemu-system-x86_64</emulator>
-                <controller type='usb' model='none'/>
+                <controller type='usb' model='none'/>{{(spec.DiskImage is null ? "" : $"""
+
+                <disk type='file' device='disk'>
+                  <driver name='qemu' type='qcow2'/>
+                  <source file='{E(spec.DiskImage)}'/>
+                  <target dev='hda' bus='ide'/>
+                </disk>
+            """)}}
                 <serial type='file'>
-                  <source path='{E(ConsolePathFor(lab, spec.Name))}' append='on'/>
+                  <source path='{{E(ConsolePathFor(lab, spec.Name))}}' append='on'/>
                   <target port='0'/>
                 </serial>
                 <memballoon model='none'/>

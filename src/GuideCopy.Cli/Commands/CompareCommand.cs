@@ -27,12 +27,13 @@ internal static class CompareCommand
         var memory = new Option<int>("--memory") { Description = "Guest RAM in MiB.", DefaultValueFactory = _ => 512 };
         var settle = new Option<double>("--settle") { Description = "Seconds the guest runs between migrations.", DefaultValueFactory = _ => 12 };
         var json = new Option<bool>("--json") { Description = "Print the reports as a JSON array." };
+        var timeout = new Option<double>("--timeout") { Description = "Seconds after which a pre-copy that has not converged is aborted (the guest stays where it was).", DefaultValueFactory = _ => 180 };
         var guestArgs = new Option<string?>("--guest-args") { Description = "More guest kernel command-line keys, e.g. 'gc.verify_every=64 gc.ws=32'." };
         var name = LabCommand.NameOption();
         var config = AgentCommand.ConfigOption();
         var cmd = new Command("compare", "Migrate one lab guest back and forth once per mode and print the reports side by side.")
         {
-            workload, modes, rate, bandwidth, memory, settle, json, guestArgs, name, config,
+            workload, modes, rate, bandwidth, memory, settle, json, guestArgs, timeout, name, config,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -71,17 +72,23 @@ internal static class CompareCommand
                         MigrateCommand.ResolveTarget($"lab:{labName}/{here}", null, out _),
                         MigrateCommand.ResolveTarget($"lab:{labName}/{there}", null, out _),
                         variant.StartsWith("guide", StringComparison.Ordinal) ? "guide" : variant,
-                        MigrateCommand.ParseBandwidth(p.GetValue(bandwidth)), secret, ObserveAfter: TimeSpan.FromSeconds(5), Guide: g);
+                        MigrateCommand.ParseBandwidth(p.GetValue(bandwidth)), secret, ObserveAfter: TimeSpan.FromSeconds(5), Guide: g,
+                        Timeout: TimeSpan.FromSeconds(p.GetValue(timeout)));
                     Console.Error.WriteLine($"compare: {variant}: {spec.Name} {here} -> {there}");
                     var report = await MigrateCommand.RunAsync(plan, showProgress: !p.GetValue(json), ct);
                     reports.Add(report);
-                    if (report.Outcome != MigrationOutcome.Completed)
+                    Console.Error.WriteLine($"compare: {variant}: {report.Outcome}, {report.TotalSeconds:0.0} s, downtime {report.DowntimeMs:0} ms, " +
+                        $"faults {report.DestinationFaults?.Faults}, stall {report.DestinationFaults?.StallTotalMs:0} ms, " +
+                        $"guest {report.Guest?.DuringRelative:P0} of its rate in the 20 s after");
+                    if (report.Outcome == MigrationOutcome.Completed)
                     {
-                        Console.Error.WriteLine($"compare: {variant} did not complete: {report.Error}");
-                        break;
+                        here = there;
                     }
-
-                    here = there;
+                    else
+                    {
+                        // A rolled-back or refused mode leaves the guest where it was: go on from there.
+                        Console.Error.WriteLine($"compare: {variant} did not complete: {report.Error}");
+                    }
                 }
 
                 Console.WriteLine(p.GetValue(json) ? JsonSerializer.Serialize(reports, MigrationReport.Json) : ReportTable.Render(reports));

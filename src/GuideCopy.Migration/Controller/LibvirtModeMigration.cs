@@ -70,7 +70,8 @@ public static class LibvirtModeMigration
                 var options = new BaselineOptions(mode,
                     BandwidthMiBps: plan.BandwidthBytesPerSecond > 0 ? (ulong)Math.Max(1, plan.BandwidthBytesPerSecond >> 20) : null,
                     MigrationUri: plan.To.MigrationAddress is { } a ? $"tcp://{a}" : null,
-                    DestinationXml: destinationXml);
+                    DestinationXml: destinationXml,
+                    Timeout: plan.Timeout);
                 BaselineResult result;
                 try
                 {

@@ -6,7 +6,7 @@ namespace GuideCopy.Migration.Definitions;
 /// The guide's domain XML: the source's devices exactly (the device state must load into it:
 /// an unknown or missing section fails the load), but its own name and UUID, every NIC's link
 /// down (its traffic never leaves the host), its console in the work directory, and its disks
-/// behind throw-away overlays so its writes never reach the VM's disks.
+/// replaced by throw-away images so its writes never reach the VM's disks (GuideRun.CreateOverlay says why blank).
 /// </summary>
 public static class GuideXml
 {

@@ -75,28 +75,38 @@ public sealed class GuideRun : IDisposable
     public static string GuideName(string domainName) => domainName + "-guide";
 
     /// <summary>
-    /// The guide writes to a qcow2 overlay in the work directory, backed by the VM's disk, so
-    /// none of its writes reach the disk the destination uses.
+    /// The guide's disk: a blank qcow2 of the same size in the work directory. QEMU's image
+    /// locking lets no QEMU read an image (not even as a backing file) that another QEMU writes,
+    /// and the destination writes the VM's disk from its resume on: a guide backed by that disk
+    /// would fail to start, or — resumed first — make the destination's 'cont' fail with
+    /// "Failed to get write lock" (seen here; that rolled the migration back). So the guide reads
+    /// zeros from its disk and writes nowhere that matters. A guest that reads its disk while the
+    /// guide runs makes the guide diverge; its demand misses then stop it (the control loop).
     /// </summary>
     private string CreateOverlay(DiskInfo disk)
     {
         string overlay = Path.Combine(_workDir, $"guide-{disk.Target}.qcow2");
+        // -U: read the header of an image another QEMU holds; only its virtual size is needed.
+        string info = RunQemuImg("info", "-U", "--output=json", disk.Source!);
+        long size = System.Text.Json.JsonDocument.Parse(info).RootElement.GetProperty("virtual-size").GetInt64();
+        RunQemuImg("create", "-q", "-f", "qcow2", overlay, size.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        File.SetUnixFileMode(overlay, (UnixFileMode)0b110_110_110);
+        return overlay;
+    }
+
+    private static string RunQemuImg(params string[] args)
+    {
         var psi = new ProcessStartInfo("qemu-img") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { "create", "-q", "-f", "qcow2", "-F", disk.Format, "-b", disk.Source!, overlay })
+        foreach (var a in args)
         {
             psi.ArgumentList.Add(a);
         }
 
         using var p = Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd();
         string err = p.StandardError.ReadToEnd();
         p.WaitForExit();
-        if (p.ExitCode != 0)
-        {
-            throw new AgentException($"cannot create the guide's overlay for {disk.Source}: {err.Trim()}");
-        }
-
-        File.SetUnixFileMode(overlay, (UnixFileMode)0b110_110_110);
-        return overlay;
+        return p.ExitCode == 0 ? output : throw new AgentException($"qemu-img {args[0]} for the guide's disk failed: {err.Trim()}");
     }
 
     /// <summary>

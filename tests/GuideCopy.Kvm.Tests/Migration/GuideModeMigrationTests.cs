@@ -26,7 +26,7 @@ public sealed class GuideModeMigrationTests
     public void WorkloadHopsThreeTimesWithChecksumsOk(string workload)
     {
         string domain = $"hop-{workload}";
-        var guest = TestGuest.Boot(_lab, _lab.A, new TestGuestSpec(domain, workload, MemoryMiB: 384));
+        var guest = TestGuest.Boot(_lab, _lab.A, new TestGuestSpec(domain, workload, MemoryMiB: 256));
         try
         {
             guest.WaitForHeartbeats(2, TimeSpan.FromSeconds(120));
@@ -40,7 +40,7 @@ public sealed class GuideModeMigrationTests
                 // Byte counts add up: each page is installed once, by one route, and never one
                 // the source's zero map covers; what crossed the wire is at least those pages
                 // plus the device state.
-                Assert.That(pages.Total, Is.EqualTo(384L * 1024 * 1024 / 4096));
+                Assert.That(pages.Total, Is.EqualTo(256L * 1024 * 1024 / 4096));
                 long sent = pages.Demand + pages.Guide + pages.Locality + pages.Background;
                 Assert.That(sent, Is.GreaterThan(0));
                 Assert.That(sent + pages.Zero, Is.LessThanOrEqualTo(pages.Total));

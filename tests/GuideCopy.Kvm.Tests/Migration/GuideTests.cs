@@ -1,0 +1,104 @@
+using GuideCopy.Lab;
+using GuideCopy.Migration.Report;
+
+namespace GuideCopy.Kvm.Tests.Migration;
+
+/// <summary>
+/// The guide on real guests over a capped lab link (100 Mbit/s, push capped at 80 Mbit/s so
+/// demand keeps headroom): the same guest migrated with --guide off and then --guide on in one
+/// run, and a guest with a disk whose data the guide must never change.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class GuideTests
+{
+    private const string Name = "gcgd";
+    private LabRig _lab = null!;
+
+    [OneTimeSetUp]
+    public void Up()
+    {
+        _lab = MigrationLab.Up(Name);
+        _lab.SetLinkRate("100mbit");
+    }
+
+    [OneTimeTearDown]
+    public void Down() => LabRig.Down(Name);
+
+    [TestCase("kv")]
+    [TestCase("memtouch")]
+    public void GuideCutsDemandFaultsAndNeverMakesItWorse(string workload)
+    {
+        string domain = $"gd-{workload}";
+        // gc.verify_every=64: the VM's new-page rate is its working set, not a sweep of all RAM
+        // (with a full sweep every VM needs all its memory at once and every mode is link-bound).
+        var guest = TestGuest.Boot(_lab, _lab.A, new TestGuestSpec(domain, workload, MemoryMiB: 256, ExtraCmdline: "gc.verify_every=64"));
+        try
+        {
+            guest.WaitForHeartbeats(3, TimeSpan.FromSeconds(120));
+            var (rcOff, off, errOff) = MigrationLab.Migrate(_lab, domain, "a", "b", "--guide", "off", "--bandwidth", "80mbit", "--observe", "0");
+            Assert.That(rcOff, Is.EqualTo(0), errOff);
+            MigrationLab.AssertHeartbeatsContinue(guest);
+            var (rcOn, on, errOn) = MigrationLab.Migrate(_lab, domain, "b", "a", "--guide", "on", "--bandwidth", "80mbit", "--observe", "0");
+            Assert.That(rcOn, Is.EqualTo(0), errOn);
+            MigrationLab.AssertOnlyOn(_lab, domain, _lab.A);
+            MigrationLab.AssertHeartbeatsContinue(guest);
+
+            Assert.That(off!.Guide, Is.Null, "--guide off runs no guide");
+            var g = on!.Guide!;
+            TestContext.Out.WriteLine($"{workload}: demand faults off {off.Pages!.Demand} on {on.Pages!.Demand}; " +
+                $"stall off {off.DestinationFaults!.StallTotalMs} ms on {on.DestinationFaults!.StallTotalMs} ms; " +
+                $"guide logged {g.PagesLogged}, pushed {g.PagesPushed}, hit {g.HitRate}, late {g.LatePushes}, misses {g.Misses}, " +
+                $"cpu {g.CpuSeconds} s, stopped: {g.StopReason}");
+            Assert.That(g.Ran, Is.True, g.StopReason);
+            Assert.That(g.PagesLogged, Is.GreaterThan(1000));
+            Assert.That(on.Pages.Guide, Is.GreaterThan(0), "pages installed from the guide's push");
+            Assert.That(g.StopReason, Is.Not.Empty);
+            Assert.That(on.Pages.Demand, Is.LessThan(off.Pages.Demand), "the guide must cut demand faults");
+            Assert.That(on.DestinationFaults.StallTotalMs, Is.LessThanOrEqualTo((off.DestinationFaults.StallTotalMs ?? 0) * 1.25),
+                "the guide must not make the destination wait longer");
+            // The guide never leaves anything behind on the source host.
+            Assert.That(_lab.A.DomainNames().Concat(_lab.B.DomainNames()), Has.None.EndsWith("-guide"));
+        }
+        finally
+        {
+            TestGuest.Remove(_lab, domain);
+        }
+    }
+
+    [Test]
+    public void GuestWithDiskMigratesAndTheGuideNeverWritesIt()
+    {
+        string disk = Path.Combine(_lab.SharedDir, "gd-disk.qcow2");
+        CommandRunner.Check("qemu-img", "create", "-q", "-f", "qcow2", disk, "64M");
+        File.SetUnixFileMode(disk, (UnixFileMode)0b110_110_110);
+        // Known data in the disk, written before the guest exists.
+        CommandRunner.Check("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 4M", disk);
+        string reference = disk + ".before";
+        File.Copy(disk, reference, overwrite: true);
+        var guest = TestGuest.Boot(_lab, _lab.A, new TestGuestSpec("gd-disk", "kv", MemoryMiB: 256, ExtraCmdline: "gc.verify_every=64", DiskImage: disk));
+        try
+        {
+            guest.WaitForHeartbeats(2, TimeSpan.FromSeconds(120));
+            var (rc, report, err) = MigrationLab.Migrate(_lab, "gd-disk", "a", "b", "--guide", "on", "--observe", "0");
+            Assert.That(rc, Is.EqualTo(0), err);
+            Assert.That(report!.Guide!.Ran, Is.True, report.Guide.StopReason);
+            MigrationLab.AssertOnlyOn(_lab, "gd-disk", _lab.B);
+            MigrationLab.AssertHeartbeatsContinue(guest);
+            // The destination uses the disk itself; the guide wrote only to its overlay.
+            string xml = CommandRunner.Check("virsh", "-c", _lab.B.LibvirtUri, "dumpxml", "gd-disk");
+            Assert.That(xml, Does.Contain(disk));
+        }
+        finally
+        {
+            TestGuest.Remove(_lab, "gd-disk");
+        }
+
+        // -U: the compare only reads; the images are not in use any more.
+        Assert.That(CommandRunner.Check("qemu-img", "compare", "-U", reference, disk), Does.Contain("Images are identical"),
+            "the disk's data must be intact");
+        File.Delete(reference);
+        Assert.That(CommandRunner.Check("qemu-io", "-f", "qcow2", "-c", "read -P 0x5a 0 4M", disk), Does.Not.Contain("Pattern verification failed"));
+        File.Delete(disk);
+    }
+}
