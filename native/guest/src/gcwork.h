@@ -82,4 +82,16 @@ static inline uint64_t gc_rand(uint64_t *state)
 	return x ^ (x >> 31);
 }
 
+/* The rolling verify sweep's pace (gc.verify_every): of `earned` units of work, how many
+ * sweep items to check now; the remainder is carried in *debt so the pace is exact. */
+static inline uint64_t gc_verify_budget(uint64_t *debt, uint64_t earned, uint64_t every)
+{
+	if (every == 0)
+		every = 1;
+	*debt += earned;
+	uint64_t n = *debt / every;
+	*debt -= n * every;
+	return n;
+}
+
 #endif

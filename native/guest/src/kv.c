@@ -152,9 +152,7 @@ static void kv_step(struct gc *g)
 	g->work += OPS;
 	/* SWEEP records per step, divided by gc.verify_every (default 1): a larger value slows
 	 * the sweep so the VM's new-page rate is its skewed random access, as a server's is. */
-	k->vdebt += SWEEP;
-	uint64_t every = g->o.verify_every ? g->o.verify_every : 1;
-	for (; k->vdebt >= every; k->vdebt -= every) {
+	for (uint64_t n = gc_verify_budget(&k->vdebt, SWEEP, g->o.verify_every); n > 0; n--) {
 		check(g, k, k->vcur, "sweep");
 		if (++k->vcur == k->n) {
 			k->vcur = 0;

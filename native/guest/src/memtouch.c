@@ -153,9 +153,7 @@ static void mt_step(struct gc *g)
 	/* One page verified per gc.verify_every pages rewritten (default 1: the sweep covers the
 	 * region every ~0.25 s under TCG, so the VM needs all its memory at once; a larger value
 	 * leaves a VM whose new-page rate is its moving working set, as a server's is). */
-	m->vdebt += CHUNK;
-	uint64_t every = g->o.verify_every ? g->o.verify_every : 1;
-	for (; m->vdebt >= every; m->vdebt -= every) {
+	for (uint64_t n = gc_verify_budget(&m->vdebt, CHUNK, g->o.verify_every); n > 0; n--) {
 		check_page(g, m, m->vcur);
 		if (++m->vcur == m->npages) {
 			m->vcur = 0;

@@ -13,12 +13,9 @@ namespace GuideCopy.Migration.Agent;
 /// and the shim, take its uffd into a <see cref="Pager"/> before QEMU touches RAM, load the
 /// device state, resume it (the commit point), and persist the definition once every page is in.
 /// </summary>
-public sealed class DestinationSide : IDisposable
+public sealed class DestinationSide(AgentOptions options, byte[] secret, string migrationId, Action<string> log)
+    : HostRole(options, secret, migrationId, log), IDisposable
 {
-    private readonly AgentOptions _options;
-    private readonly byte[] _secret;
-    private readonly string _id;
-    private readonly Action<string> _log;
     private Connection? _conn;
     private LibvirtSharp.Domain? _domain;
     private ShimListener? _shim;
@@ -26,16 +23,6 @@ public sealed class DestinationSide : IDisposable
     private Pager? _pager;
     private Task<PagerStats>? _paging;
     private CancellationTokenSource? _pagingStop;
-
-    public DestinationSide(AgentOptions options, byte[] secret, string migrationId, Action<string> log)
-    {
-        _options = options;
-        _secret = secret;
-        _id = migrationId;
-        _log = log;
-    }
-
-    private string WorkDir => Path.Combine(_options.WorkDir, _id);
 
     /// <summary>Preflight on the destination: the name is free, the disks are reachable (shared storage).</summary>
     public static DestinationCheckResult Check(AgentOptions o, DestinationCheckRequest req)
@@ -66,19 +53,19 @@ public sealed class DestinationSide : IDisposable
     /// </summary>
     public async Task<DestinationStartResult> PrepareAsync(DestinationPrepareRequest req, CancellationToken ct)
     {
-        if (!File.Exists(_options.ShimLibrary))
+        if (!File.Exists(Options.ShimLibrary))
         {
-            throw new AgentException($"the QEMU shim {_options.ShimLibrary} is missing on this host: run scripts/host-setup");
+            throw new AgentException($"the QEMU shim {Options.ShimLibrary} is missing on this host: run scripts/host-setup");
         }
 
         IncomingQemu.CreateWorkDir(WorkDir);
         string shimSocket = Path.Combine(WorkDir, "shim.sock");
-        _shim = new ShimListener(shimSocket) { Rejected = m => _log($"{_id}: refused a shim: {m}") };
-        _conn = Connection.Open(_options.LibvirtUri);
+        _shim = new ShimListener(shimSocket) { Rejected = m => Log($"{Id}: refused a shim: {m}") };
+        _conn = Connection.Open(Options.LibvirtUri);
         var sw = Stopwatch.StartNew();
-        (_domain, _registration) = await IncomingQemu.StartPausedAsync(_conn, req.MigratableXml, xml => xml, _options, shimSocket, _shim, "destination", ct);
+        (_domain, _registration) = await IncomingQemu.StartPausedAsync(_conn, req.MigratableXml, xml => xml, Options, shimSocket, _shim, "destination", ct);
         double startMs = sw.Elapsed.TotalMilliseconds;
-        _log($"{_id}: destination QEMU pid {_registration.QemuPid} started paused in {startMs:0} ms; uffd for {_registration.RamPath} ({_registration.PageCount} pages)");
+        Log($"{Id}: destination QEMU pid {_registration.QemuPid} started paused in {startMs:0} ms; uffd for {_registration.RamPath} ({_registration.PageCount} pages)");
         return new DestinationStartResult(startMs, 0, _registration.QemuPid);
     }
 
@@ -90,14 +77,14 @@ public sealed class DestinationSide : IDisposable
             throw new AgentException("destination not prepared");
         }
 
-        _pager = new Pager(_registration, PagesHost.ParseEndpoint(req.PageServer), _secret) { Log = m => _log($"{_id}: pager: {m}") };
+        _pager = new Pager(_registration, PagesHost.ParseEndpoint(req.PageServer), Secret) { Log = m => Log($"{Id}: pager: {m}") };
         _pagingStop = new CancellationTokenSource();
         _paging = _pager.RunAsync(_pagingStop.Token);
         var sw = Stopwatch.StartNew();
         await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(WorkDir, "incoming.sock"), Convert.FromBase64String(req.DeviceState),
-            TimeSpan.FromSeconds(_options.DeviceStateTimeoutSeconds), ct);
+            TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds), ct);
         double loadMs = sw.Elapsed.TotalMilliseconds;
-        _log($"{_id}: device state loaded in {loadMs:0} ms");
+        Log($"{Id}: device state loaded in {loadMs:0} ms");
         return new DestinationStartResult(0, loadMs, _registration.QemuPid);
     }
 
@@ -141,7 +128,7 @@ public sealed class DestinationSide : IDisposable
             using var defined = _conn!.DefineDomain(persistentXml);
         }
 
-        _log($"{_id}: complete: {status.DonePages} pages, {status.Faults} faults");
+        Log($"{Id}: complete: {status.DonePages} pages, {status.Faults} faults");
         Dispose();
         return status;
     }
@@ -163,10 +150,10 @@ public sealed class DestinationSide : IDisposable
         }
         catch (LibvirtException e)
         {
-            _log($"{_id}: abort: {e.LibvirtMessage}");
+            Log($"{Id}: abort: {e.LibvirtMessage}");
         }
 
-        _log($"{_id}: destination aborted");
+        Log($"{Id}: destination aborted");
         Dispose();
     }
 
@@ -183,12 +170,6 @@ public sealed class DestinationSide : IDisposable
         _domain = null;
         _conn?.Dispose();
         _conn = null;
-        try
-        {
-            Directory.Delete(WorkDir, recursive: true);
-        }
-        catch (DirectoryNotFoundException)
-        {
-        }
+        RemoveWorkDir();
     }
 }

@@ -12,28 +12,15 @@ namespace GuideCopy.Migration.Agent;
 /// The source host's part of one migration: pause the domain, save its device state, serve its
 /// frozen RAM file to the destination; at the end destroy it, or on rollback resume it.
 /// </summary>
-public sealed class SourceSide : IDisposable
+public sealed class SourceSide(AgentOptions options, byte[] secret, string migrationId, Action<string> log)
+    : HostRole(options, secret, migrationId, log), IDisposable
 {
-    private readonly AgentOptions _options;
-    private readonly byte[] _secret;
-    private readonly string _id;
-    private readonly Action<string> _log;
     private Connection? _conn;
     private LibvirtSharp.Domain? _domain;
     private PageServer? _server;
     private bool _persistent;
     private GuideCopy.Migration.Guide.GuideRun? _guide;
     private Task? _guideStart;
-
-    public SourceSide(AgentOptions options, byte[] secret, string migrationId, Action<string> log)
-    {
-        _options = options;
-        _secret = secret;
-        _id = migrationId;
-        _log = log;
-    }
-
-    private string WorkDir => Path.Combine(_options.WorkDir, _id);
 
     /// <summary>Everything about the domain the controller needs before it pauses anything.</summary>
     public static SourcePrepareResult Prepare(AgentOptions o, string name)
@@ -94,15 +81,15 @@ public sealed class SourceSide : IDisposable
     /// </summary>
     public async Task<Empty> PrepareGuideAsync(GuidePrepareRequest req, CancellationToken ct)
     {
-        var prepared = Prepare(_options, req.Domain);
-        var (_, free) = HostFactsReader.FileSystemOf(_options.RamDir);
+        var prepared = Prepare(Options, req.Domain);
+        var (_, free) = HostFactsReader.FileSystemOf(Options.RamDir);
         if (free < prepared.RamBytes)
         {
-            throw new AgentException($"source: RAM dir {_options.RamDir} has {free >> 20} MiB free; the guide needs {prepared.RamBytes >> 20} MiB: enlarge the tmpfs or migrate with --guide off");
+            throw new AgentException($"source: RAM dir {Options.RamDir} has {free >> 20} MiB free; the guide needs {prepared.RamBytes >> 20} MiB: enlarge the tmpfs or migrate with --guide off");
         }
 
         IncomingQemu.CreateWorkDir(WorkDir);
-        _guide = new GuideCopy.Migration.Guide.GuideRun(_options, WorkDir, _id, _log);
+        _guide = new GuideCopy.Migration.Guide.GuideRun(Options, WorkDir, Id, Log);
         try
         {
             await _guide.PrepareAsync(prepared.MigratableXml, req.Domain, ct);
@@ -123,7 +110,7 @@ public sealed class SourceSide : IDisposable
     /// </summary>
     public async Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct)
     {
-        var prepared = Prepare(_options, req.Domain);
+        var prepared = Prepare(Options, req.Domain);
         if (prepared.Problems.Count > 0)
         {
             throw new AgentException(string.Join("; ", prepared.Problems));
@@ -131,26 +118,26 @@ public sealed class SourceSide : IDisposable
 
         IncomingQemu.CreateWorkDir(WorkDir);
         _persistent = prepared.Persistent;
-        _conn = Connection.Open(_options.LibvirtUri);
+        _conn = Connection.Open(Options.LibvirtUri);
         _domain = _conn.LookupDomain(req.Domain);
         _domain.Suspend();
         long suspendedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        _log($"{_id}: {req.Domain} suspended");
+        Log($"{Id}: {req.Domain} suspended");
         try
         {
             var sw = Stopwatch.StartNew();
             byte[] state = await DeviceStateTransfer.SaveAsync(_domain, Path.Combine(WorkDir, "devstate.sock"),
-                TimeSpan.FromSeconds(_options.DeviceStateTimeoutSeconds), ct);
+                TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds), ct);
             double saveMs = sw.Elapsed.TotalMilliseconds;
             _server = new PageServer(prepared.RamPath, new PageServerOptions
             {
-                Secret = _secret,
-                Listen = IPEndPoint.Parse(_options.PageListen),
+                Secret = Secret,
+                Listen = IPEndPoint.Parse(Options.PageListen),
                 BandwidthBytesPerSecond = req.BandwidthBytesPerSecond,
                 PushEnabled = req.Push,
             })
             {
-                Log = m => _log($"{_id}: page server: {m}"),
+                Log = m => Log($"{Id}: page server: {m}"),
             };
             _server.Start();
             if (_guide is not null && req.Guide is { Enabled: true } control)
@@ -174,8 +161,8 @@ public sealed class SourceSide : IDisposable
                 _guide?.Stop("disabled");
             }
 
-            _log($"{_id}: device state {state.Length} bytes in {saveMs:0} ms; serving {prepared.RamPath} ({_server.PageCount} pages, {_server.ZeroPages} zero)");
-            return new SwitchoverResult(Convert.ToBase64String(state), state.Length, HostFactsReader.AdvertisedPageEndpoint(_options),
+            Log($"{Id}: device state {state.Length} bytes in {saveMs:0} ms; serving {prepared.RamPath} ({_server.PageCount} pages, {_server.ZeroPages} zero)");
+            return new SwitchoverResult(Convert.ToBase64String(state), state.Length, HostFactsReader.AdvertisedPageEndpoint(Options),
                 _server.PageCount, _server.ZeroPages, suspendedAt, saveMs);
         }
         catch
@@ -203,7 +190,7 @@ public sealed class SourceSide : IDisposable
                 _domain.Undefine(virDomainUndefineFlagsValues.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM);
             }
 
-            _log($"{_id}: source domain destroyed{(_persistent ? " and undefined" : "")}");
+            Log($"{Id}: source domain destroyed{(_persistent ? " and undefined" : "")}");
         }
 
         Dispose();
@@ -219,7 +206,7 @@ public sealed class SourceSide : IDisposable
         if (_domain is not null && _domain.State.State == virDomainState.VIR_DOMAIN_PAUSED)
         {
             _domain.Resume();
-            _log($"{_id}: rolled back: source resumed");
+            Log($"{Id}: rolled back: source resumed");
         }
 
         Dispose();
@@ -235,12 +222,6 @@ public sealed class SourceSide : IDisposable
         _domain = null;
         _conn?.Dispose();
         _conn = null;
-        try
-        {
-            Directory.Delete(WorkDir, recursive: true);
-        }
-        catch (DirectoryNotFoundException)
-        {
-        }
+        RemoveWorkDir();
     }
 }
