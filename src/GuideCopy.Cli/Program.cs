@@ -18,4 +18,17 @@ foreach (var command in new[]
     root.Subcommands.Add(command);
 }
 
-return await root.Parse(args).InvokeAsync();
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    // Usage errors exit 2, as Linux tools do (docs/cli.md); System.CommandLine would say 1.
+    foreach (var error in parsed.Errors)
+    {
+        Console.Error.WriteLine($"guidecopy: {error.Message}");
+    }
+
+    Console.Error.WriteLine("Try 'guidecopy --help'.");
+    return ExitCodes.Usage;
+}
+
+return await parsed.InvokeAsync();
