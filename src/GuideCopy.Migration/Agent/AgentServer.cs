@@ -50,6 +50,14 @@ public sealed class AgentServer
         Directory.CreateDirectory(_options.WorkDir);
         // QEMU (user libvirt-qemu) creates and connects sockets under the work directory.
         File.SetUnixFileMode(_options.WorkDir, (UnixFileMode)0b111_111_111 | UnixFileMode.StickyBit);
+        foreach (var dir in Directory.GetDirectories(_options.WorkDir))
+        {
+            if (DestinationSide.Recover(_options, _secret, dir, _log) is { } recovered)
+            {
+                _destinations[Path.GetFileName(dir)] = recovered;
+            }
+        }
+
         var listeners = new List<Socket>();
         Directory.CreateDirectory(Path.GetDirectoryName(_options.ControlSocket)!);
         File.Delete(_options.ControlSocket);

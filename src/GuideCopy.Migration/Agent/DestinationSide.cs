@@ -23,6 +23,13 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     private Pager? _pager;
     private Task<PagerStats>? _paging;
     private CancellationTokenSource? _pagingStop;
+    private bool _committed, _finished;
+    private Task? _recovery;
+
+    /// <summary>What a restarted agent needs to take a committed migration over again (WorkDir/session.json).</summary>
+    public sealed record Session(string MigrationId, string PageServer);
+
+    private const string SessionFile = "session.json";
 
     /// <summary>Preflight on the destination: the name is free, the disks are reachable (shared storage).</summary>
     public static DestinationCheckResult Check(AgentOptions o, DestinationCheckRequest req)
@@ -77,9 +84,8 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             throw new AgentException("destination not prepared");
         }
 
-        _pager = new Pager(_registration, PagesHost.ParseEndpoint(req.PageServer), Secret) { Log = m => Log($"{Id}: pager: {m}") };
-        _pagingStop = new CancellationTokenSource();
-        _paging = _pager.RunAsync(_pagingStop.Token);
+        File.WriteAllText(Path.Combine(WorkDir, SessionFile), System.Text.Json.JsonSerializer.Serialize(new Session(Id, req.PageServer)));
+        StartPager(_registration, req.PageServer, trustRamFile: false);
         var sw = Stopwatch.StartNew();
         await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(WorkDir, "incoming.sock"), Convert.FromBase64String(req.DeviceState),
             TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds), ct);
@@ -88,15 +94,60 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         return new DestinationStartResult(0, loadMs, _registration.QemuPid);
     }
 
+    private void StartPager(ShimRegistration registration, string pageServer, bool trustRamFile)
+    {
+        _pager = new Pager(registration, PagesHost.ParseEndpoint(pageServer), Secret, new PagerOptions { TrustRamFile = trustRamFile })
+        {
+            Log = m => Log($"{Id}: pager: {m}"),
+        };
+        _pagingStop = new CancellationTokenSource();
+        _paging = _pager.RunAsync(_pagingStop.Token);
+    }
+
     /// <summary>The commit point: from here on the destination is the VM.</summary>
     public ResumeResult Resume()
     {
         (_domain ?? throw new AgentException("destination domain not started")).Resume();
+        _committed = true;
         return new ResumeResult(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+    }
+
+    /// <summary>
+    /// A restarted agent takes over a committed migration it finds in its work directory. The
+    /// shim kept its copy of the uffd (the VM stalled instead of reading zeros) and connects
+    /// again to the same socket; the pager rebuilds its bitmap from the pages already in the RAM
+    /// file and the source's page server resumes the push from there.
+    /// </summary>
+    public static DestinationSide? Recover(AgentOptions options, byte[] secret, string workDir, Action<string> log)
+    {
+        string file = Path.Combine(workDir, SessionFile);
+        if (!File.Exists(file) || System.Text.Json.JsonSerializer.Deserialize<Session>(File.ReadAllText(file)) is not { } session)
+        {
+            return null;
+        }
+
+        var side = new DestinationSide(options, secret, session.MigrationId, log) { _committed = true };
+        side._conn = Connection.Open(options.LibvirtUri);
+        side._shim = new ShimListener(Path.Combine(workDir, "shim.sock")) { Rejected = m => log($"{session.MigrationId}: refused a shim: {m}") };
+        side._recovery = Task.Run(async () =>
+        {
+            var registration = await side._shim.AcceptAsync();
+            side._registration = registration;
+            side.StartPager(registration, session.PageServer, trustRamFile: true);
+            log($"{session.MigrationId}: recovered after an agent restart: the shim handed its uffd again (QEMU pid {registration.QemuPid})");
+        });
+        log($"{session.MigrationId}: found a committed migration; waiting for its shim to reconnect");
+        return side;
     }
 
     public DestinationStatus Status()
     {
+        if (_pager is null && _recovery is { IsCompleted: false })
+        {
+            // Recovering: the shim has not reconnected yet; the VM waits in its faults.
+            return new DestinationStatus(false, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        }
+
         var pager = _pager ?? throw new AgentException("no pager");
         var s = pager.Stats;
         bool done = _paging?.IsCompleted ?? false;
@@ -114,6 +165,11 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     /// <summary>Every page is in: persist the source's definition here and clean up.</summary>
     public async Task<DestinationStatus> FinishAsync(string? persistentXml, CancellationToken ct)
     {
+        if (_recovery is not null)
+        {
+            await _recovery.WaitAsync(ct);
+        }
+
         if (_paging is null)
         {
             throw new AgentException("no pager");
@@ -129,6 +185,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         }
 
         Log($"{Id}: complete: {status.DonePages} pages, {status.Faults} faults");
+        _finished = true;
         Dispose();
         return status;
     }
@@ -170,6 +227,14 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         _domain = null;
         _conn?.Dispose();
         _conn = null;
+        if (_committed && !_finished)
+        {
+            // The agent stops with a committed migration unfinished: keep its session so the
+            // next agent takes it over (the shim holds the uffd meanwhile).
+            Log($"{Id}: agent stopping mid-transfer; the session stays in {WorkDir} for the next agent");
+            return;
+        }
+
         RemoveWorkDir();
     }
 }

@@ -7,8 +7,14 @@ using System.Text.Json.Nodes;
 
 namespace GuideCopy.Migration.Control;
 
-/// <summary>The agent refused or failed a request; the message is the agent's own.</summary>
-public sealed class AgentException(string message) : Exception(message);
+/// <summary>
+/// The agent refused or failed a request (the message is the agent's own), or — with
+/// <see cref="ConnectionLost"/> — could not be reached or went away mid-request.
+/// </summary>
+public sealed class AgentException(string message, bool connectionLost = false) : Exception(message)
+{
+    public bool ConnectionLost { get; } = connectionLost;
+}
 
 /// <summary>
 /// The controller-to-agent channel: length-prefixed JSON messages (u32 little-endian length,
@@ -46,7 +52,7 @@ public sealed class ControlChannel : IAsyncDisposable
         }
         catch (SocketException e)
         {
-            throw new AgentException($"agent at {endpoint} is unreachable ({e.SocketErrorCode}): is 'guidecopy agent' running on that host?");
+            throw new AgentException($"agent at {endpoint} is unreachable ({e.SocketErrorCode}): is 'guidecopy agent' running on that host?", connectionLost: true);
         }
 
         var c = new ControlChannel(socket);
@@ -151,7 +157,7 @@ public sealed class ControlChannel : IAsyncDisposable
         }
         catch (IOException e)
         {
-            throw new AgentException($"lost the agent during '{op}': {e.Message}");
+            throw new AgentException($"lost the agent during '{op}': {e.Message}", connectionLost: true);
         }
         finally
         {

@@ -46,6 +46,7 @@ public sealed class GuideCopyMigration
             Report("preflight");
             src = await ControlChannel.ConnectAsync(_plan.From.Agent, _plan.Secret, ct);
             dst = await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, ct);
+            _dst = dst;
             prepared = await src.CallAsync<SourcePrepareResult>("source.prepare", new DomainRequest(_plan.Domain), ct);
             _sourceUuid = prepared.Uuid;
             var srcFacts = await src.CallAsync<HostFacts>("facts", new Empty(), ct);
@@ -115,6 +116,10 @@ public sealed class GuideCopyMigration
             resumed = await dst.CallAsync<ResumeResult>("dest.resume", new MigrationRequest(id), ct);
             committed = true;
             Phase("switchover");
+            if (_plan.AfterCommit is { } afterCommit)
+            {
+                await afterCommit();
+            }
         }
         catch (Exception e) when (!committed)
         {
@@ -142,10 +147,11 @@ public sealed class GuideCopyMigration
         DestinationStatus status;
         try
         {
-            status = await WaitForCompletion(dst!, id, ct);
+            status = await WaitForCompletion(id, ct);
             Phase("transfer");
-            var finished = await dst!.CallAsync<DestinationStatus>("dest.finish",
+            var finished = await CallDestination<DestinationStatus>("dest.finish",
                 new DestinationFinishRequest(id, prepared!.Persistent ? prepared.PersistentXml : null), ct);
+            dst = _dst;
             status = finished;
             var served = await src!.CallAsync<SourceFinishResult>("source.finish", new MigrationRequest(id), ct);
             Phase("completion");
@@ -185,18 +191,18 @@ public sealed class GuideCopyMigration
         {
             // After the commit point the destination is the VM: never resume the source.
             follower?.Dispose();
-            await DisposeAll(src, dst);
+            await DisposeAll(src, dst == _dst ? dst : _dst);
             return Finish(MigrationOutcome.FailedAfterCommit,
                 $"{e.Message} (after the commit point: the VM runs on {_plan.To.Name}; the source copy stays paused as a backup of unsent pages)",
                 DateTimeOffset.UtcNow);
         }
     }
 
-    private async Task<DestinationStatus> WaitForCompletion(ControlChannel dst, string id, CancellationToken ct)
+    private async Task<DestinationStatus> WaitForCompletion(string id, CancellationToken ct)
     {
         while (true)
         {
-            var s = await dst.CallAsync<DestinationStatus>("dest.status", new MigrationRequest(id), ct);
+            var s = await CallDestination<DestinationStatus>("dest.status", new MigrationRequest(id), ct);
             _progress?.Invoke(new MigrationProgress("transfer", s.DonePages, s.PageCount, s.Faults, s.BytesReceived, _clock.Elapsed.TotalSeconds));
             if (s.Done)
             {
@@ -209,6 +215,32 @@ public sealed class GuideCopyMigration
             }
 
             await Task.Delay(250, ct);
+        }
+    }
+
+    /// <summary>After the commit point the destination agent may restart (it takes the migration over
+    /// from its work directory): a lost connection is retried for <see cref="AgentRecovery"/>.</summary>
+    private async Task<T> CallDestination<T>(string op, object args, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + AgentRecovery;
+        while (true)
+        {
+            try
+            {
+                _dst ??= await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, ct);
+                return await _dst.CallAsync<T>(op, args, ct);
+            }
+            catch (AgentException e) when (e.ConnectionLost && DateTime.UtcNow < deadline)
+            {
+                _progress?.Invoke(new MigrationProgress("destination agent lost; reconnecting", 0, 0, 0, 0, _clock.Elapsed.TotalSeconds));
+                if (_dst is not null)
+                {
+                    await _dst.DisposeAsync();
+                    _dst = null;
+                }
+
+                await Task.Delay(500, ct);
+            }
         }
     }
 
@@ -229,6 +261,9 @@ public sealed class GuideCopyMigration
         return new GuideReport(g.RuntimeSeconds > 0, g.PagesLogged, pushed, hit, g.LatePushes, g.Misses, g.DemandDuringGuide,
             g.RuntimeSeconds, g.CpuSeconds, g.StopReason);
     }
+
+    /// <summary>How long the controller waits for a lost destination agent after the commit point.</summary>
+    public static readonly TimeSpan AgentRecovery = TimeSpan.FromMinutes(5);
 
     private static async Task WaitForAHeartbeat(HeartbeatFollower follower, CancellationToken ct)
     {
@@ -309,6 +344,7 @@ public sealed class GuideCopyMigration
     private TimeSpan _lastMark;
     private string _sourceUuid = "";
     private string? _guideFailure;
+    private ControlChannel? _dst;
 
     /// <summary>Records how long the phase that ends now took.</summary>
     private void Phase(string name)

@@ -16,6 +16,7 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 /// <param name="ObserveAfter">How long to watch the guest after completion for the report's "after" throughput.</param>
 /// <param name="Guide">Run a guide on the source and when to stop it; null or disabled: no guide (demand, locality, background only).</param>
 /// <param name="Timeout">libvirt modes: a pre-copy that has not converged by then is aborted (the source runs on); null: 10 min.</param>
+/// <param name="AfterCommit">Runs right after the destination resumed (fault-injection drills and tests).</param>
 /// <param name="BeforeCommit">
 /// Runs after the destination loaded the device state and before it is resumed: the window in
 /// which a failure must roll back. For fault-injection drills and tests; null in normal use.
@@ -23,7 +24,7 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 public sealed record MigrationPlan(
     string Domain, MigrationTarget From, MigrationTarget To, string Mode, long BandwidthBytesPerSecond, byte[] Secret,
     bool Push = true, string? ConsoleFile = null, TimeSpan? ObserveAfter = null, Func<Task>? BeforeCommit = null,
-    GuideCopy.Migration.Guide.GuideOptions? Guide = null, TimeSpan? Timeout = null);
+    GuideCopy.Migration.Guide.GuideOptions? Guide = null, TimeSpan? Timeout = null, Func<Task>? AfterCommit = null);
 
 /// <summary>Live progress for a terminal.</summary>
 public sealed record MigrationProgress(string Phase, long PagesDone, long PagesTotal, long Faults, long BytesOnWire, double Seconds);

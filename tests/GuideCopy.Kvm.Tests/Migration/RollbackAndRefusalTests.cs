@@ -86,6 +86,41 @@ public sealed class RollbackAndRefusalTests
     }
 
     [Test]
+    public async Task DestinationAgentKilledAfterCommitStallsThenCompletes()
+    {
+        // Push capped at 40 Mbit/s so the transfer is still running when the agent dies.
+        var plan = Plan() with
+        {
+            BandwidthBytesPerSecond = 5_000_000,
+            AfterCommit = async () =>
+            {
+                int pid = LabRig.AgentPid(_lab.B) ?? throw new InvalidOperationException("no agent on b");
+                Process.GetProcessById(pid).Kill();
+                await Task.Delay(2000);
+                _lab.StartAgent(_lab.B, MigrationLab.AgentLaunch);
+            },
+        };
+        try
+        {
+            var report = await new GuideCopyMigration(plan).RunAsync(CancellationToken.None);
+            Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Completed), report.Error);
+            Assert.That(File.ReadAllText(Path.Combine(_lab.Layout.HostDir("b"), "agent.log")), Does.Contain("recovered after an agent restart"));
+            MigrationLab.AssertOnlyOn(_lab, Domain, _lab.B);
+            MigrationLab.AssertHeartbeatsContinue(_guest);
+            // Back to a for the other tests.
+            var back = await new GuideCopyMigration(Plan() with { From = Target(_lab.B), To = Target(_lab.A) }).RunAsync(CancellationToken.None);
+            Assert.That(back.Outcome, Is.EqualTo(MigrationOutcome.Completed), back.Error);
+        }
+        finally
+        {
+            if (LabRig.AgentPid(_lab.B) is null)
+            {
+                _lab.StartAgent(_lab.B, MigrationLab.AgentLaunch);
+            }
+        }
+    }
+
+    [Test]
     public void UnknownDomainIsRefused()
     {
         var (rc, report, err) = MigrationLab.Migrate(_lab, "no-such-vm", "a", "b");
