@@ -17,13 +17,15 @@ internal static class DemoCommand
         var workload = new Option<string>("--workload") { Description = "Guest workload: memtouch, sort or kv.", DefaultValueFactory = _ => "memtouch" };
         var mode = new Option<string>("--mode") { Description = "Migration mode (see 'migrate --help').", DefaultValueFactory = _ => "guide" };
         mode.AcceptOnlyFromAmong(MigrateCommand.Modes);
+        var guide = new Option<string>("--guide") { Description = "With --mode guide: run the guide clone (on) or not (off).", DefaultValueFactory = _ => "on" };
+        guide.AcceptOnlyFromAmong("on", "off");
         var rate = new Option<string?>("--rate") { Description = "Cap the lab link (tc tbf), e.g. 100mbit; default uncapped." };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON." };
         var keep = new Option<bool>("--keep") { Description = "Leave the lab and the migrated guest running afterwards." };
         var name = LabCommand.NameOption();
         var cmd = new Command("demo", "Lab up, a workload guest on host a, guide-copy migration to host b, the report; then lab down.")
         {
-            workload, mode, rate, json, keep, name,
+            workload, mode, guide, rate, json, keep, name,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -44,12 +46,11 @@ internal static class DemoCommand
                 var plan = new MigrationPlan(spec.Name,
                     MigrateCommand.ResolveTarget($"lab:{labName}/a", null, out string? secretFile),
                     MigrateCommand.ResolveTarget($"lab:{labName}/b", null, out _),
-                    p.GetValue(mode)!, 0, GuideCopy.Migration.Agent.AgentServer.ReadSecret(secretFile!), ObserveAfter: TimeSpan.FromSeconds(5));
-                Console.Error.WriteLine($"demo: migrating {spec.Name} lab:a -> lab:b ({plan.Mode})");
-                var report = plan.Mode == "guide"
-                    ? await new GuideCopyMigration(plan, pr => { if (pr.PagesTotal > 0) { Console.Error.Write($"\r  {pr.PagesDone}/{pr.PagesTotal} pages, {pr.Faults} faults, {pr.Seconds:0.0} s   "); } }).RunAsync(ct)
-                    : await LibvirtModeMigration.RunAsync(plan, GuideCopy.Migration.Baselines.BaselineModeNames.Parse(plan.Mode), ct);
-                Console.Error.WriteLine();
+                    p.GetValue(mode)!, 0, GuideCopy.Migration.Agent.AgentServer.ReadSecret(secretFile!), ObserveAfter: TimeSpan.FromSeconds(5),
+                    Guide: new GuideCopy.Migration.Guide.GuideOptions { Enabled = p.GetValue(guide) == "on" });
+                string how = plan.Mode != "guide" ? plan.Mode : plan.Guide?.Enabled == true ? "guide-copy, guide on" : "guide-copy, guide off";
+                Console.Error.WriteLine($"demo: migrating {spec.Name} lab:a -> lab:b ({how})");
+                var report = await MigrateCommand.RunAsync(plan, showProgress: !p.GetValue(json), ct);
                 Console.WriteLine(p.GetValue(json) ? report.ToJson() : ReportTable.Render([report]));
                 var after = new GuideCopy.Guest.GuestConsole(guest.ConsolePath).ReadAll();
                 Console.Error.WriteLine($"demo: {spec.Name} now runs on host {(lab.B.DomainNames().Contains(spec.Name) ? "b" : "a")}; latest heartbeat: {after[^1].Line}");
