@@ -172,9 +172,6 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         }
     }
 
-    /// <summary>Live counters of the page server (for progress).</summary>
-    public PageServerCounters? Counters => _server?.Counters;
-
     /// <summary>After the destination has every page: stop serving, destroy (and undefine) the source domain.</summary>
     public SourceFinishResult Finish()
     {
