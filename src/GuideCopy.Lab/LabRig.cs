@@ -76,8 +76,11 @@ public sealed class LabRig
         return Up(name, linkRate);
     }
 
-    /// <summary>Brings the lab up. Fails (leaving nothing behind) if it is already up or a tool is missing.</summary>
-    public static LabRig Up(string name, string? linkRate = null, Action<string>? log = null)
+    /// <summary>
+    /// Brings the lab up. Fails (leaving nothing behind) if it is already up or a tool is missing.
+    /// Each host gets half of the machine's CPUs (<see cref="LabCpus"/>) unless <paramref name="sharedCpus"/>.
+    /// </summary>
+    public static LabRig Up(string name, string? linkRate = null, Action<string>? log = null, bool sharedCpus = false)
     {
         log ??= _ => { };
         var layout = new LabLayout(name);
@@ -103,7 +106,7 @@ public sealed class LabRig
 
         try
         {
-            return BringUp(layout, linkRate, log);
+            return BringUp(layout, linkRate, log, sharedCpus);
         }
         catch (Exception e)
         {
@@ -113,7 +116,7 @@ public sealed class LabRig
         }
     }
 
-    private static LabRig BringUp(LabLayout layout, string? linkRate, Action<string> log)
+    private static LabRig BringUp(LabLayout layout, string? linkRate, Action<string> log, bool sharedCpus)
     {
         Directory.CreateDirectory(layout.StateDir);
         Directory.CreateDirectory(layout.SharedDir);
@@ -140,14 +143,24 @@ public sealed class LabRig
             CommandRunner.Check("ip", "-n", layout.Netns(h), "link", "set", layout.Interface(h), "up");
         }
 
-        var hosts = new List<LabHostState>();
-        foreach (var h in HostNames)
+        var cpuSplit = sharedCpus ? null : LabCpus.Split(LabCpus.Online());
+        string? cgroupRoot = cpuSplit is null ? null : LabCpus.Root();
+        if (cpuSplit is not null && cgroupRoot is null)
         {
+            log("cpus: no cpuset cgroup here; the hosts share the machine's CPUs");
+        }
+
+        var hosts = new List<LabHostState>();
+        for (int i = 0; i < HostNames.Length; i++)
+        {
+            string h = HostNames[i];
             var uuid = Guid.NewGuid().ToString();
             PrepareHostConfig(layout, h, uuid);
-            int pid = StartHolder(layout, h);
-            hosts.Add(new LabHostState(h, layout.Netns(h), layout.Interface(h), layout.Address(h), uuid, pid));
-            log($"host {h}: libvirtd up (holder pid {pid}, host_uuid {uuid}, address {layout.Address(h)})");
+            string? cpus = cgroupRoot is null ? null : cpuSplit![i];
+            string? cgroup = cpus is null ? null : LabCpus.Create(cgroupRoot!, CgroupName(layout, h), cpus);
+            int pid = StartHolder(layout, h, cgroup);
+            hosts.Add(new LabHostState(h, layout.Netns(h), layout.Interface(h), layout.Address(h), uuid, pid, cpus, cgroup));
+            log($"host {h}: libvirtd up (holder pid {pid}, host_uuid {uuid}, address {layout.Address(h)}, cpus {cpus ?? "shared"})");
         }
 
         var state = new LabState(layout.Name, layout.SubnetIndex, linkRate, DateTimeOffset.UtcNow, hosts);
@@ -217,7 +230,7 @@ public sealed class LabRig
     /// host's private directories over libvirt's, mounts its own /dev/shm tmpfs, starts virtlogd
     /// and libvirtd, then sleeps. Its pid names the namespaces for nsenter and for teardown.
     /// </summary>
-    private static int StartHolder(LabLayout layout, string host)
+    private static int StartHolder(LabLayout layout, string host, string? cgroup)
     {
         string dir = layout.HostDir(host);
         foreach (var target in new[] { "/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt", "/run/guidecopy" })
@@ -243,9 +256,12 @@ public sealed class LabRig
             """;
         File.Delete(pidFile);
         string log = Path.Combine(dir, "holder.log");
+        // The shell joins the host's cpuset first, so the holder and all it starts inherit it
+        // (here: inside, 'ip netns exec' mounts a fresh /sys without the cgroup tree).
         // setsid: the holder outlives this command and ignores the terminal's signals.
+        string joinCgroup = cgroup is null ? "" : $"echo $$ > '{cgroup}/cgroup.procs'; ";
         CommandRunner.Check("sh", "-c",
-            $"setsid ip netns exec {layout.Netns(host)} unshare -m --propagation private -- sh -c \"$0\" >'{log}' 2>&1 </dev/null &",
+            $"{joinCgroup}setsid ip netns exec {layout.Netns(host)} unshare -m --propagation private -- sh -c \"$0\" >'{log}' 2>&1 </dev/null &",
             script);
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (DateTime.UtcNow < deadline)
@@ -331,8 +347,10 @@ public sealed class LabRig
             "--set", $"Agent:ShimLibrary={ShimLibrary}",
         };
         string quoted = string.Join(' ', args.Select(a => "'" + a.Replace("'", "'\\''") + "'"));
+        // The agent runs on the host's CPUs, like everything else of the host (LabCpus).
+        string joinCgroup = h.State.Cgroup is { } cg ? $"echo $$ > '{cg}/cgroup.procs'; " : "";
         CommandRunner.Check("sh", "-c",
-            $"setsid nsenter -t {h.HolderPid} -m -n -- {quoted} >>'{agentLog}' 2>&1 </dev/null &");
+            $"{joinCgroup}setsid nsenter -t {h.HolderPid} -m -n -- {quoted} >>'{agentLog}' 2>&1 </dev/null &");
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (!File.Exists(socket))
         {
@@ -448,11 +466,23 @@ public sealed class LabRig
                 }
             }
 
+            var cgroups = CgroupCandidates(layout, h).Where(Directory.Exists).ToList();
+            foreach (var cg in cgroups)
+            {
+                pidsInHost.UnionWith(LabCpus.Processes(cg));
+            }
+
             if (pidsInHost.Count > 0)
             {
                 found = true;
                 StopProcesses(pidsInHost);
                 log($"host {h}: stopped {pidsInHost.Count} processes");
+            }
+
+            foreach (var cg in cgroups)
+            {
+                found = true;
+                LabCpus.Remove(cg);
             }
 
             if (File.Exists($"/run/netns/{netns}"))
@@ -476,6 +506,12 @@ public sealed class LabRig
 
         return found;
     }
+
+    private static string CgroupName(LabLayout layout, string host) => $"guidecopy-lab-{layout.Name}-{host}";
+
+    /// <summary>Where a host's cgroup would be, also for a lab whose state file is gone.</summary>
+    private static IEnumerable<string> CgroupCandidates(LabLayout layout, string host) =>
+        new[] { "/sys/fs/cgroup/cpuset", "/sys/fs/cgroup" }.Select(r => Path.Combine(r, CgroupName(layout, host)));
 
     private static LabRig? TryAttachQuiet(string name)
     {

@@ -19,11 +19,16 @@ public sealed record LabState(
     };
 }
 
-/// <summary>One lab host: its namespaces (held open by <see cref="HolderPid"/>) and identity.</summary>
+/// <summary>
+/// One lab host: its namespaces (held open by <see cref="HolderPid"/>), identity, and the CPUs
+/// its processes run on (<see cref="LabCpus"/>; null when the hosts share the machine's CPUs).
+/// </summary>
 public sealed record LabHostState(
     string Name,
     string Netns,
     string Interface,
     string Address,
     string HostUuid,
-    int HolderPid);
+    int HolderPid,
+    string? Cpus = null,
+    string? Cgroup = null);

@@ -16,7 +16,7 @@ namespace GuideCopy.Cli.Commands;
 /// </summary>
 internal static class CompareCommand
 {
-    public static readonly string[] Variants = ["guide-on", "guide-off", "precopy", "postcopy", "postcopy-at-once"];
+    public static readonly string[] Variants = ["guide-on", "guide-off", "precopy", "postcopy", "postcopy-at-once", "qemu-postcopy", "postcopy-preempt"];
 
     public static Command Create()
     {

@@ -29,10 +29,11 @@ internal static class LabCommand
     {
         var name = NameOption();
         var rate = new Option<string?>("--rate") { Description = "Cap the lab link with tc tbf, e.g. 100mbit (default: uncapped)." };
-        var cmd = new Command("up", "Bring the lab up: namespaces, veth link, a libvirtd per host.") { name, rate };
+        var shared = new Option<bool>("--shared-cpus") { Description = "Let both hosts use every CPU (default: host a gets the first half of the CPUs, host b the rest, like two machines)." };
+        var cmd = new Command("up", "Bring the lab up: namespaces, veth link, a libvirtd per host.") { name, rate, shared };
         cmd.SetAction(p => Cli.Guard(() =>
         {
-            var lab = LabRig.Up(p.GetValue(name)!, p.GetValue(rate), Console.WriteLine);
+            var lab = LabRig.Up(p.GetValue(name)!, p.GetValue(rate), Console.WriteLine, p.GetValue(shared));
             try
             {
                 lab.StartAgents(AgentLaunch, NativeBuild.Shim, Console.WriteLine);
@@ -205,7 +206,7 @@ internal static class LabCommand
         foreach (var h in lab.Hosts)
         {
             var doms = h.IsAlive ? h.DomainNames() : [];
-            Console.WriteLine($"  host {h.Name}: {(h.IsAlive ? "up" : "DOWN")}  netns {h.State.Netns}  addr {h.Address}  holder pid {h.HolderPid}");
+            Console.WriteLine($"  host {h.Name}: {(h.IsAlive ? "up" : "DOWN")}  netns {h.State.Netns}  addr {h.Address}  holder pid {h.HolderPid}  cpus {h.State.Cpus ?? "shared"}");
             Console.WriteLine($"    libvirt {h.LibvirtUri}");
             Console.WriteLine($"    agent   unix:{h.AgentSocket}");
             Console.WriteLine($"    domains: {(doms.Count == 0 ? "(none)" : string.Join(", ", doms))}");

@@ -11,14 +11,14 @@ namespace GuideCopy.Cli.Commands;
 /// <summary>`guidecopy migrate DOMAIN --from X --to Y [--mode ...]`: one migration and its report.</summary>
 internal static class MigrateCommand
 {
-    public static readonly string[] Modes = ["guide", "precopy", "postcopy", "postcopy-at-once"];
+    public static readonly string[] Modes = ["guide", "precopy", "postcopy", "postcopy-at-once", "qemu-postcopy", "postcopy-preempt"];
 
     public static Command Create()
     {
         var domain = new Argument<string>("domain") { Description = "The running domain to move." };
         var from = new Option<string>("--from") { Description = "Source host: a libvirt URI (qemu+tcp://HOST/system) or lab:a / lab:NAME/a.", Required = true };
         var to = new Option<string>("--to") { Description = "Destination host, same forms as --from.", Required = true };
-        var mode = new Option<string>("--mode") { Description = "guide (ours), precopy, postcopy (switch after the first pass) or postcopy-at-once.", DefaultValueFactory = _ => "guide" };
+        var mode = new Option<string>("--mode") { Description = "guide (ours); libvirt's precopy, postcopy (switch after the first pass) or postcopy-at-once; QEMU's qemu-postcopy or postcopy-preempt (switched at once, over QMP).", DefaultValueFactory = _ => "guide" };
         mode.AcceptOnlyFromAmong(Modes);
         var bandwidth = new Option<string?>("--bandwidth") { Description = "Cap on the migration traffic, e.g. 100mbit or 12MiB/s; ours never caps demand pages." };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON (schema docs/report-schema.json); no progress output." };

@@ -130,14 +130,5 @@ public static class DeviceStateTransfer
     }
 
     /// <summary>Runs one QMP command through libvirt; a QMP error becomes an exception with QEMU's text.</summary>
-    public static string Qmp(LibvirtSharp.Domain domain, string command)
-    {
-        string reply = domain.QemuMonitorCommand(command);
-        if (JsonNode.Parse(reply)?["error"] is { } error)
-        {
-            throw new InvalidOperationException($"QEMU refused {command}: {error["desc"]?.GetValue<string>() ?? error.ToJsonString()}");
-        }
-
-        return reply;
-    }
+    public static string Qmp(LibvirtSharp.Domain domain, string command) => Qemu.Qmp.Run(domain, command).ToJsonString();
 }

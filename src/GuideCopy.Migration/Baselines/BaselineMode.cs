@@ -1,8 +1,8 @@
 namespace GuideCopy.Migration.Baselines;
 
 /// <summary>
-/// The migrations a user would pick instead of guide-copy, all done by libvirt itself
-/// (virDomainMigrateToURI3, peer-to-peer, live).
+/// The migrations a user would pick instead of guide-copy: libvirt's own (virDomainMigrateToURI3,
+/// peer-to-peer, live), and QEMU's post-copy driven over QMP where libvirt has no switch for it.
 /// </summary>
 public enum BaselineMode
 {
@@ -14,6 +14,12 @@ public enum BaselineMode
 
     /// <summary>Post-copy, switched as soon as the migration runs: the destination faults in nearly all of RAM.</summary>
     PostCopyAtOnce,
+
+    /// <summary>QEMU post-copy switched at once, driven over QMP (<see cref="QemuPostCopyMigration"/>), with the destination's blocktime.</summary>
+    QemuPostCopy,
+
+    /// <summary>The same with QEMU's postcopy-preempt channel (urgent pages on their own connection); libvirt 11.3 cannot ask for it.</summary>
+    QemuPostCopyPreempt,
 }
 
 public static class BaselineModeNames
@@ -24,22 +30,25 @@ public static class BaselineModeNames
         BaselineMode.PreCopy => "precopy",
         BaselineMode.PostCopy => "postcopy",
         BaselineMode.PostCopyAtOnce => "postcopy-at-once",
+        BaselineMode.QemuPostCopy => "qemu-postcopy",
+        BaselineMode.QemuPostCopyPreempt => "postcopy-preempt",
         _ => throw new ArgumentOutOfRangeException(nameof(mode)),
     };
 
     /// <summary>
-    /// Parses the CLI spelling. "postcopy-preempt" is refused with the reason: libvirt 11.3's API
-    /// has no way to ask for QEMU's postcopy-preempt capability (no VIR_MIGRATE_* flag or
-    /// VIR_MIGRATE_PARAM_* for it in libvirt-api.xml), and setting it behind libvirt's back over
-    /// QMP would race libvirt's own capability setup for the migration.
+    /// Parses the CLI spelling. "postcopy-preempt" runs through QMP (<see cref="QemuPostCopyMigration"/>):
+    /// libvirt 11.3's API has no flag or parameter for QEMU's postcopy-preempt capability.
     /// </summary>
     public static BaselineMode Parse(string name) => name switch
     {
         "precopy" or "pre-copy" => BaselineMode.PreCopy,
         "postcopy" or "post-copy" => BaselineMode.PostCopy,
         "postcopy-at-once" or "postcopy-immediate" => BaselineMode.PostCopyAtOnce,
-        "postcopy-preempt" => throw new NotSupportedException(
-            "postcopy-preempt is not available through libvirt 11.3 (its API has no flag or parameter for QEMU's postcopy-preempt capability); use postcopy or postcopy-at-once"),
-        _ => throw new ArgumentException($"unknown baseline mode '{name}': use precopy, postcopy or postcopy-at-once", nameof(name)),
+        "qemu-postcopy" => BaselineMode.QemuPostCopy,
+        "postcopy-preempt" or "qemu-postcopy-preempt" => BaselineMode.QemuPostCopyPreempt,
+        _ => throw new ArgumentException($"unknown baseline mode '{name}': use precopy, postcopy, postcopy-at-once, qemu-postcopy or postcopy-preempt", nameof(name)),
     };
+
+    /// <summary>Whether the mode runs through QMP rather than libvirt's migration API.</summary>
+    public static bool IsQmpDriven(this BaselineMode mode) => mode is BaselineMode.QemuPostCopy or BaselineMode.QemuPostCopyPreempt;
 }

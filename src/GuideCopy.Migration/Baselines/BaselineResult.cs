@@ -42,6 +42,12 @@ public sealed record BaselineResult(
     bool EnteredPostCopy,
     IReadOnlyDictionary<string, object> Stats)
 {
+    /// <summary>
+    /// Time the destination's vCPUs were blocked on missing pages (QEMU's postcopy-blocktime, only
+    /// for <see cref="QemuPostCopyMigration"/>: libvirt cannot turn that capability on).
+    /// </summary>
+    public TimeSpan? BlockTime { get; init; }
+
     public override string ToString() =>
         $"{Mode.ToCliName()} {Domain}: total {TotalTime.TotalSeconds:F2} s, downtime {Ms(Downtime)} (events: {Ms(ObservedPause)}), " +
         $"{(DataBytes ?? 0) / (1024.0 * 1024):F1} MiB on the wire, {Iterations?.ToString() ?? "?"} passes" +

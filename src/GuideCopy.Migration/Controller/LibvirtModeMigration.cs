@@ -8,8 +8,9 @@ using LibvirtSharp;
 namespace GuideCopy.Migration.Controller;
 
 /// <summary>
-/// libvirt's own modes (pre-copy, post-copy) run through <see cref="BaselineMigration"/> and
-/// reported on the same terms as ours: libvirt's job stats plus the guest's heartbeats.
+/// The baselines — libvirt's own modes (pre-copy, post-copy) through <see cref="BaselineMigration"/>,
+/// QEMU post-copy with and without preempt through <see cref="QemuPostCopyMigration"/> — reported
+/// on the same terms as ours: the migration's own counters plus the guest's heartbeats.
 /// </summary>
 public static class LibvirtModeMigration
 {
@@ -75,13 +76,19 @@ public static class LibvirtModeMigration
                 BaselineResult result;
                 try
                 {
-                    result = await Task.Run(() => BaselineMigration.Run(src, dst, plan.Domain, plan.To.PeerLibvirtUri, options, ct), ct);
+                    result = await Task.Run(() => mode.IsQmpDriven()
+                        ? QemuPostCopyMigration.Run(src, dst, plan.Domain, plan.To.MigrationAddress
+                            ?? throw new InvalidOperationException($"{mode.ToCliName()} needs the destination's address on the migration link (a qemu+tcp://HOST URI or a lab host)"),
+                            options, plan.BandwidthBytesPerSecond, ct)
+                        : BaselineMigration.Run(src, dst, plan.Domain, plan.To.PeerLibvirtUri, options, ct), ct);
                 }
                 catch (Exception e) when (e is LibvirtException or InvalidOperationException or TimeoutException)
                 {
                     string msg = e is LibvirtException le ? $"libvirt: {le.LibvirtMessage}" : e.Message;
-                    // Before post-copy's switch libvirt rolls back by itself; the source keeps running.
-                    return Failed(MigrationOutcome.RolledBack, msg);
+                    // Before post-copy's switch the migration is cancelled and the source keeps running;
+                    // after it (only QMP-driven runs report that) the destination is the VM.
+                    var outcome = msg.Contains("after the switch", StringComparison.Ordinal) ? MigrationOutcome.FailedAfterCommit : MigrationOutcome.RolledBack;
+                    return Failed(outcome, msg);
                 }
 
                 var completedAt = DateTime.UtcNow;
@@ -113,10 +120,16 @@ public static class LibvirtModeMigration
                     Outcome = MigrationOutcome.Completed,
                     StartedAt = startedAt,
                     TotalSeconds = Math.Round(result.TotalTime.TotalSeconds, 3),
-                    DowntimeMs = result.Downtime?.TotalMilliseconds,
+                    // QEMU's own post-copy downtime figure is unreliable (FACTS.md); where the events
+                    // were seen, the QMP-driven runs report the pause the guest saw.
+                    DowntimeMs = (mode.IsQmpDriven() ? result.ObservedPause ?? result.Downtime : result.Downtime)?.TotalMilliseconds,
                     BytesOnWire = (long?)result.DataBytes,
                     Pages = null,
-                    DestinationFaults = result.PostCopyRequests is { } reqs ? new FaultStats((long)reqs, (long)reqs, null, null, null, null) : null,
+                    // Page requests are the destination's demand faults; QMP-driven runs also have the
+                    // vCPUs' blocked time (postcopy-blocktime), the counterpart of our stall total.
+                    DestinationFaults = result.PostCopyRequests is { } reqs
+                        ? new FaultStats((long)reqs, (long)reqs, null, null, null, result.BlockTime?.TotalMilliseconds)
+                        : null,
                     Guest = guest,
                     Details = details,
                 };

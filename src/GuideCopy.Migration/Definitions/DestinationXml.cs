@@ -67,7 +67,8 @@ public static class DestinationXml
         return changed;
     }
 
-    public static string ForIncoming(string migratableXml, ShimSettings shim)
+    /// <summary>The XML of a QEMU that waits for an incoming stream; with the shim in its environment unless <paramref name="shim"/> is null.</summary>
+    public static string ForIncoming(string migratableXml, ShimSettings? shim)
     {
         var doc = XDocument.Parse(migratableXml);
         var root = doc.Root!;
@@ -83,6 +84,11 @@ public static class DestinationXml
         // QEMU waits for migrate-incoming instead of booting; libvirt starts it with -S anyway.
         cmd.Add(new XElement(q + "arg", new XAttribute("value", "-incoming")));
         cmd.Add(new XElement(q + "arg", new XAttribute("value", "defer")));
+        if (shim is null)
+        {
+            return doc.ToString();
+        }
+
         // libvirt passes qemu:env to QEMU's environment (the domain is tainted custom-argv).
         cmd.Add(Env("LD_PRELOAD", shim.ShimLibrary));
         cmd.Add(Env("GUIDECOPY_RAM_PATH", shim.RamPathPrefix));
