@@ -7,9 +7,28 @@ public static class ProcessPriority
     /// Sets the nice value of every current thread of <paramref name="pid"/>: Linux keeps nice
     /// per thread, and threads created later inherit their creator's. Returns the threads set.
     /// </summary>
-    public static int SetNice(int pid, int nice)
+    public static int SetNice(int pid, int nice) =>
+        ForEachThread(pid, tid => global::Interop.Sys.SetPriority(global::Interop.Sys.PRIO_PROCESS, (uint)tid, nice) == 0);
+
+    /// <summary>
+    /// Puts every current thread of <paramref name="pid"/> under SCHED_IDLE: it runs only when no
+    /// other task wants the CPU, and any waking normal task preempts it at once (the fair class's
+    /// wakeup check preempts a SCHED_IDLE current for a non-idle waker unconditionally), which a
+    /// nice value alone does not give: a nice-19 thread may finish its slice first. Threads created
+    /// later inherit the policy. Returns the threads set.
+    /// </summary>
+    public static unsafe int SetIdlePolicy(int pid)
     {
-        int set = 0;
+        return ForEachThread(pid, tid =>
+        {
+            int priority = 0;
+            return global::Interop.Sys.SchedSetScheduler(tid, global::Interop.Sys.SCHED_IDLE, &priority) == 0;
+        });
+    }
+
+    private static int ForEachThread(int pid, Func<int, bool> set)
+    {
+        int done = 0;
         string tasks = $"/proc/{pid}/task";
         if (!Directory.Exists(tasks))
         {
@@ -18,12 +37,20 @@ public static class ProcessPriority
 
         foreach (var dir in Directory.EnumerateDirectories(tasks))
         {
-            if (uint.TryParse(Path.GetFileName(dir), out uint tid) && global::Interop.Sys.SetPriority(global::Interop.Sys.PRIO_PROCESS, tid, nice) == 0)
+            if (int.TryParse(Path.GetFileName(dir), out int tid) && set(tid))
             {
-                set++;
+                done++;
             }
         }
 
-        return set;
+        return done;
+    }
+
+    /// <summary>The scheduling policy of a thread as /proc reports it (field 41 of stat: 0 normal, 5 idle).</summary>
+    public static int Policy(int tid)
+    {
+        string stat = File.ReadAllText($"/proc/{tid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return int.Parse(fields[38], System.Globalization.CultureInfo.InvariantCulture);
     }
 }

@@ -388,9 +388,16 @@ public sealed class LabRig
             }
             else
             {
-                // burst must hold at least one MTU-sized packet per timer tick; 64 KiB is ample.
+                // The link: tbf at the rate; burst must hold at least one MTU-sized packet per
+                // timer tick, 64 KiB is ample.
                 CommandRunner.Check("ip", "netns", "exec", h.State.Netns, "tc", "qdisc", "replace", "dev", h.State.Interface,
-                    "root", "tbf", "rate", rate, "burst", "64kb", "latency", "100ms");
+                    "root", "handle", "1:", "tbf", "rate", rate, "burst", "64kb", "latency", "100ms");
+                // The host's queue in front of it: pfifo_fast, Linux's default qdisc (tbf's own
+                // child would be a plain byte FIFO, which no host runs). It serves packets by
+                // their priority band (TOS / SO_PRIORITY) and is FIFO within a band, so a flow
+                // that marks nothing (QEMU's migration streams) sees the same FIFO as before.
+                CommandRunner.Check("ip", "netns", "exec", h.State.Netns, "tc", "qdisc", "replace", "dev", h.State.Interface,
+                    "parent", "1:1", "handle", "10:", "pfifo_fast");
             }
         }
     }

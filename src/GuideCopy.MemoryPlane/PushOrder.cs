@@ -3,14 +3,18 @@ namespace GuideCopy.MemoryPlane;
 /// <summary>
 /// The source's order for pages nobody asked for yet: (b) the push queue, filled by other code
 /// (the guide's access log), then (c) pages near recent demand faults, then (d) a background
-/// sweep in address order. Callers skip pages already sent or zero. Allocation-free after
-/// construction; one lock, held for a few instructions.
+/// sweep in address order. One exception: the neighbours of a fault the push queue did not
+/// predict (the guide never touched that page) go before the queue, since the queue has just
+/// shown it does not know that region and locality is the better guess there. Callers skip
+/// pages already sent or zero. Allocation-free after construction; one lock, held for a few
+/// instructions.
 /// </summary>
 public sealed class PushOrder
 {
     private readonly object _lock = new();
     private readonly Ring _push;
     private readonly Ring _locality;
+    private readonly Ring _unpredicted;
     private readonly int _localityWindow;
     private long _cursor;
 
@@ -19,6 +23,7 @@ public sealed class PushOrder
         PageCount = pageCount;
         _push = new Ring(pushCapacity);
         _locality = new Ring(localityCapacity);
+        _unpredicted = new Ring(localityCapacity);
         _localityWindow = localityWindow;
     }
 
@@ -36,14 +41,18 @@ public sealed class PushOrder
         }
     }
 
-    /// <summary>A demand fault on <paramref name="page"/>: its successors are likely next.</summary>
-    public void NoteDemand(long page)
+    /// <summary>
+    /// A demand fault on <paramref name="page"/>: its successors are likely next. When the push
+    /// queue had not predicted it (<paramref name="predicted"/> false), they go ahead of the queue.
+    /// </summary>
+    public void NoteDemand(long page, bool predicted = false)
     {
         lock (_lock)
         {
+            var ring = predicted ? _locality : _unpredicted;
             for (long p = page + 1; p <= page + _localityWindow && p < PageCount; p++)
             {
-                if (!_locality.TryAdd(p)) { _locality.TryTake(out _); _locality.TryAdd(p); } // keep the newest
+                if (!ring.TryAdd(p)) { ring.TryTake(out _); ring.TryAdd(p); } // keep the newest
             }
         }
     }
@@ -53,6 +62,7 @@ public sealed class PushOrder
     {
         lock (_lock)
         {
+            if (_unpredicted.TryTake(out page)) { origin = PageOrigin.Locality; return true; }
             if (_push.TryTake(out page)) { origin = PageOrigin.Push; return true; }
             if (_locality.TryTake(out page)) { origin = PageOrigin.Locality; return true; }
             origin = PageOrigin.Background;

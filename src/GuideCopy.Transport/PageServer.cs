@@ -102,10 +102,12 @@ public sealed class PageServer : IDisposable
 
     /// <summary>
     /// Called on the demand thread for every page the destination asked for, with whether the
-    /// push lane had already sent it (in flight). The guide's control loop uses it to see
-    /// whether the guide still predicts the destination. Must be cheap and must not allocate.
+    /// push lane had already sent it (in flight); returns whether whoever fills the push queue had
+    /// predicted that page (the guide had touched it). The guide's control loop uses it to see
+    /// whether the guide still predicts the destination; an unpredicted fault's neighbours are
+    /// pushed ahead of the queue. Must be cheap and must not allocate.
     /// </summary>
-    public Action<long, bool>? DemandObserved { get; set; }
+    public Func<long, bool, bool>? DemandObserved { get; set; }
 
     /// <summary>Queues pages for the push lane, in order, ahead of locality and background (the guide log feeds this).</summary>
     public int EnqueuePush(ReadOnlySpan<long> pageIndices)
@@ -144,6 +146,7 @@ public sealed class PageServer : IDisposable
         try
         {
             Lane kind = Handshake.Server(lane, _options.Secret, _session);
+            LaneSocket.Tune(socket, kind);
             Log?.Invoke($"{peer}: {kind} lane up");
             if (kind == Lane.Demand) ServeDemand(lane);
             else ServePush(lane);
@@ -201,12 +204,12 @@ public sealed class PageServer : IDisposable
                 // Answer even if already sent (it may be in flight on the push lane): a fault waits for it.
                 bool alreadySent = _sent.IsSet(page);
                 int sent = SendRun(lane, frame, page, 1, PageOrigin.Demand);
-                DemandObserved?.Invoke(page, alreadySent);
+                bool predicted = DemandObserved?.Invoke(page, alreadySent) ?? false;
                 _sent.TrySet(page);
                 Interlocked.Add(ref _demand, sent);
                 if (_options.PushEnabled)
                 {
-                    _order.NoteDemand(page);
+                    _order.NoteDemand(page, predicted);
                     _pushWork.Release();
                 }
             }

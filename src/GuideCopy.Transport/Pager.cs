@@ -164,6 +164,7 @@ public sealed class Pager : IDemandSink, IDisposable
             // socket to .NET's async engine for good, and every later synchronous Receive would
             // then hop through the epoll thread and the thread pool (measured: thread-pool
             // workers spinning in sched_yield, 2.6 CPU-s per GiB pushed).
+            LaneSocket.Tune(socket, kind); // requests too: a demand request must not wait behind bulk
             using (new Timer(_ => socket.Dispose(), null, _options.LinkTimeoutMs, Timeout.Infinite))
                 socket.Connect(_source);
             lane = new FrameConnection(socket, _options.LinkTimeoutMs);

@@ -39,6 +39,19 @@ public sealed class AgentOptions
     /// <summary>Nice value of the guide's QEMU threads (-20..19): it may only use CPU the host's VMs leave idle.</summary>
     public int GuideNice { get; set; } = 19;
 
+    /// <summary>
+    /// How the guide's QEMU is scheduled: <c>Idle</c> (SCHED_IDLE: only CPU nobody else wants, preempted
+    /// at once by any waking task) or <c>Nice</c> (normal policy at <see cref="GuideNice"/>).
+    /// </summary>
+    public GuideCpuPolicy GuideCpuPolicy { get; set; } = GuideCpuPolicy.Idle;
+
     /// <summary>Longest wait for the destination QEMU's shim to hand its uffd, in seconds.</summary>
     public int ShimTimeoutSeconds { get; set; } = 30;
+}
+
+/// <summary>Scheduling of the guide's QEMU on the source host (<see cref="AgentOptions.GuideCpuPolicy"/>).</summary>
+public enum GuideCpuPolicy
+{
+    Idle,
+    Nice,
 }

@@ -65,6 +65,10 @@ public static class LibvirtModeMigration
                     {
                         await Task.Delay(50, ct);
                     }
+
+                    // The "before" window comes from the console's history (guest time), as for our
+                    // mode: a post-copy switched at once leaves the live follower no beats before it.
+                    history = new GuestConsole(console!).ReadAll();
                 }
 
                 var startWall = DateTime.UtcNow;
@@ -102,7 +106,6 @@ public static class LibvirtModeMigration
                 }
 
                 var live = follower?.Snapshot() ?? [];
-                history = live.Where(b => b.SeenAt <= switchoverAt).ToList();
                 var guest = follower is null ? null : ThroughputWindows.Compute(history, live, switchoverAt, completedAt);
                 var details = result.Stats.ToDictionary(kv => kv.Key, kv => JsonSerializer.SerializeToElement(kv.Value));
                 details["enteredPostCopy"] = JsonSerializer.SerializeToElement(result.EnteredPostCopy);

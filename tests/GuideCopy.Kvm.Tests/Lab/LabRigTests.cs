@@ -41,6 +41,21 @@ public sealed class LabRigTests
         Assert.That(lab.B.Run("test", "-e", "/dev/shm/only-on-a").ExitCode, Is.Not.EqualTo(0));
         Assert.That(File.Exists("/dev/shm/only-on-a"), Is.False);
 
+        // Each host runs on its own CPUs, like two machines: its libvirtd, and the agent (which
+        // the lab starts from outside the host's namespaces), may use only the host's share.
+        Assert.That(lab.A.State.Cpus, Is.Not.Null.And.Not.EqualTo(lab.B.State.Cpus), "a 2-CPU machine splits its CPUs");
+        foreach (var h in lab.Hosts)
+        {
+            var pids = File.ReadAllLines(Path.Combine(h.State.Cgroup!, "cgroup.procs")).Select(int.Parse).ToList();
+            Assert.That(pids, Does.Contain(h.HolderPid));
+            foreach (var pid in pids)
+            {
+                Assert.That(AllowedCpus(pid), Is.EqualTo(LabCpus.ParseList(h.State.Cpus!)), $"pid {pid} of host {h.Name}");
+            }
+
+            Assert.That(pids.Select(Comm), Does.Contain("libvirtd"));
+        }
+
         var again = CliProcess.Run("lab", "up", "--name", Name);
         Assert.That(again.ExitCode, Is.EqualTo(1));
         Assert.That(again.StdErr, Does.Contain($"lab '{Name}' is already up"));
@@ -97,8 +112,14 @@ public sealed class LabRigTests
         AssertNothingLeft([]);
     }
 
+    private static IReadOnlyList<int> AllowedCpus(int pid) =>
+        LabCpus.ParseList(File.ReadAllLines($"/proc/{pid}/status").Single(l => l.StartsWith("Cpus_allowed_list:", StringComparison.Ordinal)).Split(':')[1]);
+
+    private static string Comm(int pid) => File.ReadAllText($"/proc/{pid}/comm").Trim();
+
     private static void AssertNothingLeft(int[] holders)
     {
+        Assert.That(Directory.GetDirectories("/sys/fs/cgroup/cpuset").Where(d => d.Contains($"guidecopy-lab-{Name}-")), Is.Empty, "cpuset cgroups left");
         string netns = CommandRunner.Check("ip", "netns", "list");
         Assert.That(netns, Does.Not.Contain($"{Name}-a").And.Not.Contain($"{Name}-b"), "network namespaces left");
         foreach (var pid in holders)

@@ -17,7 +17,9 @@ internal static class GuestMigrations
         int iterations = 0;
         BaselineResult result;
         using (DomainEvents.OnMigrationIteration(source, null, e => Interlocked.Increment(ref iterations)))
-            result = BaselineMigration.Run(source, destination, name, to.PeerLibvirtUri, options with { MigrationUri = $"tcp://{to.Address}" });
+            result = options.Mode.IsQmpDriven()
+                ? QemuPostCopyMigration.Run(source, destination, name, to.Address, options, bandwidthBytesPerSecond: 0)
+                : BaselineMigration.Run(source, destination, name, to.PeerLibvirtUri, options with { MigrationUri = $"tcp://{to.Address}" });
         TestContext.Out.WriteLine($"{guest.Spec.Workload} {from.Name}->{to.Name} {result}; {iterations} migration-iteration events");
         // libvirt raises one event per pass after the first; a run that made passes must have said so.
         if (result.Iterations > 1) Assert.That(iterations, Is.GreaterThan(0), "no VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION event");
