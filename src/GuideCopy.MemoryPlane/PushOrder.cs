@@ -17,11 +17,17 @@ public sealed class PushOrder
     private readonly Ring _unpredicted;
     private readonly int _localityWindow;
     private long _cursor;
+    private long _pushTaken, _pushSkipped;
 
-    public PushOrder(long pageCount, int pushCapacity = 1 << 20, int localityCapacity = 1 << 14, int localityWindow = 32)
+    /// <param name="pushCapacity">
+    /// Room in the push queue; default one entry per page, so a queue fed each page at most once
+    /// (the guide logs first touches) never drops one, and an entry's sequence number is its
+    /// position in the feeder's log (what <see cref="NoteDemand"/>'s predictedAt refers to).
+    /// </param>
+    public PushOrder(long pageCount, int pushCapacity = 0, int localityCapacity = 1 << 14, int localityWindow = 32)
     {
         PageCount = pageCount;
-        _push = new Ring(pushCapacity);
+        _push = new Ring(pushCapacity > 0 ? pushCapacity : (int)Math.Max(1, pageCount));
         _locality = new Ring(localityCapacity);
         _unpredicted = new Ring(localityCapacity);
         _localityWindow = localityWindow;
@@ -42,17 +48,42 @@ public sealed class PushOrder
     }
 
     /// <summary>
-    /// A demand fault on <paramref name="page"/>: its successors are likely next. When the push
-    /// queue had not predicted it (<paramref name="predicted"/> false), they go ahead of the queue.
+    /// How many queue entries past a predicted fault the push jumps to (0: none). A page leaves
+    /// the source some time before the destination can use it (the socket's unsent bytes, the
+    /// host's queue, the link): when the destination faults on queue entry i, it is at i, and
+    /// entries i+1 .. i+lead would reach it only after it has faulted on them too; sending them
+    /// then only makes the link carry each twice. So the push goes on from i+1+lead, and the
+    /// skipped entries come by demand or, if never touched, by the background sweep.
     /// </summary>
-    public void NoteDemand(long page, bool predicted = false)
+    public long Lead { get; set; }
+
+    /// <summary>Queue entries skipped by <see cref="Lead"/> so far.</summary>
+    public long PushSkipped { get { lock (_lock) return _pushSkipped; } }
+
+    /// <summary>
+    /// A demand fault on <paramref name="page"/>: its successors are likely next. When the push
+    /// queue had not predicted it (<paramref name="predictedAt"/> -1), they go ahead of the queue;
+    /// when it had (the page is queue entry <paramref name="predictedAt"/>), the destination has
+    /// reached that entry and the push moves on past it by <see cref="Lead"/>.
+    /// </summary>
+    public void NoteDemand(long page, long predictedAt = -1)
     {
         lock (_lock)
         {
-            var ring = predicted ? _locality : _unpredicted;
+            var ring = predictedAt >= 0 ? _locality : _unpredicted;
             for (long p = page + 1; p <= page + _localityWindow && p < PageCount; p++)
             {
                 if (!ring.TryAdd(p)) { ring.TryTake(out _); ring.TryAdd(p); } // keep the newest
+            }
+
+            if (predictedAt >= 0 && Lead > 0)
+            {
+                long target = predictedAt + 1 + Lead;
+                while (_pushTaken < target && _push.TryTake(out _))
+                {
+                    _pushTaken++;
+                    _pushSkipped++;
+                }
             }
         }
     }
@@ -63,7 +94,7 @@ public sealed class PushOrder
         lock (_lock)
         {
             if (_unpredicted.TryTake(out page)) { origin = PageOrigin.Locality; return true; }
-            if (_push.TryTake(out page)) { origin = PageOrigin.Push; return true; }
+            if (_push.TryTake(out page)) { _pushTaken++; origin = PageOrigin.Push; return true; }
             if (_locality.TryTake(out page)) { origin = PageOrigin.Locality; return true; }
             origin = PageOrigin.Background;
             if (_cursor < PageCount) { page = _cursor++; return true; }

@@ -15,6 +15,11 @@ namespace GuideCopy.Transport;
 /// <item>The push lane keeps at most <see cref="PushUnsentBytes"/> unsent in its socket
 /// (TCP_NOTSENT_LOWAT: a blocking send waits until the unsent part is below it), so the push
 /// order is decided just before the wire, not megabytes ahead of it.</item>
+/// <item>Under a bandwidth cap the push lane is also paced by the kernel (SO_MAX_PACING_RATE:
+/// TCP's internal pacing releases packets at that rate), so pushed pages do not pile up in the
+/// host's queue in front of a slower link: TCP small queues alone let one socket keep
+/// tcp_limit_output_bytes there (4 MiB on this kernel: a third of a second at 100 Mbit/s), and
+/// every page in that queue was chosen that long before the destination gets it.</item>
 /// </list>
 /// </summary>
 public static class LaneSocket
@@ -23,8 +28,29 @@ public static class LaneSocket
     private const int IpTosThroughput = 0x08;
     private const int TcpNotSentLowAt = 25; // linux/tcp.h
 
-    /// <summary>Unsent bytes the push lane may hold in its socket: four full Pages frames of 4 KiB pages.</summary>
-    public const int PushUnsentBytes = 256 * 1024;
+    /// <summary>Unsent bytes the push lane may hold in its socket (~13 ms at 80 Mbit/s).</summary>
+    public const int PushUnsentBytes = 128 * 1024;
+
+    private const int SoMaxPacingRate = 47; // asm-generic/socket.h
+
+    /// <summary>Paces the push lane at <paramref name="bytesPerSecond"/> in the kernel (no-op for 0).</summary>
+    public static void Pace(Socket socket, long bytesPerSecond)
+    {
+        if (bytesPerSecond <= 0)
+        {
+            return;
+        }
+
+        try
+        {
+            // A 64-bit value: the kernel takes an unsigned long when optlen allows it.
+            socket.SetRawSocketOption((int)SocketOptionLevel.Socket, SoMaxPacingRate, BitConverter.GetBytes((ulong)bytesPerSecond));
+        }
+        catch (SocketException)
+        {
+            // Pacing is an optimisation; the application's own throttle still holds the cap.
+        }
+    }
 
     public static void Tune(Socket socket, Lane lane)
     {

@@ -21,13 +21,13 @@ public class PushOrderTests
     public void QueueThenLocalityThenBackground()
     {
         var order = new PushOrder(1000, localityWindow: 2);
-        order.EnqueuePush([500, 7]);
-        order.NoteDemand(100, predicted: true);
+        order.EnqueuePush([500, 7, 100]);
+        order.NoteDemand(100, predictedAt: 2);
         Assert.That(Take(order, 6), Is.EqualTo(new[]
         {
-            (500L, PageOrigin.Push), (7L, PageOrigin.Push),
+            (500L, PageOrigin.Push), (7L, PageOrigin.Push), (100L, PageOrigin.Push),
             (101L, PageOrigin.Locality), (102L, PageOrigin.Locality),
-            (0L, PageOrigin.Background), (1L, PageOrigin.Background),
+            (0L, PageOrigin.Background),
         }));
     }
 
@@ -36,12 +36,29 @@ public class PushOrderTests
     {
         var order = new PushOrder(1000, localityWindow: 2);
         order.EnqueuePush([500, 501]);
-        order.NoteDemand(40, predicted: false);
+        order.NoteDemand(40, predictedAt: -1);
         Assert.That(Take(order, 4), Is.EqualTo(new[]
         {
             (41L, PageOrigin.Locality), (42L, PageOrigin.Locality),
             (500L, PageOrigin.Push), (501L, PageOrigin.Push),
         }));
+    }
+
+    [Test]
+    public void APredictedFaultMovesThePushPastTheLead()
+    {
+        // The guide logged pages 10..29 in that order; the destination faults on the 4th (13).
+        var order = new PushOrder(1000, localityWindow: 0) { Lead = 5 };
+        order.EnqueuePush(Enumerable.Range(10, 20).Select(p => (long)p).ToArray());
+        Assert.That(Take(order, 2).Select(t => t.Page), Is.EqualTo(new long[] { 10, 11 }));
+        order.NoteDemand(13, predictedAt: 3);
+        // Entries 2..8 (pages 12..18) would arrive after the destination needed them: skipped.
+        Assert.That(Take(order, 3), Is.EqualTo(new[] { (19L, PageOrigin.Push), (20L, PageOrigin.Push), (21L, PageOrigin.Push) }));
+        Assert.That(order.PushSkipped, Is.EqualTo(7));
+        // A fault behind the push (the destination is slower than the lead) moves nothing.
+        order.NoteDemand(12, predictedAt: 2);
+        Assert.That(Take(order, 1).Single().Page, Is.EqualTo(22));
+        Assert.That(order.PushSkipped, Is.EqualTo(7));
     }
 
     [Test]

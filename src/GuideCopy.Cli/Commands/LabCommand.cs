@@ -117,16 +117,17 @@ internal static class LabCommand
         var domain = new Option<string?>("--domain") { Description = "Domain name (default gc-<workload>)." };
         var memory = new Option<int>("--memory") { Description = "Guest RAM in MiB.", DefaultValueFactory = _ => 512 };
         var wait = new Option<int>("--heartbeats") { Description = "Wait for this many heartbeats and print them (0: do not wait).", DefaultValueFactory = _ => 3 };
+        var guestArgs = new Option<string?>("--guest-args") { Description = "More guest kernel command-line keys, e.g. 'gc.verify_every=64 gc.ws=32'." };
         var cmd = new Command("boot", "Define and start a test guest on a lab host (file RAM on the host's tmpfs) and show its heartbeats.")
         {
-            name, host, workload, domain, memory, wait,
+            name, host, workload, domain, memory, wait, guestArgs,
         };
         cmd.SetAction(p => Cli.Guard(() =>
         {
             var lab = LabRig.Attach(p.GetValue(name)!);
             var h = lab.Hosts.FirstOrDefault(x => x.Name == p.GetValue(host))
                     ?? throw new LabException($"no lab host '{p.GetValue(host)}': use a or b");
-            var spec = new TestGuestSpec(p.GetValue(domain) ?? $"gc-{p.GetValue(workload)}", p.GetValue(workload)!, p.GetValue(memory));
+            var spec = new TestGuestSpec(p.GetValue(domain) ?? $"gc-{p.GetValue(workload)}", p.GetValue(workload)!, p.GetValue(memory), ExtraCmdline: p.GetValue(guestArgs));
             var started = DateTime.UtcNow;
             var guest = TestGuest.Boot(lab, h, spec);
             Console.WriteLine($"booted {spec.Name} on host {h.Name} ({spec.Workload}, {spec.MemoryMiB} MiB); console {guest.ConsolePath}");

@@ -11,6 +11,7 @@ public sealed class GuideLog
 {
     private readonly long[] _pages;
     private readonly long[] _ticks;
+    private readonly int[] _position;
     private long _count;
 
     public GuideLog(long pageCount)
@@ -18,6 +19,8 @@ public sealed class GuideLog
         Touched = new PageBitmap(pageCount);
         _pages = GC.AllocateUninitializedArray<long>(checked((int)pageCount));
         _ticks = GC.AllocateUninitializedArray<long>(checked((int)pageCount));
+        // Read only for pages whose Touched bit is set, so it needs no initialisation.
+        _position = GC.AllocateUninitializedArray<int>(checked((int)pageCount));
     }
 
     /// <summary>Pages the guide has touched (first touches only).</summary>
@@ -39,8 +42,24 @@ public sealed class GuideLog
         long i = _count;
         _pages[i] = page;
         _ticks[i] = Stopwatch.GetTimestamp();
+        Volatile.Write(ref _position[page], (int)i);
         Volatile.Write(ref _count, i + 1);
         return true;
+    }
+
+    /// <summary>
+    /// Where in the log the guide first touched <paramref name="page"/>, or -1. From any thread: a
+    /// page whose Touched bit is seen set before its position was written reads as not logged yet.
+    /// </summary>
+    public long PositionOf(long page)
+    {
+        if (!Touched.IsSet(page))
+        {
+            return -1;
+        }
+
+        int position = Volatile.Read(ref _position[page]);
+        return position < Volatile.Read(ref _count) && _pages[position] == page ? position : -1;
     }
 
     public long PageAt(long i) => _pages[i];

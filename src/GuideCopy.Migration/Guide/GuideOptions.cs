@@ -26,4 +26,11 @@ public sealed class GuideOptions
 
     /// <summary>...and at least this many such pages (a few misses are noise: timers, interrupts).</summary>
     public int MinMisses { get; set; } = 64;
+
+    /// <summary>
+    /// Guide-log entries the push jumps past a page the destination faulted on (0: no jump): those
+    /// would reach the destination only after it faulted on them too (docs/migration.md,
+    /// "How far ahead the push may run").
+    /// </summary>
+    public int LeadPages { get; set; } = 256;
 }

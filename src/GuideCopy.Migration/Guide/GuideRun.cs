@@ -12,7 +12,7 @@ namespace GuideCopy.Migration.Guide;
 /// <summary>What the guide did, for the report.</summary>
 public sealed record GuideStats(
     long PagesLogged, long DemandDuringGuide, long Misses, long LatePushes, double RuntimeSeconds, double CpuSeconds,
-    string StopReason, double StartMs);
+    string StopReason, double StartMs, long PushSkipped = 0);
 
 /// <summary>
 /// The guide on the source host (ARCHITECTURE.md steps 4 and 6): a transient clone of the paused
@@ -35,6 +35,7 @@ public sealed class GuideRun : IDisposable
     private GuideMemory? _memory;
     private PageInstaller? _installer;
     private GuideOptions _control = new();
+    private PageServer? _server;
     private Timer? _timer;
     private double _startMs;
     private int _qemuPid;
@@ -130,11 +131,13 @@ public sealed class GuideRun : IDisposable
         }
 
         _control = control;
+        _server = server;
         _ram = new FrozenRam(frozenRamPath, _registration.PageSize);
         _memory = new GuideMemory(_ram, server);
         _installer = new PageInstaller(_registration, _ram.ZeroPages);
         _memory.Attach(_installer);
         _installer.Start(_memory);
+        server.PushLead = control.LeadPages;
         server.DemandObserved = OnDemand;
         await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(_workDir, "guide-incoming.sock"), deviceState,
             TimeSpan.FromSeconds(_options.DeviceStateTimeoutSeconds), ct);
@@ -145,26 +148,27 @@ public sealed class GuideRun : IDisposable
         _log($"{_id}: guide running");
     }
 
-    /// <summary>From the page server's demand thread: was this page one the guide had touched?</summary>
-    private bool OnDemand(long page, bool alreadySent)
+    /// <summary>From the page server's demand thread: where the guide logged this page, or -1 if it never touched it.</summary>
+    private long OnDemand(long page, bool alreadySent)
     {
         if (_final is not null || _memory is null)
         {
-            return false;
+            return -1;
         }
 
         Interlocked.Increment(ref _demand);
         Interlocked.Increment(ref _windowDemand);
-        if (!_memory.Log.Touched.IsSet(page))
+        long position = _memory.Log.PositionOf(page);
+        if (position < 0)
         {
             Interlocked.Increment(ref _misses);
             Interlocked.Increment(ref _windowMisses);
-            return false;
+            return -1;
         }
 
         // The guide had touched it, but the push had not delivered it before the fault.
         Interlocked.Increment(ref _late);
-        return true;
+        return position;
     }
 
     private void Control()
@@ -214,7 +218,8 @@ public sealed class GuideRun : IDisposable
             _timer?.Dispose();
             double cpu = CpuSeconds(_qemuPid);
             _final = new GuideStats(_memory?.Log.Count ?? 0, Interlocked.Read(ref _demand), Interlocked.Read(ref _misses),
-                Interlocked.Read(ref _late), Math.Round(_clock.Elapsed.TotalSeconds, 3), cpu, reason, Math.Round(_startMs, 1));
+                Interlocked.Read(ref _late), Math.Round(_clock.Elapsed.TotalSeconds, 3), cpu, reason, Math.Round(_startMs, 1),
+                _server?.PushSkipped ?? 0);
             try
             {
                 if (_domain is { IsActive: true })

@@ -42,7 +42,7 @@ public sealed record GuestThroughput(
 /// </summary>
 public sealed record GuideReport(
     bool Ran, long PagesLogged, long PagesPushed, double? HitRate, long LatePushes, long Misses, long DemandWhileRunning,
-    double RuntimeSeconds, double CpuSeconds, string StopReason);
+    double RuntimeSeconds, double CpuSeconds, string StopReason, long PagesSkippedForLead = 0);
 
 /// <summary>Everything the report shows; the JSON form is the stable interface for scripts (docs/report-schema.json).</summary>
 public sealed record MigrationReport
