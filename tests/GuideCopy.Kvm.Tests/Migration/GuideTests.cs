@@ -27,6 +27,7 @@ public sealed class GuideTests
 
     [TestCase("kv")]
     [TestCase("memtouch")]
+    [TestCase("sort")]
     public void GuideCutsDemandFaultsAndNeverMakesItWorse(string workload)
     {
         string domain = $"gd-{workload}";
@@ -59,6 +60,16 @@ public sealed class GuideTests
                 "the guide must not make the destination wait longer");
             // The guide never leaves anything behind on the source host.
             Assert.That(_lab.A.DomainNames().Concat(_lab.B.DomainNames()), Has.None.EndsWith("-guide"));
+
+            // QEMU's post-copy with its preempt channel, same guest, same link, same cap: the
+            // figures a user compares (demand faults = page requests, stall = vCPU blocktime).
+            var (rcPre, pre, errPre) = MigrationLab.Migrate(_lab, domain, "a", "b", "--mode", "postcopy-preempt", "--bandwidth", "80mbit", "--observe", "0");
+            Assert.That(rcPre, Is.EqualTo(0), errPre);
+            MigrationLab.AssertHeartbeatsContinue(guest);
+            Assert.That(pre!.DestinationFaults!.StallTotalMs, Is.GreaterThan(0), "postcopy-blocktime");
+            Assert.That(pre.Details!["capabilities"].GetString(), Does.Contain("postcopy-preempt"));
+            TestContext.Out.WriteLine($"{workload}: postcopy-preempt page requests {pre.DestinationFaults.Faults}, blocktime {pre.DestinationFaults.StallTotalMs} ms, " +
+                $"guest {pre.Guest?.DuringRelative:P0} (guide off {off.Guest?.DuringRelative:P0}, on {on.Guest?.DuringRelative:P0}) in the 20 s after switchover");
         }
         finally
         {
