@@ -103,6 +103,22 @@ public sealed class PushOrder
         }
     }
 
+    /// <summary>
+    /// Takes the push queue's head if it is <paramref name="page"/>: a run of queue entries that are
+    /// also neighbouring pages (a guide walking memory in order) goes out as one frame, in the
+    /// queue's own order, without the syscall and frame per page a lone entry costs.
+    /// </summary>
+    public bool TryTakePushIf(long page)
+    {
+        lock (_lock)
+        {
+            if (!_push.TryPeek(out long head) || head != page) return false;
+            _push.TryTake(out _);
+            _pushTaken++;
+            return true;
+        }
+    }
+
     /// <summary>Peek whether a page is next in the background sweep (to extend a run cheaply).</summary>
     public void SkipBackground(long upTo)
     {
@@ -127,6 +143,11 @@ public sealed class PushOrder
             if (_count == _items.Length) return false;
             _items[(_head + _count++) % _items.Length] = v;
             return true;
+        }
+        public bool TryPeek(out long v)
+        {
+            v = _count == 0 ? -1 : _items[_head];
+            return _count > 0;
         }
         public bool TryTake(out long v)
         {

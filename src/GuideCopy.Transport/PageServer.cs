@@ -270,7 +270,16 @@ public sealed class PageServer : IDisposable
             if (_ram.ZeroPages.IsSet(page) || !_sent.TrySet(page)) continue;
             completeSent = false;
             int run = 1, maxRun = MaxRun(origin, perFrame, pageSize);
-            while (run < maxRun && page + run < PageCount && !_ram.ZeroPages.IsSet(page + run) && _sent.TrySet(page + run)) run++;
+            if (origin == PageOrigin.Push)
+            {
+                // Queue entries that are also the next pages join the run (same order, one frame).
+                while (run < perFrame && page + run < PageCount && !_ram.ZeroPages.IsSet(page + run)
+                       && _order.TryTakePushIf(page + run) && _sent.TrySet(page + run)) run++;
+            }
+            else
+            {
+                while (run < maxRun && page + run < PageCount && !_ram.ZeroPages.IsSet(page + run) && _sent.TrySet(page + run)) run++;
+            }
             if (origin == PageOrigin.Background) _order.SkipBackground(page + run - 1);
             Throttle((long)run * pageSize);
             int sentPages = SendRun(lane, frame, page, run, origin);
@@ -281,10 +290,11 @@ public sealed class PageServer : IDisposable
     }
 
     /// <summary>
-    /// How many contiguous pages one pick may take along. A guide-queue entry goes alone: its
-    /// neighbours are not what the guide touched next, and a 1 MiB run behind each entry (128
-    /// ms at 80 Mbit/s) would bury the guide's order (measured on kv, whose guide log is random
-    /// pages: guest throughput after switchover 20-31% with runs vs 37-44% without a guide).
+    /// How many contiguous pages one pick may take along. A guide-queue entry takes only the
+    /// queue entries right behind it that are also its next pages: its other neighbours are not
+    /// what the guide touched next, and a 1 MiB run behind each entry (128 ms at 80 Mbit/s) would
+    /// bury the guide's order (measured on kv, whose guide log is random pages: guest throughput
+    /// after switchover 20-31% with such runs vs 37-44% without a guide).
     /// Locality takes its window; the background sweep long runs (fast installs) but, under a
     /// cap, no more than ~10 ms of the link, so a guide page queued meanwhile waits little.
     /// </summary>

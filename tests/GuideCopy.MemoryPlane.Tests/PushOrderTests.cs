@@ -62,6 +62,18 @@ public class PushOrderTests
     }
 
     [Test]
+    public void QueueEntriesThatAreAlsoTheNextPagesCanJoinARun()
+    {
+        var order = new PushOrder(1000);
+        order.EnqueuePush([20, 21, 22, 90, 91]);
+        Assert.That(order.TryNext(out long first, out _) && first == 20);
+        Assert.That(order.TryTakePushIf(21), Is.True);
+        Assert.That(order.TryTakePushIf(22), Is.True);
+        Assert.That(order.TryTakePushIf(23), Is.False, "90 is next in the queue, not 23");
+        Assert.That(Take(order, 2).Select(t => t.Page), Is.EqualTo(new long[] { 90, 91 }));
+    }
+
+    [Test]
     public void OutOfRangePagesAreNotQueuedAndTheEndIsReported()
     {
         var order = new PushOrder(2, localityWindow: 4);

@@ -25,10 +25,14 @@ public sealed class GuideTests
     [OneTimeTearDown]
     public void Down() => LabRig.Down(Name);
 
-    [TestCase("kv")]
-    [TestCase("memtouch")]
-    [TestCase("sort")]
-    public void GuideCutsDemandFaultsAndNeverMakesItWorse(string workload)
+    // memtouch's moving working set is what the guide is for: it must cut demand faults and
+    // stall time. sort (streams all its memory) and kv (its whole table at random) need pages
+    // faster than 80 Mbit/s delivers them in any order: the control loop must see to it that the
+    // guide makes them no worse (it stops the guide once the destination outruns the push).
+    [TestCase("memtouch", true)]
+    [TestCase("sort", false)]
+    [TestCase("kv", false)]
+    public void GuideCutsDemandFaultsAndNeverMakesItWorse(string workload, bool mustCut)
     {
         string domain = $"gd-{workload}";
         // gc.verify_every=64: the VM's new-page rate is its working set, not a sweep of all RAM
@@ -55,7 +59,18 @@ public sealed class GuideTests
             Assert.That(g.PagesLogged, Is.GreaterThan(1000));
             Assert.That(on.Pages.Guide, Is.GreaterThan(0), "pages installed from the guide's push");
             Assert.That(g.StopReason, Is.Not.Empty);
-            Assert.That(on.Pages.Demand, Is.LessThan(off.Pages.Demand), "the guide must cut demand faults");
+            if (mustCut)
+            {
+                Assert.That(on.Pages.Demand, Is.LessThan(off.Pages.Demand * 0.8), "the guide must cut demand faults");
+                Assert.That(on.DestinationFaults.StallTotalMs, Is.LessThan(off.DestinationFaults.StallTotalMs),
+                    "the guide must cut the destination's stall time");
+            }
+            else
+            {
+                Assert.That(on.Pages.Demand, Is.LessThanOrEqualTo(off.Pages.Demand * 1.15), "the guide must not add demand faults");
+            }
+
+            // Never worse, with room for this machine's run-to-run noise (FACTS.md: slow phases).
             Assert.That(on.DestinationFaults.StallTotalMs, Is.LessThanOrEqualTo((off.DestinationFaults.StallTotalMs ?? 0) * 1.25),
                 "the guide must not make the destination wait longer");
             // The guide never leaves anything behind on the source host.
