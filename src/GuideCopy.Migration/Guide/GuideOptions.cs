@@ -35,9 +35,10 @@ public sealed class GuideOptions
     public int LeadPages { get; set; } = 256;
 
     /// <summary>
-    /// Stop when, within a window, the push had to jump over more guide-log entries than it sent,
-    /// times this ratio (and at least <see cref="MinMisses"/>): the destination keeps overtaking the
-    /// push, so the link, not the order, limits it and the guide only costs CPU (0: never).
+    /// Stop when, over the run so far (judged from the third window on), the push had to jump
+    /// over more guide-log entries than this ratio times those it sent (and at least
+    /// <see cref="MinMisses"/>): the destination keeps overtaking the push, so the link, not the
+    /// order, limits it and the guide only costs CPU (0: never).
     /// </summary>
-    public double OutrunRatio { get; set; } = 4.0;
+    public double OutrunRatio { get; set; } = 10.0;
 }
