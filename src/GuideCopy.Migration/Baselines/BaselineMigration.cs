@@ -42,19 +42,7 @@ public static class BaselineMigration
         }
         if (options.MaxDowntime is { } downtime) domain.MigrateSetMaxDowntime((ulong)downtime.TotalMilliseconds);
 
-        // The pause the guest really sees: source SUSPENDED -> destination RESUMED, as this
-        // process receives the events (libvirt's own downtime figure is missing or unreliable
-        // for post-copy, FACTS.md). Both handlers run on the one event-loop thread.
-        long sourcePaused = 0, destinationResumed = 0;
-        using var sourceEvents = DomainEvents.OnLifecycle(source, domain, e =>
-        {
-            if (e.Event == virDomainEventType.VIR_DOMAIN_EVENT_SUSPENDED) Interlocked.CompareExchange(ref sourcePaused, e.Timestamp, 0);
-        });
-        using var destinationEvents = DomainEvents.OnLifecycle(destination, null, e =>
-        {
-            if (e.DomainName == domainName && e.Event == virDomainEventType.VIR_DOMAIN_EVENT_RESUMED)
-                Interlocked.CompareExchange(ref destinationResumed, e.Timestamp, 0);
-        });
+        using var pause = new GuestPauseWatch(source, domain, destination, domainName);
 
         var timeout = options.Timeout ?? BaselineOptions.DefaultTimeout;
         var poll = options.PollInterval ?? BaselineOptions.DefaultPollInterval;
@@ -91,11 +79,7 @@ public static class BaselineMigration
             throw error is LibvirtException le ? le : new InvalidOperationException($"migration of '{domainName}' failed", error);
         }
 
-        // The destination's RESUMED event may trail the API's return by a few milliseconds.
-        var deadline = Stopwatch.StartNew();
-        while (Interlocked.Read(ref destinationResumed) == 0 && deadline.Elapsed < TimeSpan.FromSeconds(2)) Thread.Sleep(5);
-        long paused = Interlocked.Read(ref sourcePaused), resumed = Interlocked.Read(ref destinationResumed);
-        TimeSpan? observedPause = paused != 0 && resumed > paused ? Stopwatch.GetElapsedTime(paused, resumed) : null;
+        TimeSpan? observedPause = pause.Observed();
 
         var stats = CompletedStats(destination, domainName) ?? lastSample;
         // The destination's completed stats count post-copy page requests; a run that got any did switch.

@@ -53,16 +53,7 @@ public static class QemuPostCopyMigration
         string migratable = DestinationXml.WithoutOurAdditions(domain.GetXml(virDomainXMLFlags.VIR_DOMAIN_XML_MIGRATABLE));
         string incomingXml = DestinationXml.ForIncoming(migratable, shim: null);
 
-        long sourcePaused = 0, destinationResumed = 0;
-        using var sourceEvents = DomainEvents.OnLifecycle(source, domain, e =>
-        {
-            if (e.Event == virDomainEventType.VIR_DOMAIN_EVENT_SUSPENDED) Interlocked.CompareExchange(ref sourcePaused, e.Timestamp, 0);
-        });
-        using var destinationEvents = DomainEvents.OnLifecycle(destination, null, e =>
-        {
-            if (e.DomainName == domainName && e.Event == virDomainEventType.VIR_DOMAIN_EVENT_RESUMED)
-                Interlocked.CompareExchange(ref destinationResumed, e.Timestamp, 0);
-        });
+        using var pause = new GuestPauseWatch(source, domain, destination, domainName);
 
         var clock = Stopwatch.StartNew();
         var incoming = destination.CreateTransient(incomingXml, virDomainCreateFlags.VIR_DOMAIN_START_PAUSED);
@@ -159,17 +150,12 @@ public static class QemuPostCopyMigration
                 try { domain.Undefine(); } catch (LibvirtException) { }
             }
 
-            var waitResumed = Stopwatch.StartNew();
-            while (Interlocked.Read(ref destinationResumed) == 0 && waitResumed.Elapsed < TimeSpan.FromSeconds(2)) Thread.Sleep(5);
-            long paused = Interlocked.Read(ref sourcePaused), resumed = Interlocked.Read(ref destinationResumed);
-            TimeSpan? observedPause = paused != 0 && resumed > paused ? Stopwatch.GetElapsedTime(paused, resumed) : null;
+            TimeSpan? observedPause = pause.Observed();
 
             var ram = sourceInfo["ram"];
             var stats = new Dictionary<string, object>
             {
                 ["capabilities"] = preempt ? "postcopy-ram,postcopy-preempt" : "postcopy-ram",
-                ["sourceSuspendedSeen"] = paused != 0,
-                ["destinationResumedSeen"] = resumed != 0,
             };
             Copy(sourceInfo, stats, "total-time", "downtime", "setup-time");
             Copy(ram, stats, "transferred", "total", "duplicate", "normal", "postcopy-requests", "postcopy-bytes", "dirty-sync-count");

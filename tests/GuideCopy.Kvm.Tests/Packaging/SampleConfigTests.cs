@@ -25,6 +25,8 @@ public sealed class SampleConfigTests
     private static IEnumerable<PropertyInfo> Knobs(object defaults) =>
         defaults.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance);
 
+    private static readonly JsonSerializerOptions EnumsByName = new() { Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } };
+
     private static JsonElement Sample()
     {
         using var doc = JsonDocument.Parse(RepoFile.Read("packaging/guidecopy.json"));
@@ -42,7 +44,8 @@ public sealed class SampleConfigTests
             foreach (var knob in knobs)
             {
                 Assert.That(json.TryGetProperty(knob.Name, out var value), Is.True, $"{section}:{knob.Name} missing from the sample");
-                string expected = JsonSerializer.Serialize(knob.GetValue(defaults), knob.PropertyType);
+                // Enums by name, as an operator writes them (the configuration binder takes names).
+                string expected = JsonSerializer.Serialize(knob.GetValue(defaults), knob.PropertyType, EnumsByName);
                 Assert.That(value.GetRawText(), Is.EqualTo(expected), $"{section}:{knob.Name}");
             }
 

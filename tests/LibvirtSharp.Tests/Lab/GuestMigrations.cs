@@ -22,7 +22,8 @@ internal static class GuestMigrations
                 : BaselineMigration.Run(source, destination, name, to.PeerLibvirtUri, options with { MigrationUri = $"tcp://{to.Address}" });
         TestContext.Out.WriteLine($"{guest.Spec.Workload} {from.Name}->{to.Name} {result}; {iterations} migration-iteration events");
         // libvirt raises one event per pass after the first; a run that made passes must have said so.
-        if (result.Iterations > 1) Assert.That(iterations, Is.GreaterThan(0), "no VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION event");
+        // (Not for QMP-driven runs: libvirt raises it only for migrations it runs itself.)
+        if (result.Iterations > 1 && !options.Mode.IsQmpDriven()) Assert.That(iterations, Is.GreaterThan(0), "no VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION event");
 
         using (var stillThere = source.TryLookupDomain(name))
             Assert.That(stillThere, Is.Null, "the source must not keep the domain");

@@ -1,0 +1,47 @@
+using System.Diagnostics;
+using LibvirtSharp;
+using LibvirtSharp.Native;
+
+namespace GuideCopy.Migration.Baselines;
+
+/// <summary>
+/// The pause the guest really sees: source SUSPENDED -> destination RESUMED, as this process
+/// receives libvirt's lifecycle events (libvirt's and QEMU's own downtime figures are missing or
+/// unreliable for post-copy, FACTS.md). Both handlers run on the one event-loop thread.
+/// </summary>
+public sealed class GuestPauseWatch : IDisposable
+{
+    private readonly IDisposable _sourceEvents, _destinationEvents;
+    private long _sourcePaused, _destinationResumed;
+
+    public GuestPauseWatch(Connection source, LibvirtSharp.Domain domain, Connection destination, string domainName)
+    {
+        _sourceEvents = DomainEvents.OnLifecycle(source, domain, e =>
+        {
+            if (e.Event == virDomainEventType.VIR_DOMAIN_EVENT_SUSPENDED) Interlocked.CompareExchange(ref _sourcePaused, e.Timestamp, 0);
+        });
+        _destinationEvents = DomainEvents.OnLifecycle(destination, null, e =>
+        {
+            if (e.DomainName == domainName && e.Event == virDomainEventType.VIR_DOMAIN_EVENT_RESUMED)
+                Interlocked.CompareExchange(ref _destinationResumed, e.Timestamp, 0);
+        });
+    }
+
+    /// <summary>
+    /// The pause, after the migration returned; waits up to 2 s for the destination's RESUMED
+    /// event, which may trail the API's return by a few milliseconds. Null if an event was missed.
+    /// </summary>
+    public TimeSpan? Observed()
+    {
+        var deadline = Stopwatch.StartNew();
+        while (Interlocked.Read(ref _destinationResumed) == 0 && deadline.Elapsed < TimeSpan.FromSeconds(2)) Thread.Sleep(5);
+        long paused = Interlocked.Read(ref _sourcePaused), resumed = Interlocked.Read(ref _destinationResumed);
+        return paused != 0 && resumed > paused ? Stopwatch.GetElapsedTime(paused, resumed) : null;
+    }
+
+    public void Dispose()
+    {
+        _sourceEvents.Dispose();
+        _destinationEvents.Dispose();
+    }
+}
