@@ -26,13 +26,6 @@ public static class ProcessPriority
         });
     }
 
-    /// <summary>Puts the calling thread under SCHED_IDLE (pid 0 is the caller); false if refused.</summary>
-    public static unsafe bool SetCurrentThreadIdle()
-    {
-        int priority = 0;
-        return global::Interop.Sys.SchedSetScheduler(0, global::Interop.Sys.SCHED_IDLE, &priority) == 0;
-    }
-
     private static int ForEachThread(int pid, Func<int, bool> set)
     {
         int done = 0;

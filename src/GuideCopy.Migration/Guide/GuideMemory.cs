@@ -16,7 +16,6 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
     private readonly PageServer _push;
     private readonly byte[] _buffer;
     private PageInstaller? _installer;
-    private bool _threadPolicySet;
 
     public GuideMemory(FrozenRam ram, PageServer push)
     {
@@ -31,23 +30,10 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
 
     public void Attach(PageInstaller installer) => _installer = installer;
 
-    /// <summary>
-    /// Serve the guide's faults under SCHED_IDLE, like its QEMU: otherwise each fault of an idle
-    /// guide wakes a normal-priority thread here that competes with the page server for the
-    /// source's CPU (sort's guide faults ~33 k pages in its first seconds).
-    /// </summary>
-    public bool IdleFaultService { get; init; }
-
     /// <summary>On the guide's fault thread: read, install, log, queue for the push lane.</summary>
     public void RequestPages(ReadOnlySpan<long> pages)
     {
         var installer = _installer ?? throw new InvalidOperationException("guide memory not attached");
-        if (IdleFaultService && !_threadPolicySet)
-        {
-            // Called on the installer's own fault thread, which serves only the guide.
-            GuideCopy.Interop.ProcessPriority.SetCurrentThreadIdle();
-            _threadPolicySet = true;
-        }
 
         Span<long> first = stackalloc long[pages.Length];
         int n = 0;

@@ -136,7 +136,7 @@ public sealed class GuideRun : IDisposable
         _control = control;
         _server = server;
         _ram = new FrozenRam(frozenRamPath, _registration.PageSize);
-        _memory = new GuideMemory(_ram, server) { IdleFaultService = _options.GuideCpuPolicy == GuideCpuPolicy.Idle };
+        _memory = new GuideMemory(_ram, server);
         _installer = new PageInstaller(_registration, _ram.ZeroPages);
         _memory.Attach(_installer);
         _installer.Start(_memory);
