@@ -45,12 +45,4 @@ public static class ProcessPriority
 
         return done;
     }
-
-    /// <summary>The scheduling policy of a thread as /proc reports it (field 41 of stat: 0 normal, 5 idle).</summary>
-    public static int Policy(int tid)
-    {
-        string stat = File.ReadAllText($"/proc/{tid}/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return int.Parse(fields[38], System.Globalization.CultureInfo.InvariantCulture);
-    }
 }

@@ -9,8 +9,8 @@ namespace GuideCopy.Transport;
 /// socket's skb priority from its TOS (ip_setsockopt IP_TOS -> rt_tos2priority): LOWDELAY is
 /// TC_PRIO_INTERACTIVE, THROUGHPUT is TC_PRIO_BULK. pfifo_fast (the default qdisc where no
 /// default_qdisc sysctl names another) puts them in bands 0 and 2 and always drains band 0 first,
-/// so a demand page never queues behind up to a megabyte of pushed pages in the host's qdisc
-/// (TCP small queues allow one socket ~1 MB there: tens of ms at 100 Mbit/s). The TOS bits also
+/// so a demand page never queues behind the pushed pages in the host's qdisc (TCP small
+/// queues allow one socket tcp_limit_output_bytes there, see below). The TOS bits also
 /// travel in the IP header, for switches that honour them.</item>
 /// <item>The push lane keeps at most <see cref="PushUnsentBytes"/> unsent in its socket
 /// (TCP_NOTSENT_LOWAT: a blocking send waits until the unsent part is below it), so the push

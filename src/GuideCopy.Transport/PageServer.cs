@@ -270,16 +270,9 @@ public sealed class PageServer : IDisposable
             if (_ram.ZeroPages.IsSet(page) || !_sent.TrySet(page)) continue;
             completeSent = false;
             int run = 1, maxRun = MaxRun(origin, perFrame, pageSize);
-            if (origin == PageOrigin.Push)
-            {
-                // Queue entries that are also the next pages join the run (same order, one frame).
-                while (run < perFrame && page + run < PageCount && !_ram.ZeroPages.IsSet(page + run)
-                       && _order.TryTakePushIf(page + run) && _sent.TrySet(page + run)) run++;
-            }
-            else
-            {
-                while (run < maxRun && page + run < PageCount && !_ram.ZeroPages.IsSet(page + run) && _sent.TrySet(page + run)) run++;
-            }
+            // A guide-queue entry takes along only the queue entries that are also its next pages.
+            while (run < maxRun && page + run < PageCount && !_ram.ZeroPages.IsSet(page + run)
+                   && (origin != PageOrigin.Push || _order.TryTakePushIf(page + run)) && _sent.TrySet(page + run)) run++;
             if (origin == PageOrigin.Background) _order.SkipBackground(page + run - 1);
             Throttle((long)run * pageSize);
             int sentPages = SendRun(lane, frame, page, run, origin);
@@ -300,7 +293,7 @@ public sealed class PageServer : IDisposable
     /// </summary>
     private int MaxRun(PageOrigin origin, int perFrame, int pageSize) => origin switch
     {
-        PageOrigin.Push => 1,
+        PageOrigin.Push => perFrame, // bounded by the queue: only entries that are the next pages join
         PageOrigin.Locality => Math.Min(perFrame, 32),
         _ => _options.BandwidthBytesPerSecond > 0
             ? (int)Math.Clamp(_options.BandwidthBytesPerSecond / 100 / pageSize, 16, perFrame)

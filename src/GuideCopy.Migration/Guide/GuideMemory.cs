@@ -34,7 +34,6 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
     public void RequestPages(ReadOnlySpan<long> pages)
     {
         var installer = _installer ?? throw new InvalidOperationException("guide memory not attached");
-
         Span<long> first = stackalloc long[pages.Length];
         int n = 0;
         fixed (byte* data = _buffer)
