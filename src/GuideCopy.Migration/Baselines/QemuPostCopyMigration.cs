@@ -117,14 +117,14 @@ public static class QemuPostCopyMigration
 
                 if (status is "failed" or "cancelled" or "postcopy-paused")
                 {
-                    throw new InvalidOperationException(
+                    throw new FailedAfterSwitchException(
                         $"QEMU post-copy of '{domainName}' went '{status}' after the switch: {sourceInfo["error-desc"]?.GetValue<string>() ?? "no reason given"}; " +
                         "the VM runs on the destination and the source holds the pages it did not get (QMP migrate-recover can resume it)");
                 }
 
                 if (clock.Elapsed > timeout + TimeSpan.FromMinutes(10))
                 {
-                    throw new TimeoutException($"QEMU post-copy of '{domainName}' has not completed in {clock.Elapsed.TotalSeconds:0} s");
+                    throw new FailedAfterSwitchException($"QEMU post-copy of '{domainName}' has not completed in {clock.Elapsed.TotalSeconds:0} s after the switch; the VM runs on the destination");
                 }
 
                 cancellation.ThrowIfCancellationRequested();
@@ -225,3 +225,9 @@ public static class QemuPostCopyMigration
 
     private static TimeSpan? Ms(JsonNode? n) => ULong(n) is { } ms ? TimeSpan.FromMilliseconds(ms) : null;
 }
+
+/// <summary>
+/// A QMP-driven post-copy failed after the switch: the VM runs on the destination and the source
+/// cannot take it back (the report's FailedAfterCommit, exit 12), unlike a failure before it.
+/// </summary>
+public sealed class FailedAfterSwitchException(string message) : InvalidOperationException(message);

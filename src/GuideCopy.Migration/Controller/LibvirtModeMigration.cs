@@ -91,7 +91,7 @@ public static class LibvirtModeMigration
                     string msg = e is LibvirtException le ? $"libvirt: {le.LibvirtMessage}" : e.Message;
                     // Before post-copy's switch the migration is cancelled and the source keeps running;
                     // after it (only QMP-driven runs report that) the destination is the VM.
-                    var outcome = msg.Contains("after the switch", StringComparison.Ordinal) ? MigrationOutcome.FailedAfterCommit : MigrationOutcome.RolledBack;
+                    var outcome = e is FailedAfterSwitchException ? MigrationOutcome.FailedAfterCommit : MigrationOutcome.RolledBack;
                     return Failed(outcome, msg);
                 }
 
