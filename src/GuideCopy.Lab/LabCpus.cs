@@ -103,6 +103,27 @@ public static class LabCpus
         }
     }
 
+    /// <summary>
+    /// Receive processing of a host's end of the lab link on that host's CPUs (RPS), as a NIC's
+    /// interrupts would be. A veth hands a packet to the peer with netif_rx on the sending CPU, so
+    /// without this the source host's CPU runs the destination's TCP receive of everything it
+    /// pushes (and, past softirq's budget, in ksoftirqd at normal priority beside the guide),
+    /// and the other way round. With rps_cpus set, netif_rx queues the packet to the backlog of
+    /// a CPU in the mask (get_rps_cpu) and the receiving host pays for its own traffic.
+    /// </summary>
+    public static void SteerReceive(string netns, string iface, string cpus)
+    {
+        ulong mask = 0;
+        foreach (int c in ParseList(cpus))
+        {
+            mask |= 1UL << c;
+        }
+
+        // Inside the namespace: ip netns exec mounts a /sys that shows the namespace's devices.
+        CommandRunner.Check("ip", "netns", "exec", netns, "sh", "-c",
+            $"echo {mask:x} > /sys/class/net/{iface}/queues/rx-0/rps_cpus");
+    }
+
     public static IReadOnlyList<int> ParseList(string text)
     {
         var cpus = new List<int>();

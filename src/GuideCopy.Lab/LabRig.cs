@@ -158,6 +158,11 @@ public sealed class LabRig
             PrepareHostConfig(layout, h, uuid);
             string? cpus = cgroupRoot is null ? null : cpuSplit![i];
             string? cgroup = cpus is null ? null : LabCpus.Create(cgroupRoot!, CgroupName(layout, h), cpus);
+            if (cpus is not null)
+            {
+                LabCpus.SteerReceive(layout.Netns(h), layout.Interface(h), cpus);
+            }
+
             int pid = StartHolder(layout, h, cgroup);
             hosts.Add(new LabHostState(h, layout.Netns(h), layout.Interface(h), layout.Address(h), uuid, pid, cpus, cgroup));
             log($"host {h}: libvirtd up (holder pid {pid}, host_uuid {uuid}, address {layout.Address(h)}, cpus {cpus ?? "shared"})");
@@ -388,10 +393,13 @@ public sealed class LabRig
             }
             else
             {
-                // The link: tbf at the rate; burst must hold at least one MTU-sized packet per
-                // timer tick, 64 KiB is ample.
+                // The link: tbf at the rate. Its burst is also the largest packet it passes whole
+                // (max_size); a bigger GSO packet it segments in software (tbf_segment). TCP's
+                // GSO packets reach 64 KiB of payload plus a header per segment (~68 KB), so a
+                // 64 KiB burst had every pushed packet cut into 1500-byte ones: CPU on both hosts
+                // that a real host's NIC (TSO/GRO) does not spend. 256 KiB passes them whole.
                 CommandRunner.Check("ip", "netns", "exec", h.State.Netns, "tc", "qdisc", "replace", "dev", h.State.Interface,
-                    "root", "handle", "1:", "tbf", "rate", rate, "burst", "64kb", "latency", "100ms");
+                    "root", "handle", "1:", "tbf", "rate", rate, "burst", "256kb", "latency", "100ms");
                 // The host's queue in front of it: pfifo_fast, Linux's default qdisc (tbf's own
                 // child would be a plain byte FIFO, which no host runs). It serves packets by
                 // their priority band (TOS / SO_PRIORITY) and is FIFO within a band, so a flow

@@ -51,6 +51,15 @@ public sealed unsafe class PageInstaller : IDisposable
     private long _faults, _installed, _zeroResolved, _removedPages, _duplicates, _wakes;
     private readonly long[] _byOrigin = new long[5];
 
+    /// <summary>
+    /// SCHED_FIFO priority of the fault thread (<see cref="ThreadScheduling.PreferForLatency"/>); 0
+    /// leaves it in the fair class. Set before <see cref="Start"/>.
+    /// </summary>
+    public int FaultThreadRealtimePriority { get; set; }
+
+    /// <summary>What the fault thread's scheduling became (null: left as it was).</summary>
+    public string? FaultThreadScheduling { get; private set; }
+
     public PageInstaller(ShimRegistration registration, PageBitmap zeroMap)
     {
         _reg = registration;
@@ -137,6 +146,8 @@ public sealed unsafe class PageInstaller : IDisposable
 
     private void FaultLoop()
     {
+        // A fault read late is a vCPU stalled longer: this thread wakes ahead of the push install.
+        FaultThreadScheduling = ThreadScheduling.PreferForLatency(FaultThreadRealtimePriority);
         Span<UffdMessage> events = stackalloc UffdMessage[64];
         Span<long> demand = stackalloc long[64];
         Span<UnixPoll.Entry> fds = stackalloc UnixPoll.Entry[2];

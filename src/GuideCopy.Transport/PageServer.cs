@@ -23,6 +23,11 @@ public sealed class PageServerOptions
     public int HeartbeatMs { get; init; } = 500;
     /// <summary>False: serve demand only (used to measure remote fault latency).</summary>
     public bool PushEnabled { get; init; } = true;
+    /// <summary>
+    /// SCHED_FIFO priority of the thread answering the demand lane, 0: fair class. See
+    /// <see cref="GuideCopy.Interop.ThreadScheduling.PreferForLatency"/>.
+    /// </summary>
+    public int DemandRealtimePriority { get; init; }
 }
 
 /// <summary>A snapshot of a page server's counters.</summary>
@@ -156,7 +161,13 @@ public sealed class PageServer : IDisposable
             LaneSocket.Tune(socket, kind);
             if (kind == Lane.Push) LaneSocket.Pace(socket, _options.BandwidthBytesPerSecond);
             Log?.Invoke($"{peer}: {kind} lane up");
-            if (kind == Lane.Demand) ServeDemand(lane);
+            if (kind == Lane.Demand)
+            {
+                // A vCPU on the destination waits for every answer; the push lane's thread (and
+                // the guide's QEMU and fault service) may wait instead.
+                GuideCopy.Interop.ThreadScheduling.PreferForLatency(_options.DemandRealtimePriority);
+                ServeDemand(lane);
+            }
             else ServePush(lane);
         }
         catch (AuthenticationFailedException e)

@@ -20,6 +20,11 @@ public sealed class PagerOptions
     /// shim hands the uffd again (agent restart); the file must have started empty.
     /// </summary>
     public bool TrustRamFile { get; init; }
+    /// <summary>
+    /// SCHED_FIFO priority of the threads a fault waits on (uffd reader, demand lane), 0: fair class
+    /// like the rest. See <see cref="GuideCopy.Interop.ThreadScheduling.PreferForLatency"/>.
+    /// </summary>
+    public int DemandRealtimePriority { get; init; }
 }
 
 /// <summary>What a pager did; also the live view while it runs.</summary>
@@ -87,7 +92,7 @@ public sealed class Pager : IDemandSink, IDisposable
         using var reg = ct.Register(() => { _stopped = true; _demandLane?.Dispose(); _pushLane?.Dispose(); _installer?.Stop(); });
 
         PageBitmap zero = await Task.Run(ConnectDemandFirst, ct).ConfigureAwait(false);
-        var installer = new PageInstaller(_reg, zero);
+        var installer = new PageInstaller(_reg, zero) { FaultThreadRealtimePriority = _options.DemandRealtimePriority };
         if (_reg.IsResend || _options.TrustRamFile)
         {
             long present = installer.MarkPresentFromRamFile();
@@ -191,7 +196,16 @@ public sealed class Pager : IDemandSink, IDisposable
         lane.Dispose();
     }
 
-    private void DemandLoop() => LaneLoop(Lane.Demand);
+    private void DemandLoop()
+    {
+        // The page a vCPU waits for arrives here, while the push lane's thread installs a stream:
+        // this one must not wait for that one's time slice.
+        string? applied = GuideCopy.Interop.ThreadScheduling.PreferForLatency(_options.DemandRealtimePriority);
+        if (_options.DemandRealtimePriority > 0)
+            Log?.Invoke($"demand threads: {applied ?? "priority refused, fair class"}");
+        LaneLoop(Lane.Demand);
+    }
+
     private void PushLoop() => LaneLoop(Lane.Push);
 
     private void LaneLoop(Lane kind)

@@ -28,8 +28,13 @@ internal static class BenchCommand
         var pages = new Option<int>("--pages") { Description = "RAM size in 4 KiB pages for the transfer runs.", DefaultValueFactory = _ => 32768 };
         var faultPages = new Option<int>("--fault-pages") { Description = "Pages touched in the remote-fault run.", DefaultValueFactory = _ => 8192 };
         var json = new Option<bool>("--json") { Description = "Print the figures as JSON." };
-        var cmd = new Command("memory-plane", "uffd round trip, remote fault latency, push throughput, allocations per page.") { lab, pages, faultPages, json };
-        cmd.SetAction(p => Run(p.GetValue(lab), p.GetValue(pages), p.GetValue(faultPages), p.GetValue(json)));
+        var demandPriority = new Option<int>("--demand-priority")
+        {
+            Description = "SCHED_FIFO priority of the demand-path threads in the transfer runs, 0: fair class (as Agent:DemandRealtimePriority).",
+            DefaultValueFactory = _ => new GuideCopy.Migration.Agent.AgentOptions().DemandRealtimePriority,
+        };
+        var cmd = new Command("memory-plane", "uffd round trip, remote fault latency, push throughput, allocations per page.") { lab, pages, faultPages, json, demandPriority };
+        cmd.SetAction(p => Run(p.GetValue(lab), p.GetValue(pages), p.GetValue(faultPages), p.GetValue(json), p.GetValue(demandPriority)));
         return cmd;
     }
 
@@ -40,7 +45,7 @@ internal static class BenchCommand
         double PushGiBps, long PushPages, double InProcessPushGiBps, double InProcessSteadyGiBps, double CpuSecondsPerGiB,
         double AllocatedBytesPerPage, long SteadyStatePages);
 
-    private static int Run(string? labName, int pages, int faultPages, bool json)
+    private static int Run(string? labName, int pages, int faultPages, bool json, int demandPriority)
     {
         var tools = NativeBuild.Tools;
         foreach (var f in new[] { Path.Combine(tools, "uffd-roundtrip"), Path.Combine(tools, "ramtouch"), NativeBuild.Shim })
@@ -69,12 +74,12 @@ internal static class BenchCommand
             string faultSrc = $"/dev/shm/gcmp-bench-fsrc-{Environment.ProcessId}";
             env.Source("gen", [Path.Combine(tools, "ramtouch"), "gen", faultSrc, faultPages.ToString()]).Exit(120);
             cleanup.Add((env.Source, faultSrc));
-            var fault = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: true, cleanup);
+            var fault = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: true, demandPriority, cleanup);
             Note(json, $"remote fault ({env.Name}): p50 {fault.touch["p50_us"]} us, p99 {fault.touch["p99_us"]} us as the program saw it; " +
                        $"pager stall p50 {fault.done["stall_p50_us"]} us, p99 {fault.done["stall_p99_us"]} us over {fault.done["stalls"]} faults");
 
             // 2b. The same faults while the push lane streams uncapped: demand must not queue behind it.
-            var busy = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: false, cleanup);
+            var busy = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: false, demandPriority, cleanup);
             Note(json, $"remote fault while pushing ({env.Name}): p50 {busy.touch["p50_us"]} us, p99 {busy.touch["p99_us"]} us as the program saw it; " +
                        $"pager stall p50 {busy.done["stall_p50_us"]} us, p99 {busy.done["stall_p99_us"]} us over {busy.done["stalls"]} demand faults");
 
@@ -82,7 +87,7 @@ internal static class BenchCommand
             string src = $"/dev/shm/gcmp-bench-src-{Environment.ProcessId}";
             env.Source("gen", [Path.Combine(tools, "ramtouch"), "gen", src, pages.ToString()]).Exit(120);
             cleanup.Add((env.Source, src));
-            var push = Transfer(env, tools, secret, src, pages, "hold", noPush: false, cleanup);
+            var push = Transfer(env, tools, secret, src, pages, "hold", noPush: false, demandPriority, cleanup);
             long pushed = long.Parse(push.done["installed"]);
             double pushGiBps = pushed * 4096.0 / (1L << 30) / (double.Parse(push.done["elapsed_ms"]) / 1000);
             Note(json, $"push ({env.Name}): {pushed} pages in {push.done["elapsed_ms"]} ms = {pushGiBps:0.00} GiB/s");
@@ -114,7 +119,7 @@ internal static class BenchCommand
     }
 
     private static (Dictionary<string, string> touch, Dictionary<string, string> done) Transfer(
-        Sides env, string tools, string secret, string src, int pages, string mode, bool noPush,
+        Sides env, string tools, string secret, string src, int pages, string mode, bool noPush, int demandPriority,
         List<(Func<string, string[], ChildRun>, string)> cleanup)
     {
         int port = 7790 + Random.Shared.Next(200);
@@ -124,9 +129,11 @@ internal static class BenchCommand
         env.Dest("rm", ["rm", "-f", dst]).Exit(30);
         env.Dest("mkdir", ["mkdir", "-p", "/run/guidecopy"]).Exit(30);
         cleanup.Add((env.Dest, dst));
-        using var serve = env.Source("serve", [.. Self(), "pages", "serve", "--file", src, "--listen", endpoint, "--secret-file", secret, .. (noPush ? new[] { "--no-push" } : [])]);
+        using var serve = env.Source("serve", [.. Self(), "pages", "serve", "--file", src, "--listen", endpoint, "--secret-file", secret,
+            "--demand-priority", demandPriority.ToString(System.Globalization.CultureInfo.InvariantCulture), .. (noPush ? new[] { "--no-push" } : [])]);
         serve.Line("LISTENING", 60);
-        using var receive = env.Dest("receive", [.. Self(), "pages", "receive", "--agent-socket", socket, "--source", endpoint, "--secret-file", secret, "--once"]);
+        using var receive = env.Dest("receive", [.. Self(), "pages", "receive", "--agent-socket", socket, "--source", endpoint, "--secret-file", secret, "--once",
+            "--demand-priority", demandPriority.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         receive.Line("LISTENING", 60);
         using var touch = env.Dest("ramtouch", [Path.Combine(tools, "ramtouch"), "run", dst, pages.ToString(), mode, "99"],
             new Dictionary<string, string> { ["LD_PRELOAD"] = NativeBuild.Shim, ["GUIDECOPY_RAM_PATH"] = dst, ["GUIDECOPY_AGENT_SOCKET"] = socket },

@@ -67,7 +67,7 @@ internal static class CompareCommand
                     {
                         Enabled = variant == "guide-on", TimeLimitSeconds = guideOptions.TimeLimitSeconds, IdleSeconds = guideOptions.IdleSeconds,
                         MissWindowSeconds = guideOptions.MissWindowSeconds, MissShare = guideOptions.MissShare, MinMisses = guideOptions.MinMisses,
-                        LeadPages = guideOptions.LeadPages, OutrunRatio = guideOptions.OutrunRatio,
+                        LeadPages = guideOptions.LeadPages, OutrunRatio = guideOptions.OutrunRatio, ReadAheadPages = guideOptions.ReadAheadPages,
                     };
                     var plan = new MigrationPlan(spec.Name,
                         MigrateCommand.ResolveTarget($"lab:{labName}/{here}", null, out _),

@@ -19,6 +19,12 @@ internal static class PagesCommand
         return command;
     }
 
+    private static Option<int> DemandPriority() => new("--demand-priority")
+    {
+        Description = "SCHED_FIFO priority of the demand-path threads, 0: fair class (as Agent:DemandRealtimePriority).",
+        DefaultValueFactory = _ => new GuideCopy.Migration.Agent.AgentOptions().DemandRealtimePriority,
+    };
+
     private static Option<string> SecretFile() => new("--secret-file") { Description = "File holding the shared secret (trailing newline ignored).", Required = true };
 
     private static Command Serve()
@@ -30,7 +36,8 @@ internal static class PagesCommand
         var pageSize = new Option<int>("--page-size") { Description = "Page size in bytes (2097152 for hugetlbfs).", DefaultValueFactory = _ => 4096 };
         var noPush = new Option<bool>("--no-push") { Description = "Serve demand only (measures remote fault latency)." };
         var progress = new Option<int>("--progress-ms") { Description = "Print COUNTERS every N ms (0: only at the end)." };
-        var cmd = new Command("serve", "Serve a frozen RAM file to one destination pager.") { file, listen, secret, bandwidth, pageSize, noPush, progress };
+        var demandPriority = DemandPriority();
+        var cmd = new Command("serve", "Serve a frozen RAM file to one destination pager.") { file, listen, secret, bandwidth, pageSize, noPush, progress, demandPriority };
         cmd.SetAction(async (p, ct) =>
         {
             var options = new PageServerOptions
@@ -40,6 +47,7 @@ internal static class PagesCommand
                 BandwidthBytesPerSecond = p.GetValue(bandwidth) is { } b ? PagesHost.ParseRate(b) : 0,
                 PageSize = p.GetValue(pageSize),
                 PushEnabled = !p.GetValue(noPush),
+                DemandRealtimePriority = p.GetValue(demandPriority),
             };
             using var cts = CancelOnSigterm(ct);
             return await PagesHost.ServeAsync(p.GetValue(file)!, options, Console.Out, cts.Token, p.GetValue(progress));
@@ -54,12 +62,13 @@ internal static class PagesCommand
         var secret = SecretFile();
         var once = new Option<bool>("--once") { Description = "Exit after the first registration is done." };
         var linkTimeout = new Option<int>("--link-timeout-ms") { Description = "Reconnect a lane silent this long.", DefaultValueFactory = _ => 3000 };
-        var cmd = new Command("receive", "Take uffds from the shim and fill them from a page server.") { socket, source, secret, once, linkTimeout };
+        var demandPriority = DemandPriority();
+        var cmd = new Command("receive", "Take uffds from the shim and fill them from a page server.") { socket, source, secret, once, linkTimeout, demandPriority };
         cmd.SetAction(async (p, ct) =>
         {
             using var cts = CancelOnSigterm(ct);
             return await PagesHost.ReceiveAsync(p.GetValue(socket)!, PagesHost.ParseEndpoint(p.GetValue(source)!),
-                Handshake.ReadSecretFile(p.GetValue(secret)!), new PagerOptions { LinkTimeoutMs = p.GetValue(linkTimeout) },
+                Handshake.ReadSecretFile(p.GetValue(secret)!), new PagerOptions { LinkTimeoutMs = p.GetValue(linkTimeout), DemandRealtimePriority = p.GetValue(demandPriority) },
                 p.GetValue(once), Console.Out, cts.Token);
         });
         return cmd;

@@ -4,10 +4,13 @@ internal static partial class Interop
 {
     internal static partial class Sys
     {
+        internal const int SCHED_FIFO = 1;
         internal const int SCHED_IDLE = 5;
 
-        // The glibc wrapper; with a thread id it sets that one thread's policy (sched_setscheduler(2), NOTES).
-        // param points at struct sched_param { int sched_priority; }, which must be 0 for SCHED_IDLE.
+        // The glibc wrapper; with a thread id it sets that one thread's policy, with 0 the calling
+        // thread's (sched_setscheduler(2), NOTES: policies are per thread on Linux).
+        // param points at struct sched_param { int sched_priority; }, which must be 0 for SCHED_IDLE
+        // and 1..99 for SCHED_FIFO.
         [LibraryImport(Libraries.Libc, EntryPoint = "sched_setscheduler", SetLastError = true)]
         internal static unsafe partial int SchedSetScheduler(int pid, int policy, int* param);
     }

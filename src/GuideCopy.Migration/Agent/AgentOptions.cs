@@ -45,6 +45,15 @@ public sealed class AgentOptions
     /// </summary>
     public GuideCpuPolicy GuideCpuPolicy { get; set; } = GuideCpuPolicy.Idle;
 
+    /// <summary>
+    /// SCHED_FIFO priority (1-99) of the agent threads a destination vCPU's page fault waits on:
+    /// the uffd reader and demand lane on the destination, the demand lane's server on the source.
+    /// 0 leaves them in the fair class, where a waking thread can wait a time slice behind the push
+    /// (measured: stall per demand fault ~1-2 ms at 800 Mbit/s, see docs/memory-plane.md). Without
+    /// CAP_SYS_NICE the agent falls back to nice -10.
+    /// </summary>
+    public int DemandRealtimePriority { get; set; } = 1;
+
     /// <summary>Longest wait for the destination QEMU's shim to hand its uffd, in seconds.</summary>
     public int ShimTimeoutSeconds { get; set; } = 30;
 }

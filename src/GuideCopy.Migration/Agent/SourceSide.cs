@@ -135,6 +135,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
                 Listen = IPEndPoint.Parse(Options.PageListen),
                 BandwidthBytesPerSecond = req.BandwidthBytesPerSecond,
                 PushEnabled = req.Push,
+                DemandRealtimePriority = Options.DemandRealtimePriority,
             })
             {
                 Log = m => Log($"{Id}: page server: {m}"),

@@ -15,37 +15,63 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
     private readonly FrozenRam _ram;
     private readonly PageServer _push;
     private readonly byte[] _buffer;
+    private readonly int _maxReadAhead;
     private PageInstaller? _installer;
+    private long _nextExpected = -1;
+    private int _readAhead = 1;
 
-    public GuideMemory(FrozenRam ram, PageServer push)
+    public GuideMemory(FrozenRam ram, PageServer push, int maxReadAhead = 1)
     {
         _ram = ram;
         _push = push;
+        _maxReadAhead = Math.Max(1, maxReadAhead);
         Log = new GuideLog(ram.PageCount);
-        // One page, pinned once: the fault thread reads into it and copies it in (no per-page allocation).
-        _buffer = GC.AllocateUninitializedArray<byte>(ram.PageSize, pinned: true);
+        // Pinned once: the fault thread reads into it and copies it in (no per-page allocation).
+        _buffer = GC.AllocateUninitializedArray<byte>(_maxReadAhead * ram.PageSize, pinned: true);
     }
 
     public GuideLog Log { get; }
 
     public void Attach(PageInstaller installer) => _installer = installer;
 
-    /// <summary>On the guide's fault thread: read, install, log, queue for the push lane.</summary>
+    /// <summary>
+    /// On the guide's fault thread: read, install, log, queue for the push lane.
+    /// <para>
+    /// Read-ahead, as the kernel's page cache does for a file read sequentially: a fault on the
+    /// page right after the last run doubles the next run (up to the maximum), any other fault
+    /// starts again at one page. Every guide fault costs a round trip through this thread and a
+    /// reschedule of the guide's vCPU, and on a source host whose CPU also pushes at line rate
+    /// that, not the guest's code, limited the guide (measured, memtouch at 800 Mbit/s: guide at
+    /// 49-76 k page rewrites/s against the destination's 72-110 k, the guide fell behind and was
+    /// stopped). A sequential guest then costs one fault per run; a guest touching pages at
+    /// random keeps runs of one, so its log stays exactly its touches. Pages of a run are logged
+    /// in address order, which is the order a sequential guest touches them next.
+    /// </para>
+    /// </summary>
     public void RequestPages(ReadOnlySpan<long> pages)
     {
         var installer = _installer ?? throw new InvalidOperationException("guide memory not attached");
-        Span<long> first = stackalloc long[pages.Length];
+        Span<long> first = stackalloc long[pages.Length * _maxReadAhead];
         int n = 0;
         fixed (byte* data = _buffer)
         {
             foreach (long page in pages)
             {
-                _ram.Read(page, 1, _buffer);
-                installer.Install(page, 1, data, PageOrigin.Demand);
-                if (Log.Append(page))
+                _readAhead = page == _nextExpected ? Math.Min(_readAhead * 2, _maxReadAhead) : 1;
+                // The run stops at the first page already there: it was logged when it came.
+                int run = 1;
+                while (run < _readAhead && page + run < _ram.PageCount && !installer.Done.IsSet(page + run)) run++;
+                _ram.Read(page, run, _buffer.AsSpan(0, run * _ram.PageSize));
+                installer.Install(page, run, data, PageOrigin.Demand);
+                for (int i = 0; i < run; i++)
                 {
-                    first[n++] = page;
+                    if (Log.Append(page + i))
+                    {
+                        first[n++] = page + i;
+                    }
                 }
+
+                _nextExpected = page + run;
             }
         }
 

@@ -41,4 +41,10 @@ public sealed class GuideOptions
     /// order, limits it and the guide only costs CPU (0: never).
     /// </summary>
     public double OutrunRatio { get; set; } = 10.0;
+
+    /// <summary>
+    /// Most pages the guide's fault service installs (and logs, in address order) for one fault
+    /// once the guide's faults run sequentially; 1: one page per fault. See <see cref="GuideMemory"/>.
+    /// </summary>
+    public int ReadAheadPages { get; set; } = 32;
 }

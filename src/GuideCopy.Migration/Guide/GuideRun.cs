@@ -136,8 +136,10 @@ public sealed class GuideRun : IDisposable
         _control = control;
         _server = server;
         _ram = new FrozenRam(frozenRamPath, _registration.PageSize);
-        _memory = new GuideMemory(_ram, server);
-        _installer = new PageInstaller(_registration, _ram.ZeroPages);
+        _memory = new GuideMemory(_ram, server, control.ReadAheadPages);
+        // The guide runs ahead only if its faults cost less than the destination's: its fault
+        // thread must not wait behind the push for a time slice either.
+        _installer = new PageInstaller(_registration, _ram.ZeroPages) { FaultThreadRealtimePriority = _options.DemandRealtimePriority };
         _memory.Attach(_installer);
         _installer.Start(_memory);
         server.PushLead = control.LeadPages;

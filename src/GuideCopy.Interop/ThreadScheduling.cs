@@ -1,0 +1,47 @@
+namespace GuideCopy.Interop;
+
+/// <summary>Scheduling of the calling thread.</summary>
+public static class ThreadScheduling
+{
+    /// <summary>Nice value tried when SCHED_FIFO is refused (no CAP_SYS_NICE, RLIMIT_RTPRIO 0).</summary>
+    public const int FallbackNice = -10;
+
+    /// <summary>
+    /// Makes the calling thread run as soon as it wakes: SCHED_FIFO at <paramref name="realtimePriority"/>
+    /// (1..99), or, where that is refused, nice <see cref="FallbackNice"/>. For threads that sleep
+    /// on a socket or a uffd and do a few microseconds of work per wakeup (a page fault in flight):
+    /// under the fair class a waking thread may wait for the running one's slice (EEVDF's base
+    /// slice is 0.75-3 ms), which on a host whose one CPU also installs a pushed stream at line
+    /// rate was most of a remote fault's cost. A SCHED_FIFO thread that spins is still bounded
+    /// by the kernel's RT throttling (kernel.sched_rt_runtime_us, 95% by default).
+    /// Returns what was applied, or null when neither was allowed or <paramref name="realtimePriority"/> is 0.
+    /// </summary>
+    public static unsafe string? PreferForLatency(int realtimePriority)
+    {
+        if (realtimePriority <= 0)
+        {
+            return null;
+        }
+
+        int priority = Math.Min(realtimePriority, 99);
+        if (global::Interop.Sys.SchedSetScheduler(0, global::Interop.Sys.SCHED_FIFO, &priority) == 0)
+        {
+            return $"SCHED_FIFO {priority}";
+        }
+
+        // who = 0 with PRIO_PROCESS is the calling thread on Linux (nice is per thread).
+        return global::Interop.Sys.SetPriority(global::Interop.Sys.PRIO_PROCESS, 0, FallbackNice) == 0
+            ? $"nice {FallbackNice}"
+            : null;
+    }
+
+    /// <summary>A thread's scheduling policy and real-time priority as the kernel reports them (tests, diagnostics).</summary>
+    public static (int Policy, int RealtimePriority) Of(int pid, int tid)
+    {
+        // /proc/PID/task/TID/stat: field 41 is the policy, 40 rt_priority (proc(5)); comm may
+        // hold spaces, so fields are counted after its closing parenthesis (field 3 onwards).
+        string stat = File.ReadAllText($"/proc/{pid}/task/{tid}/stat");
+        string[] f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (int.Parse(f[41 - 3]), int.Parse(f[40 - 3]));
+    }
+}
