@@ -115,6 +115,9 @@ public sealed class PageServer : IDisposable
     /// </summary>
     public Func<long, bool, long>? DemandObserved { get; set; }
 
+    /// <summary>The push lane's cap in bytes per second (0: none).</summary>
+    public long BandwidthBytesPerSecond => _options.BandwidthBytesPerSecond;
+
     /// <summary>Queue entries the push jumps past a predicted fault (<see cref="PushOrder.Lead"/>).</summary>
     public long PushLead { get => _order.Lead; set => _order.Lead = value; }
 

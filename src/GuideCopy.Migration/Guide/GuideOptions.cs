@@ -30,9 +30,35 @@ public sealed class GuideOptions
     /// <summary>
     /// Guide-log entries the push jumps past a page the destination faulted on (0: no jump): those
     /// would reach the destination only after it faulted on them too (docs/migration.md,
-    /// "How far ahead the push may run").
+    /// "How far ahead the push may run"). -1: from the bandwidth cap (<see cref="LeadFor"/>).
     /// </summary>
-    public int LeadPages { get; set; } = 256;
+    public int LeadPages { get; set; } = -1;
+
+    /// <summary>
+    /// Guide-log entries the destination, running on pages that are there, gets through per second
+    /// (fitted: memtouch under TCG, where a lead of 256 was best at 80 Mbit/s and 32 beat 256 at
+    /// 800 Mbit/s; docs/migration.md).
+    /// </summary>
+    public const double DestinationEntriesPerSecond = 20_000;
+
+    /// <summary>A push with no cap is taken to run at this rate (the lab's veth carries ~0.55 GiB/s).</summary>
+    public const double UncappedBytesPerSecond = 1e9;
+
+    /// <summary>
+    /// The lead for a push capped at <paramref name="bytesPerSecond"/> (0: none): a page the push
+    /// picks now reaches the destination after the push socket's unsent bytes
+    /// (<see cref="GuideCopy.Transport.LaneSocket.PushUnsentBytes"/>) have gone out at that rate;
+    /// the entries the destination gets through meanwhile would arrive after it faulted on them.
+    /// 80 Mbit/s gives 262, 800 Mbit/s 26, no cap 3.
+    /// </summary>
+    public static int LeadFor(long bytesPerSecond)
+    {
+        double rate = bytesPerSecond > 0 ? bytesPerSecond : UncappedBytesPerSecond;
+        return (int)Math.Round(DestinationEntriesPerSecond * GuideCopy.Transport.LaneSocket.PushUnsentBytes / rate);
+    }
+
+    /// <summary>The lead to use for a push capped at <paramref name="bytesPerSecond"/>.</summary>
+    public int LeadPagesFor(long bytesPerSecond) => LeadPages >= 0 ? LeadPages : LeadFor(bytesPerSecond);
 
     /// <summary>
     /// Stop when, over the run so far (judged from the third window on), the push had to jump

@@ -142,7 +142,7 @@ public sealed class GuideRun : IDisposable
         _installer = new PageInstaller(_registration, _ram.ZeroPages) { FaultThreadRealtimePriority = _options.DemandRealtimePriority };
         _memory.Attach(_installer);
         _installer.Start(_memory);
-        server.PushLead = control.LeadPages;
+        server.PushLead = control.LeadPagesFor(server.BandwidthBytesPerSecond);
         server.DemandObserved = OnDemand;
         await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(_workDir, "guide-incoming.sock"), deviceState,
             TimeSpan.FromSeconds(_options.DeviceStateTimeoutSeconds), ct);
