@@ -49,10 +49,12 @@ public sealed class AgentOptions
     /// SCHED_FIFO priority (1-99) of the agent threads a destination vCPU's page fault waits on:
     /// the uffd reader and demand lane on the destination, the demand lane's server on the source.
     /// 0 leaves them in the fair class, where a waking thread can wait a time slice behind the push
-    /// (measured: stall per demand fault ~1-2 ms at 800 Mbit/s, see docs/memory-plane.md). Without
-    /// CAP_SYS_NICE the agent falls back to nice -10.
+    /// (measured: mean stall per demand fault 1.9 ms -> 0.6-1.0 ms at 800 Mbit/s, docs/migration.md). Without
+    /// CAP_SYS_NICE the agent falls back to nice -10. Off by default: in a test run with 1 a
+    /// destination's push lane went 3 s without CPU (its receive timed out) and the migration
+    /// never completed; until that is understood a SCHED_FIFO thread that spins is a risk.
     /// </summary>
-    public int DemandRealtimePriority { get; set; } = 1;
+    public int DemandRealtimePriority { get; set; } = 0;
 
     /// <summary>Longest wait for the destination QEMU's shim to hand its uffd, in seconds.</summary>
     public int ShimTimeoutSeconds { get; set; } = 30;
