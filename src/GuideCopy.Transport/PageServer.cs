@@ -268,6 +268,7 @@ public sealed class PageServer : IDisposable
 
         int pageSize = _ram.PageSize, perFrame = Wire.PagesPerFrame(pageSize);
         byte[] frame = GC.AllocateUninitializedArray<byte>(Wire.HeaderSize + Wire.PagesHeaderSize + perFrame * pageSize, pinned: true);
+        AnnounceZeroPagesAgain(lane, frame);
         bool completeSent = false;
         while (!_stopped && !lane.IsDisposed)
         {
@@ -293,6 +294,36 @@ public sealed class PageServer : IDisposable
             if (origin == PageOrigin.Push) Interlocked.Add(ref _push, sentPages);
             else if (origin == PageOrigin.Locality) Interlocked.Add(ref _locality, sentPages);
             else Interlocked.Add(ref _background, sentPages);
+        }
+    }
+
+    /// <summary>
+    /// After a resume: announces every page that is zero here but not present at the destination.
+    /// A zero page found on the fly is marked in the zero map for good and only announced (16
+    /// bytes); an announcement that went out on a lane that then died never arrived, and the push
+    /// skips zero pages, so without this the destination would wait for it forever (seen: a push
+    /// lane that timed out, then a reconnect every 1.5 s, "complete" each time, never complete).
+    /// </summary>
+    private void AnnounceZeroPagesAgain(FrameConnection lane, byte[] frame)
+    {
+        var zero = _ram.ZeroPages;
+        long p = 0;
+        while (p < PageCount)
+        {
+            if (!zero.IsSet(p) || _sent.IsSet(p))
+            {
+                p++;
+                continue;
+            }
+
+            long first = p;
+            while (p < PageCount && zero.IsSet(p) && _sent.TrySet(p)) p++;
+            var h = frame.AsSpan(Wire.HeaderSize);
+            BinaryPrimitives.WriteUInt64LittleEndian(h, (ulong)first);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)(p - first));
+            h[12] = (byte)PageOrigin.Background;
+            h[13] = h[14] = h[15] = 0;
+            lane.SendPrepared(frame, FrameType.ZeroPages, Wire.PagesHeaderSize);
         }
     }
 
