@@ -14,6 +14,10 @@ public static class ThreadScheduling
     /// slice is 0.75-3 ms), which on a host whose one CPU also installs a pushed stream at line
     /// rate was most of a remote fault's cost. A SCHED_FIFO thread that spins is still bounded
     /// by the kernel's RT throttling (kernel.sched_rt_runtime_us, 95% by default).
+    /// With SCHED_RESET_ON_FORK: a task created by clone inherits its creator's policy, so a thread
+    /// some native library starts from this one (pthread_create's default PTHREAD_INHERIT_SCHED)
+    /// would stay SCHED_FIFO for the agent's life. (.NET's own new threads were measured to start
+    /// in SCHED_OTHER either way; ThreadSchedulingTests.)
     /// Returns what was applied, or null when neither was allowed or <paramref name="realtimePriority"/> is 0.
     /// </summary>
     public static unsafe string? PreferForLatency(int realtimePriority)
@@ -24,7 +28,8 @@ public static class ThreadScheduling
         }
 
         int priority = Math.Min(realtimePriority, 99);
-        if (global::Interop.Sys.SchedSetScheduler(0, global::Interop.Sys.SCHED_FIFO, &priority) == 0)
+        int policy = global::Interop.Sys.SCHED_FIFO | global::Interop.Sys.SCHED_RESET_ON_FORK;
+        if (global::Interop.Sys.SchedSetScheduler(0, policy, &priority) == 0)
         {
             return $"SCHED_FIFO {priority}";
         }

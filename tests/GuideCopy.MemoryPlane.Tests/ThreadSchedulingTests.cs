@@ -10,20 +10,42 @@ public class ThreadSchedulingTests
 {
     private const int SchedOther = 0, SchedFifo = 1;
 
+    // /proc/thread-self -> "<pid>/task/<tid>": the kernel's own id of the calling thread.
+    private static (int Policy, int RealtimePriority) Mine() =>
+        ThreadScheduling.Of(Environment.ProcessId, int.Parse(Path.GetFileName(new FileInfo("/proc/thread-self").LinkTarget!)));
+
     private static (int Policy, int RealtimePriority, string? Applied) OnNewThread(int priority)
     {
         (int, int, string?) seen = default;
         var t = new Thread(() =>
         {
             string? applied = ThreadScheduling.PreferForLatency(priority);
-            // /proc/thread-self -> "<pid>/task/<tid>": the kernel's own id of this thread.
-            int tid = int.Parse(Path.GetFileName(new FileInfo("/proc/thread-self").LinkTarget!));
-            var (policy, rt) = ThreadScheduling.Of(Environment.ProcessId, tid);
+            var (policy, rt) = Mine();
             seen = (policy, rt, applied);
         });
         t.Start();
         t.Join();
         return seen;
+    }
+
+    [Test]
+    public void ThreadsALatencyThreadCreatesStartInTheFairClass()
+    {
+        Assume.That(Environment.UserName, Is.EqualTo("root"), "SCHED_FIFO needs CAP_SYS_NICE");
+        (int, int) parent = default, child = default;
+        var t = new Thread(() =>
+        {
+            ThreadScheduling.PreferForLatency(2);
+            parent = Mine();
+            // What a runtime does when this thread queues work and the pool needs a worker.
+            var c = new Thread(() => child = Mine());
+            c.Start();
+            c.Join();
+        });
+        t.Start();
+        t.Join();
+        Assert.That(parent, Is.EqualTo((SchedFifo, 2)));
+        Assert.That(child, Is.EqualTo((SchedOther, 0)), "a created thread must not inherit SCHED_FIFO (SCHED_RESET_ON_FORK)");
     }
 
     [Test]
@@ -35,8 +57,7 @@ public class ThreadSchedulingTests
         Assert.That((policy, rt), Is.EqualTo((SchedFifo, 3)));
 
         // Per thread: the process's other threads (this one) keep the fair class.
-        var self = ThreadScheduling.Of(Environment.ProcessId, int.Parse(Path.GetFileName(new FileInfo("/proc/thread-self").LinkTarget!)));
-        Assert.That(self, Is.EqualTo((SchedOther, 0)));
+        Assert.That(Mine(), Is.EqualTo((SchedOther, 0)));
     }
 
     [Test]
