@@ -50,11 +50,12 @@ public sealed class AgentOptions
     /// the uffd reader and demand lane on the destination, the demand lane's server on the source.
     /// 0 leaves them in the fair class, where a waking thread can wait a time slice behind the push
     /// (measured: mean stall per demand fault 1.9 ms -> 0.6-1.0 ms at 800 Mbit/s, docs/migration.md). Without
-    /// CAP_SYS_NICE the agent falls back to nice -10. Off by default: in a test run with 1 a
-    /// destination's push lane went 3 s without CPU (its receive timed out) and the migration
-    /// never completed; until that is understood a SCHED_FIFO thread that spins is a risk.
+    /// CAP_SYS_NICE the agent falls back to nice -10. With 0 the guide's fault service waits
+    /// behind the push too and the guide stops helping (measured: memtouch stall 7.0 s without a
+    /// guide, 8.6 s with it, at 100 Mbit/s). Open: in one test run with 1 a push lane got no data
+    /// for 3 s and was reconnected (docs/migration.md).
     /// </summary>
-    public int DemandRealtimePriority { get; set; } = 0;
+    public int DemandRealtimePriority { get; set; } = 1;
 
     /// <summary>Longest wait for the destination QEMU's shim to hand its uffd, in seconds.</summary>
     public int ShimTimeoutSeconds { get; set; } = 30;
