@@ -8,6 +8,7 @@ namespace GuideCopy.MemoryPlane.Tests;
 /// <summary>A real PageServer on loopback against wrong secrets and garbage: nothing leaks, it keeps serving.</summary>
 public class HandshakeTests
 {
+    private LoopbackPageServer _source = null!;
     private string _file = "";
     private PageServer _server = null!;
     private static readonly byte[] Secret = "right secret"u8.ToArray();
@@ -21,16 +22,12 @@ public class HandshakeTests
             f.SetLength(64 * 4096);
             f.Position = 4096; f.Write(Enumerable.Repeat((byte)0xab, 4096).ToArray());
         }
-        _server = new PageServer(_file, new PageServerOptions { Secret = Secret, Listen = new IPEndPoint(IPAddress.Loopback, 0), LinkTimeoutMs = 2000 });
-        _server.Start();
+        _source = new LoopbackPageServer(_file, Secret);
+        _server = _source.Server;
     }
 
     [TearDown]
-    public void TearDown()
-    {
-        _server.Dispose();
-        File.Delete(_file);
-    }
+    public void TearDown() => _source.Dispose();
 
     private FrameConnection Connect()
     {

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Net;
 using System.Net.Sockets;
 using GuideCopy.Transport;
 
@@ -14,14 +13,13 @@ public class PushResumeTests
 {
     private const int Pages = 64;
     private static readonly byte[] Secret = "resume secret"u8.ToArray();
-    private string _file = "";
-    private PageServer _server = null!;
+    private LoopbackPageServer _source = null!;
 
     [SetUp]
     public void SetUp()
     {
-        _file = $"/dev/shm/gcmp-resume-{Environment.ProcessId}";
-        using (var f = new FileStream(_file, FileMode.Create))
+        string file = $"/dev/shm/gcmp-resume-{Environment.ProcessId}";
+        using (var f = new FileStream(file, FileMode.Create))
         {
             f.SetLength(Pages * 4096);
             // Page 1 holds data; pages 2..9 are written zeros: data extents on tmpfs (not holes),
@@ -31,22 +29,17 @@ public class PushResumeTests
             f.Write(new byte[8 * 4096]);
         }
 
-        _server = new PageServer(_file, new PageServerOptions { Secret = Secret, Listen = new IPEndPoint(IPAddress.Loopback, 0), LinkTimeoutMs = 2000 });
-        _server.Start();
+        _source = new LoopbackPageServer(file, Secret);
     }
 
     [TearDown]
-    public void TearDown()
-    {
-        _server.Dispose();
-        File.Delete(_file);
-    }
+    public void TearDown() => _source.Dispose();
 
     /// <summary>Opens a push lane resuming from <paramref name="present"/>; returns the pages announced zero and sent, until Complete.</summary>
     private (HashSet<long> Zero, HashSet<long> Sent) PushLane(HashSet<long> present)
     {
         var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        s.Connect(_server.LocalEndPoint);
+        s.Connect(_source.Server.LocalEndPoint);
         using var lane = new FrameConnection(s, 2000);
         Handshake.Client(lane, Lane.Push, Secret);
         var resume = new byte[8 + Pages / 8];
