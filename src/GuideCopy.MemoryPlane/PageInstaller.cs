@@ -57,9 +57,6 @@ public sealed unsafe class PageInstaller : IDisposable
     /// </summary>
     public int FaultThreadRealtimePriority { get; set; }
 
-    /// <summary>What the fault thread's scheduling became (null: left as it was).</summary>
-    public string? FaultThreadScheduling { get; private set; }
-
     public PageInstaller(ShimRegistration registration, PageBitmap zeroMap)
     {
         _reg = registration;
@@ -147,7 +144,7 @@ public sealed unsafe class PageInstaller : IDisposable
     private void FaultLoop()
     {
         // A fault read late is a vCPU stalled longer: this thread wakes ahead of the push install.
-        FaultThreadScheduling = ThreadScheduling.PreferForLatency(FaultThreadRealtimePriority);
+        ThreadScheduling.PreferForLatency(FaultThreadRealtimePriority);
         Span<UffdMessage> events = stackalloc UffdMessage[64];
         Span<long> demand = stackalloc long[64];
         Span<UnixPoll.Entry> fds = stackalloc UnixPoll.Entry[2];

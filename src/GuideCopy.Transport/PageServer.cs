@@ -318,11 +318,7 @@ public sealed class PageServer : IDisposable
 
             long first = p;
             while (p < PageCount && zero.IsSet(p) && _sent.TrySet(p)) p++;
-            var h = frame.AsSpan(Wire.HeaderSize);
-            BinaryPrimitives.WriteUInt64LittleEndian(h, (ulong)first);
-            BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)(p - first));
-            h[12] = (byte)PageOrigin.Background;
-            h[13] = h[14] = h[15] = 0;
+            WritePagesHeader(frame, first, (int)(p - first), PageOrigin.Background);
             lane.SendPrepared(frame, FrameType.ZeroPages, Wire.PagesHeaderSize);
         }
     }
@@ -366,11 +362,7 @@ public sealed class PageServer : IDisposable
             // The frame header goes right before the run's data: those bytes belong to pages
             // already sent (or skipped), since frames go out synchronously and in order.
             var f = frame.AsSpan(i * pageSize);
-            var h = f[Wire.HeaderSize..];
-            BinaryPrimitives.WriteUInt64LittleEndian(h, (ulong)(first + i));
-            BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)n);
-            h[12] = (byte)origin;
-            h[13] = h[14] = h[15] = 0;
+            WritePagesHeader(f, first + i, n, origin);
             if (zero)
             {
                 for (int k = 0; k < n; k++) _ram.ZeroPages.TrySet(first + i + k);
@@ -385,6 +377,16 @@ public sealed class PageServer : IDisposable
             i += n;
         }
         return dataPages;
+    }
+
+    /// <summary>The Pages / ZeroPages header (first page, count, origin) after the frame header of <paramref name="frame"/>.</summary>
+    private static void WritePagesHeader(Span<byte> frame, long first, int count, PageOrigin origin)
+    {
+        var h = frame[Wire.HeaderSize..];
+        BinaryPrimitives.WriteUInt64LittleEndian(h, (ulong)first);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)count);
+        h[12] = (byte)origin;
+        h[13] = h[14] = h[15] = 0;
     }
 
     private void Throttle(long bytes)

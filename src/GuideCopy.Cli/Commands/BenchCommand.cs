@@ -28,11 +28,7 @@ internal static class BenchCommand
         var pages = new Option<int>("--pages") { Description = "RAM size in 4 KiB pages for the transfer runs.", DefaultValueFactory = _ => 32768 };
         var faultPages = new Option<int>("--fault-pages") { Description = "Pages touched in the remote-fault run.", DefaultValueFactory = _ => 8192 };
         var json = new Option<bool>("--json") { Description = "Print the figures as JSON." };
-        var demandPriority = new Option<int>("--demand-priority")
-        {
-            Description = "SCHED_FIFO priority of the demand-path threads in the transfer runs, 0: fair class (as Agent:DemandRealtimePriority).",
-            DefaultValueFactory = _ => new GuideCopy.Migration.Agent.AgentOptions().DemandRealtimePriority,
-        };
+        var demandPriority = PagesCommand.DemandPriority();
         var cmd = new Command("memory-plane", "uffd round trip, remote fault latency, push throughput, allocations per page.") { lab, pages, faultPages, json, demandPriority };
         cmd.SetAction(p => Run(p.GetValue(lab), p.GetValue(pages), p.GetValue(faultPages), p.GetValue(json), p.GetValue(demandPriority)));
         return cmd;

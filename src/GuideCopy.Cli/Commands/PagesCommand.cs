@@ -19,7 +19,8 @@ internal static class PagesCommand
         return command;
     }
 
-    private static Option<int> DemandPriority() => new("--demand-priority")
+    /// <summary>--demand-priority, defaulting to the agent's Agent:DemandRealtimePriority (also used by bench).</summary>
+    internal static Option<int> DemandPriority() => new("--demand-priority")
     {
         Description = "SCHED_FIFO priority of the demand-path threads, 0: fair class (as Agent:DemandRealtimePriority).",
         DefaultValueFactory = _ => new GuideCopy.Migration.Agent.AgentOptions().DemandRealtimePriority,
