@@ -61,10 +61,11 @@ public sealed class GuideTests
             if (mustCut)
             {
                 Assert.That(on.Pages.Guide, Is.GreaterThan(0), "pages installed from the guide's push");
-                // Measured on this rig: 0.43-0.77 of --guide off's demand pages, stall 0.5-0.95 of it.
+                // Measured on this rig since the guide's read-ahead and SCHED_FIFO fault service
+                // (four runs): 0.60-0.83 of --guide off's demand pages, stall 0.37-0.75 of it.
                 Assert.That(on.Pages.Demand, Is.LessThan(off.Pages.Demand * 0.9), "the guide must cut demand faults");
-                Assert.That(on.DestinationFaults.StallTotalMs ?? 0, Is.LessThanOrEqualTo((off.DestinationFaults.StallTotalMs ?? 0) * 1.1),
-                    "the guide must not make the destination wait longer");
+                Assert.That(on.DestinationFaults.StallTotalMs ?? 0, Is.LessThan(off.DestinationFaults.StallTotalMs ?? 0),
+                    "the guide must cut the destination's stall time");
             }
             else
             {
