@@ -16,15 +16,15 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
     private readonly PageServer _push;
     private readonly byte[] _buffer;
     private readonly int _maxReadAhead;
+    private readonly ReadAheadStreams _readAhead;
     private PageInstaller? _installer;
-    private long _nextExpected = -1;
-    private int _readAhead = 1;
 
     public GuideMemory(FrozenRam ram, PageServer push, int maxReadAhead = 1)
     {
         _ram = ram;
         _push = push;
         _maxReadAhead = Math.Max(1, maxReadAhead);
+        _readAhead = new ReadAheadStreams(_maxReadAhead);
         Log = new GuideLog(ram.PageCount);
         // Pinned once: the fault thread reads into it and copies it in (no per-page allocation).
         _buffer = GC.AllocateUninitializedArray<byte>(_maxReadAhead * ram.PageSize, pinned: true);
@@ -37,9 +37,8 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
     /// <summary>
     /// On the guide's fault thread: read, install, log, queue for the push lane.
     /// <para>
-    /// Read-ahead, as the kernel's page cache does for a file read sequentially: a fault on the
-    /// page right after the last run doubles the next run (up to the maximum), any other fault
-    /// starts again at one page. Every guide fault costs a round trip through this thread and a
+    /// Read-ahead per stream (<see cref="ReadAheadStreams"/>), as the kernel's page cache does for
+    /// a file read sequentially. Every guide fault costs a round trip through this thread and a
     /// reschedule of the guide's vCPU, and on a source host whose CPU also pushes at line rate
     /// that, not the guest's code, limited the guide (measured, memtouch at 800 Mbit/s: guide at
     /// 49-76 k page rewrites/s against the destination's 72-110 k, the guide fell behind and was
@@ -57,10 +56,10 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
         {
             foreach (long page in pages)
             {
-                _readAhead = page == _nextExpected ? Math.Min(_readAhead * 2, _maxReadAhead) : 1;
+                int size = _readAhead.SizeFor(page);
                 // The run stops at the first page already there: it was logged when it came.
                 int run = 1;
-                while (run < _readAhead && page + run < _ram.PageCount && !installer.Done.IsSet(page + run)) run++;
+                while (run < size && page + run < _ram.PageCount && !installer.Done.IsSet(page + run)) run++;
                 _ram.Read(page, run, _buffer.AsSpan(0, run * _ram.PageSize));
                 installer.Install(page, run, data, PageOrigin.Demand);
                 for (int i = 0; i < run; i++)
@@ -71,7 +70,7 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
                     }
                 }
 
-                _nextExpected = page + run;
+                _readAhead.Installed(page + run);
             }
         }
 
