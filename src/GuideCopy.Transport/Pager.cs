@@ -25,6 +25,8 @@ public sealed class PagerOptions
     /// like the rest. See <see cref="GuideCopy.Interop.ThreadScheduling.PreferForLatency"/>.
     /// </summary>
     public int DemandRealtimePriority { get; init; }
+    /// <summary>SCHED_FIFO priority of the push lane's receiver, 0: fair class.</summary>
+    public int PushRealtimePriority { get; init; }
 }
 
 /// <summary>What a pager did; also the live view while it runs.</summary>
@@ -206,7 +208,12 @@ public sealed class Pager : IDemandSink, IDisposable
         LaneLoop(Lane.Demand);
     }
 
-    private void PushLoop() => LaneLoop(Lane.Push);
+    private void PushLoop()
+    {
+        if (_options.PushRealtimePriority > 0)
+            Log?.Invoke($"push receiver: {GuideCopy.Interop.ThreadScheduling.PreferForLatency(_options.PushRealtimePriority) ?? "priority refused, fair class"}");
+        LaneLoop(Lane.Push);
+    }
 
     private void LaneLoop(Lane kind)
     {

@@ -59,6 +59,10 @@ public class PushOrderTests
         order.NoteDemand(12, predictedAt: 2);
         Assert.That(Take(order, 1).Single().Page, Is.EqualTo(22));
         Assert.That(order.PushSkipped, Is.EqualTo(7));
+        // Nor does a fault on an entry the push already sent (in flight), though it is within the lead of the push.
+        order.NoteDemand(21, predictedAt: 11);
+        Assert.That(Take(order, 1).Single().Page, Is.EqualTo(23));
+        Assert.That(order.PushSkipped, Is.EqualTo(7));
     }
 
     [Test]

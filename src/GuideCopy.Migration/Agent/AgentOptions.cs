@@ -57,6 +57,13 @@ public sealed class AgentOptions
     /// </summary>
     public int DemandRealtimePriority { get; set; } = 1;
 
+    /// <summary>
+    /// SCHED_FIFO priority of the destination's push-lane receiver (the thread that installs pushed
+    /// pages), 0: fair class. Keep it below <see cref="DemandRealtimePriority"/> so a demand reply
+    /// never waits for a push frame's install.
+    /// </summary>
+    public int PushRealtimePriority { get; set; }
+
     /// <summary>Longest wait for the destination QEMU's shim to hand its uffd, in seconds.</summary>
     public int ShimTimeoutSeconds { get; set; } = 30;
 }

@@ -96,7 +96,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
 
     private void StartPager(ShimRegistration registration, string pageServer, bool trustRamFile)
     {
-        _pager = new Pager(registration, PagesHost.ParseEndpoint(pageServer), Secret, new PagerOptions { TrustRamFile = trustRamFile, DemandRealtimePriority = Options.DemandRealtimePriority })
+        _pager = new Pager(registration, PagesHost.ParseEndpoint(pageServer), Secret, new PagerOptions { TrustRamFile = trustRamFile, DemandRealtimePriority = Options.DemandRealtimePriority, PushRealtimePriority = Options.PushRealtimePriority })
         {
             Log = m => Log($"{Id}: pager: {m}"),
         };

@@ -12,7 +12,7 @@ namespace GuideCopy.Migration.Guide;
 /// <summary>What the guide did, for the report.</summary>
 public sealed record GuideStats(
     long PagesLogged, long DemandDuringGuide, long Misses, long LatePushes, double RuntimeSeconds, double CpuSeconds,
-    string StopReason, double StartMs, long PushSkipped = 0);
+    string StopReason, double StartMs, long PushSkipped = 0, long LateInFlight = 0, double? LateLeadP50Ms = null);
 
 /// <summary>
 /// The guide on the source host (ARCHITECTURE.md steps 4 and 6): a transient clone of the paused
@@ -39,8 +39,12 @@ public sealed class GuideRun : IDisposable
     private Timer? _timer;
     private double _startMs;
     private int _qemuPid;
-    private long _demand, _misses, _late, _windowDemand, _windowMisses;
+    private long _demand, _misses, _late;
+    private readonly MissWindows _missWindows = new();
+    private Func<long, bool>? _touchedNow;
     private long _windowStart;
+    private long _lateInFlight, _lateGapSum;
+    private readonly FaultHistogram _lateAge = new();
 
     /// <summary>Windows the guide runs before the outrun rule may stop it.</summary>
     private const int OutrunGraceWindows = 3;
@@ -141,6 +145,8 @@ public sealed class GuideRun : IDisposable
         // thread must not wait behind the push for a time slice either.
         _installer = new PageInstaller(_registration, _ram.ZeroPages) { FaultThreadRealtimePriority = _options.DemandRealtimePriority };
         _memory.Attach(_installer);
+        var log = _memory.Log;
+        _touchedNow = log.Touched.IsSet;
         _installer.Start(_memory);
         server.PushLead = control.LeadPagesFor(server.BandwidthBytesPerSecond);
         server.DemandObserved = OnDemand;
@@ -162,17 +168,19 @@ public sealed class GuideRun : IDisposable
         }
 
         Interlocked.Increment(ref _demand);
-        Interlocked.Increment(ref _windowDemand);
         long position = _memory.Log.PositionOf(page);
+        _missWindows.Record(page, position >= 0);
         if (position < 0)
         {
             Interlocked.Increment(ref _misses);
-            Interlocked.Increment(ref _windowMisses);
             return -1;
         }
 
         // The guide had touched it, but the push had not delivered it before the fault.
         Interlocked.Increment(ref _late);
+        _lateAge.RecordTicks(Stopwatch.GetTimestamp() - _memory.Log.TicksAt(position));
+        if (alreadySent) Interlocked.Increment(ref _lateInFlight);
+        else Interlocked.Add(ref _lateGapSum, position - (_server?.PushTaken ?? 0));
         return position;
     }
 
@@ -200,8 +208,9 @@ public sealed class GuideRun : IDisposable
 
         if (Stopwatch.GetElapsedTime(_windowStart).TotalSeconds >= _control.MissWindowSeconds)
         {
-            long demand = Interlocked.Exchange(ref _windowDemand, 0);
-            long misses = Interlocked.Exchange(ref _windowMisses, 0);
+            // Judged a window late (MissWindows): pages the guide touches soon after the fault were
+            // only late, not unpredicted.
+            var (demand, misses) = _missWindows.CloseWindow(_touchedNow!);
             // Outrun is judged on the whole run so far, and only after a few windows: at the start
             // every VM outruns the push while it fetches its working set at once (memtouch: 11742
             // entries overtaken vs 651 pushed in its first 2 s, about even over the whole run).
@@ -210,7 +219,7 @@ public sealed class GuideRun : IDisposable
             _windowStart = Stopwatch.GetTimestamp();
             if (misses >= _control.MinMisses && misses >= _control.MissShare * demand)
             {
-                Stop($"stopped predicting ({misses} of {demand} demand pages in {_control.MissWindowSeconds:0} s were never touched by the guide)");
+                Stop($"stopped predicting ({misses} of {demand} demand pages in a {_control.MissWindowSeconds:0} s window were still not touched by the guide a window later)");
             }
             else if (judgeOutrun && _control.OutrunRatio > 0 && skipped >= _control.MinMisses && skipped > _control.OutrunRatio * pushed)
             {
@@ -236,7 +245,8 @@ public sealed class GuideRun : IDisposable
             double cpu = CpuSeconds(_qemuPid);
             _final = new GuideStats(_memory?.Log.Count ?? 0, Interlocked.Read(ref _demand), Interlocked.Read(ref _misses),
                 Interlocked.Read(ref _late), Math.Round(_clock.Elapsed.TotalSeconds, 3), cpu, reason, Math.Round(_startMs, 1),
-                _server?.PushSkipped ?? 0);
+                _server?.PushSkipped ?? 0, Interlocked.Read(ref _lateInFlight),
+                _lateAge.Count > 0 ? Math.Round(_lateAge.Percentile(0.5).TotalMilliseconds, 2) : null);
             try
             {
                 if (_domain is { IsActive: true })
@@ -249,7 +259,9 @@ public sealed class GuideRun : IDisposable
                 _log($"{_id}: guide destroy: {e.LibvirtMessage}");
             }
 
-            _log($"{_id}: guide stopped: {reason}; {_final.PagesLogged} pages logged, cpu {cpu:0.00} s");
+            _log($"{_id}: guide stopped: {reason}; {_final.PagesLogged} pages logged, cpu {cpu:0.00} s; late pushes {_late} " +
+                 $"({_lateInFlight} in flight; the others {(_late > _lateInFlight ? _lateGapSum / (double)(_late - _lateInFlight) : 0):0} log entries past the push), " +
+                 $"logged before the fault by p10 {_lateAge.Percentile(0.1).TotalMilliseconds:0.0} p50 {_lateAge.Percentile(0.5).TotalMilliseconds:0.0} p90 {_lateAge.Percentile(0.9).TotalMilliseconds:0.0} ms");
             Release();
             return _final;
         }

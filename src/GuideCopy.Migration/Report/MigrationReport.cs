@@ -38,11 +38,14 @@ public sealed record GuestThroughput(
 /// What the guide did. HitRate: of the pages the destination got from the guide's push or had
 /// to fault in while the guide ran, the share the push delivered before any fault
 /// (pushed / (pushed + demand)); an upper bound, since a pushed page the VM never touches counts
-/// as a hit. LatePushes: demand faults on pages the guide had already touched.
+/// as a hit. LatePushes: demand faults on pages the guide had already touched;
+/// LatePushesInFlight: of those, the ones the push had already sent; LateGuideLeadP50Ms: how long
+/// before such a fault the guide had touched the page, median (how far ahead the guide ran).
 /// </summary>
 public sealed record GuideReport(
     bool Ran, long PagesLogged, long PagesPushed, double? HitRate, long LatePushes, long Misses, long DemandWhileRunning,
-    double RuntimeSeconds, double CpuSeconds, string StopReason, long PagesSkippedForLead = 0);
+    double RuntimeSeconds, double CpuSeconds, string StopReason, long PagesSkippedForLead = 0, long LatePushesInFlight = 0,
+    double? LateGuideLeadP50Ms = null);
 
 /// <summary>Everything the report shows; the JSON form is the stable interface for scripts (docs/report-schema.json).</summary>
 public sealed record MigrationReport

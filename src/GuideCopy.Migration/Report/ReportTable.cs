@@ -32,6 +32,7 @@ public static class ReportTable
             ("  pages logged / pushed", r => r.Guide is { } g ? $"{g.PagesLogged} / {g.PagesPushed}" : "-"),
             ("  hit rate", r => r.Guide?.HitRate is { } h ? $"{h * 100:0.0}%" : "-"),
             ("  late pushes / misses", r => r.Guide is { } g ? $"{g.LatePushes} / {g.Misses}" : "-"),
+            ("  late: in flight / guide ahead by", r => r.Guide is { } g ? $"{g.LatePushesInFlight} / " + (g.LateGuideLeadP50Ms is { } a ? $"{a:0.#} ms" : "-") : "-"),
             ("  skipped to stay ahead", r => r.Guide is { } g ? $"{g.PagesSkippedForLead}" : "-"),
         };
         int labelWidth = rows.Max(r => r.Label.Length) + 2;
