@@ -53,16 +53,19 @@ public sealed class AgentOptions
     /// CAP_SYS_NICE the agent falls back to nice -10. With 0 the guide's fault service waits
     /// behind the push too and the guide stops helping (measured: memtouch stall 7.0 s without a
     /// guide, 8.6 s with it, at 100 Mbit/s). Open: in one test run with 1 a push lane got no data
-    /// for 3 s and was reconnected (docs/migration.md).
+    /// for 3 s and was reconnected (docs/migration.md). Default 2: one above <see cref="PushRealtimePriority"/>.
     /// </summary>
-    public int DemandRealtimePriority { get; set; } = 1;
+    public int DemandRealtimePriority { get; set; } = 2;
 
     /// <summary>
     /// SCHED_FIFO priority of the destination's push-lane receiver (the thread that installs pushed
-    /// pages), 0: fair class. Keep it below <see cref="DemandRealtimePriority"/> so a demand reply
-    /// never waits for a push frame's install.
+    /// pages), 0: fair class. Below <see cref="DemandRealtimePriority"/>, so a demand reply never
+    /// waits for a push frame's install. In the fair class it waited behind the guest's vCPU while
+    /// pushed pages sat in its socket, and the vCPU faulted on them (measured, sort 512 MiB at
+    /// 800 Mbit/s, off,on,on,off: guide-on stall 0.85 / 1.06 s in the fair class, 0.58 / 0.78 s
+    /// with 1; guide off 2.02 / 1.72 s and 1.94 / 1.24 s).
     /// </summary>
-    public int PushRealtimePriority { get; set; }
+    public int PushRealtimePriority { get; set; } = 1;
 
     /// <summary>Longest wait for the destination QEMU's shim to hand its uffd, in seconds.</summary>
     public int ShimTimeoutSeconds { get; set; } = 30;
