@@ -17,7 +17,7 @@ public sealed class PushOrder
     private readonly Ring _unpredicted;
     private readonly int _localityWindow;
     private long _cursor;
-    private long _pushTaken, _pushSkipped;
+    private long _pushTaken, _pushSkipped, _overtaken;
 
     /// <param name="pushCapacity">
     /// Room in the push queue; default one entry per page, so a queue fed each page at most once
@@ -68,6 +68,9 @@ public sealed class PushOrder
     /// <summary>Queue entries taken so far (sent, skipped as sent, or skipped by <see cref="Lead"/>): the push's position in the feeder's log.</summary>
     public long PushTaken { get { lock (_lock) return _pushTaken; } }
 
+    /// <summary>Demand faults on queue entries the push had not taken yet: the destination overtook the push.</summary>
+    public long Overtaken { get { lock (_lock) return _overtaken; } }
+
     /// <summary>Queue entries skipped by <see cref="Lead"/> so far.</summary>
     public long PushSkipped { get { lock (_lock) return _pushSkipped; } }
 
@@ -87,6 +90,7 @@ public sealed class PushOrder
                 if (!ring.TryAdd(p)) { ring.TryTake(out _); ring.TryAdd(p); } // keep the newest
             }
 
+            if (predictedAt >= _pushTaken) _overtaken++;
             if (predictedAt >= _pushTaken && Lead > 0)
             {
                 long target = predictedAt + 1 + Lead;

@@ -124,6 +124,9 @@ public sealed class PageServer : IDisposable
     /// <summary>Push queue entries taken so far: the push's position in the guide's log.</summary>
     public long PushTaken => _order.PushTaken;
 
+    /// <summary>Demand faults on guide-log entries the push had not sent yet.</summary>
+    public long PushOvertaken => _order.Overtaken;
+
     /// <summary>Queue entries skipped to stay ahead of the destination.</summary>
     public long PushSkipped => _order.PushSkipped;
 

@@ -55,6 +55,7 @@ public class PushOrderTests
         // Entries 2..8 (pages 12..18) would arrive after the destination needed them: skipped.
         Assert.That(Take(order, 3), Is.EqualTo(new[] { (19L, PageOrigin.Push), (20L, PageOrigin.Push), (21L, PageOrigin.Push) }));
         Assert.That(order.PushSkipped, Is.EqualTo(7));
+        Assert.That(order.Overtaken, Is.EqualTo(1), "the fault on entry 3 came before the push took it");
         // A fault behind the push (the destination is slower than the lead) moves nothing.
         order.NoteDemand(12, predictedAt: 2);
         Assert.That(Take(order, 1).Single().Page, Is.EqualTo(22));
@@ -63,6 +64,7 @@ public class PushOrderTests
         order.NoteDemand(21, predictedAt: 11);
         Assert.That(Take(order, 1).Single().Page, Is.EqualTo(23));
         Assert.That(order.PushSkipped, Is.EqualTo(7));
+        Assert.That(order.Overtaken, Is.EqualTo(1), "faults on entries already taken did not overtake the push");
     }
 
     [Test]

@@ -259,7 +259,7 @@ public sealed class GuideCopyMigration
         long pushed = served.PushPages;
         double? hit = pushed + g.DemandDuringGuide > 0 ? Math.Round((double)pushed / (pushed + g.DemandDuringGuide), 3) : null;
         return new GuideReport(g.RuntimeSeconds > 0, g.PagesLogged, pushed, hit, g.LatePushes, g.Misses, g.DemandDuringGuide,
-            g.RuntimeSeconds, g.CpuSeconds, g.StopReason, g.PushSkipped, g.LateInFlight, g.LateLeadP50Ms);
+            g.RuntimeSeconds, g.CpuSeconds, g.StopReason, g.PushSkipped, g.LateInFlight, g.LateLeadP50Ms, g.Overtaken);
     }
 
     /// <summary>How long the controller waits for a lost destination agent after the commit point.</summary>

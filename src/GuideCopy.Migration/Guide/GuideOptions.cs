@@ -31,12 +31,9 @@ public sealed class GuideOptions
     /// Guide-log entries the push jumps past a page the destination faulted on ahead of the push
     /// (0: no jump): those would reach the destination only after it faulted on them too
     /// (docs/migration.md, "How far ahead the push may run"). -1: from the bandwidth cap
-    /// (<see cref="LeadFor"/>). Default 0: since the guide reads ahead per stream, its log is not
-    /// the destination's order page for page, and every jump skipped pages the destination needed
-    /// soon after (measured with jump vs without: memtouch 80 Mbit/s stall 5.4-6.1 s vs 4.2-4.8 s,
-    /// 800 Mbit/s 0.34-0.37 s vs 0.23 s; sort 800 Mbit/s demand 2.9-5.5 k vs 1.0-3.3 k).
+    /// (<see cref="LeadPagesFor"/>, the default).
     /// </summary>
-    public int LeadPages { get; set; }
+    public int LeadPages { get; set; } = -1;
 
     /// <summary>
     /// Guide-log entries the destination, running on pages that are there, gets through per second
@@ -61,8 +58,22 @@ public sealed class GuideOptions
         return (int)Math.Round(DestinationEntriesPerSecond * GuideCopy.Transport.LaneSocket.PushUnsentBytes / rate);
     }
 
-    /// <summary>The lead to use for a push capped at <paramref name="bytesPerSecond"/>.</summary>
-    public int LeadPagesFor(long bytesPerSecond) => LeadPages >= 0 ? LeadPages : LeadFor(bytesPerSecond);
+    /// <summary>
+    /// The lead to use for a push capped at <paramref name="bytesPerSecond"/>: <see cref="LeadPages"/>
+    /// if set, else <see cref="LeadFor"/>, but none when that is shorter than a read-ahead run. The
+    /// guide reads ahead per stream, so its log is the destination's order only to within a run
+    /// (32 pages of one stream are logged before the next stream's, where the guest alternates);
+    /// a shorter jump mostly skipped pages the destination needed a moment later. Measured, guide
+    /// on, two runs each: 800 Mbit/s, lead 26 vs none, memtouch stall 0.34-0.37 s vs 0.23 s, sort
+    /// demand 3.1-7.3 k vs 1.0-3.3 k; 80 Mbit/s, lead 262 vs none, memtouch stall 4.2-4.8 s vs
+    /// 5.4-6.1 s (docs/migration.md).
+    /// </summary>
+    public int LeadPagesFor(long bytesPerSecond)
+    {
+        if (LeadPages >= 0) return LeadPages;
+        int lead = LeadFor(bytesPerSecond);
+        return lead < ReadAheadPages ? 0 : lead;
+    }
 
     /// <summary>
     /// Stop when, over the run so far (judged from the third window on), the push had to jump

@@ -12,7 +12,7 @@ namespace GuideCopy.Migration.Guide;
 /// <summary>What the guide did, for the report.</summary>
 public sealed record GuideStats(
     long PagesLogged, long DemandDuringGuide, long Misses, long LatePushes, double RuntimeSeconds, double CpuSeconds,
-    string StopReason, double StartMs, long PushSkipped = 0, long LateInFlight = 0, double? LateLeadP50Ms = null);
+    string StopReason, double StartMs, long PushSkipped = 0, long LateInFlight = 0, double? LateLeadP50Ms = null, long Overtaken = 0);
 
 /// <summary>
 /// The guide on the source host (ARCHITECTURE.md steps 4 and 6): a transient clone of the paused
@@ -246,7 +246,7 @@ public sealed class GuideRun : IDisposable
             _final = new GuideStats(_memory?.Log.Count ?? 0, Interlocked.Read(ref _demand), Interlocked.Read(ref _misses),
                 Interlocked.Read(ref _late), Math.Round(_clock.Elapsed.TotalSeconds, 3), cpu, reason, Math.Round(_startMs, 1),
                 _server?.PushSkipped ?? 0, Interlocked.Read(ref _lateInFlight),
-                _lateAge.Count > 0 ? Math.Round(_lateAge.Percentile(0.5).TotalMilliseconds, 2) : null);
+                _lateAge.Count > 0 ? Math.Round(_lateAge.Percentile(0.5).TotalMilliseconds, 2) : null, _server?.PushOvertaken ?? 0);
             try
             {
                 if (_domain is { IsActive: true })

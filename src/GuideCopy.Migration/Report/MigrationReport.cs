@@ -40,12 +40,13 @@ public sealed record GuestThroughput(
 /// (pushed / (pushed + demand)); an upper bound, since a pushed page the VM never touches counts
 /// as a hit. LatePushes: demand faults on pages the guide had already touched;
 /// LatePushesInFlight: of those, the ones the push had already sent; LateGuideLeadP50Ms: how long
-/// before such a fault the guide had touched the page, median (how far ahead the guide ran).
+/// before such a fault the guide had touched the page, median (how far ahead the guide ran);
+/// FaultsAheadOfPush: late pushes whose log entry the push had not reached (the destination overtook it).
 /// </summary>
 public sealed record GuideReport(
     bool Ran, long PagesLogged, long PagesPushed, double? HitRate, long LatePushes, long Misses, long DemandWhileRunning,
     double RuntimeSeconds, double CpuSeconds, string StopReason, long PagesSkippedForLead = 0, long LatePushesInFlight = 0,
-    double? LateGuideLeadP50Ms = null);
+    double? LateGuideLeadP50Ms = null, long FaultsAheadOfPush = 0);
 
 /// <summary>Everything the report shows; the JSON form is the stable interface for scripts (docs/report-schema.json).</summary>
 public sealed record MigrationReport
