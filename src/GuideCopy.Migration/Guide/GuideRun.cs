@@ -145,8 +145,7 @@ public sealed class GuideRun : IDisposable
         // thread must not wait behind the push for a time slice either.
         _installer = new PageInstaller(_registration, _ram.ZeroPages) { FaultThreadRealtimePriority = _options.DemandRealtimePriority };
         _memory.Attach(_installer);
-        var log = _memory.Log;
-        _touchedNow = log.Touched.IsSet;
+        _touchedNow = _memory.Log.Touched.IsSet;
         _installer.Start(_memory);
         server.PushLead = control.LeadPagesFor(server.BandwidthBytesPerSecond);
         server.DemandObserved = OnDemand;
