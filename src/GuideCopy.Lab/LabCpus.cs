@@ -113,15 +113,34 @@ public static class LabCpus
     /// </summary>
     public static void SteerReceive(string netns, string iface, string cpus)
     {
-        ulong mask = 0;
-        foreach (int c in ParseList(cpus))
-        {
-            mask |= 1UL << c;
-        }
-
         // Inside the namespace: ip netns exec mounts a /sys that shows the namespace's devices.
         CommandRunner.Check("ip", "netns", "exec", netns, "sh", "-c",
-            $"echo {mask:x} > /sys/class/net/{iface}/queues/rx-0/rps_cpus");
+            $"echo {CpuMask(ParseList(cpus))} > /sys/class/net/{iface}/queues/rx-0/rps_cpus");
+    }
+
+    /// <summary>
+    /// A CPU set in the kernel's bitmap format (lib/bitmap-str.c, what rps_cpus reads): hex
+    /// words of 32 bits, most significant first, separated by commas ("1,00000000" is CPU 32),
+    /// so any CPU number fits, not only those below 64.
+    /// </summary>
+    public static string CpuMask(IEnumerable<int> cpus)
+    {
+        var set = cpus.ToList();
+        if (set.Count == 0) return "0";
+        var words = new uint[set.Max() / 32 + 1];
+        foreach (int c in set)
+        {
+            words[c / 32] |= 1u << (c % 32);
+        }
+
+        var sb = new System.Text.StringBuilder();
+        sb.Append(words[^1].ToString("x", System.Globalization.CultureInfo.InvariantCulture));
+        for (int w = words.Length - 2; w >= 0; w--)
+        {
+            sb.Append(',').Append(words[w].ToString("x8", System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        return sb.ToString();
     }
 
     public static IReadOnlyList<int> ParseList(string text)
