@@ -69,7 +69,9 @@ public sealed class GuideTests
             }
             else
             {
-                Assert.That(on.Pages.Demand, Is.LessThanOrEqualTo(off.Pages.Demand * 1.15), "the guide must not add demand faults");
+                // Same room as for the stall below: these link-bound guests' own demand faults vary
+                // by that much between two --guide off runs (kv: 29.2-34.5 k in four CI runs).
+                Assert.That(on.Pages.Demand, Is.LessThanOrEqualTo(off.Pages.Demand * 1.25), "the guide must not add demand faults");
             }
 
             // Never worse, with room for this machine's run-to-run noise (FACTS.md: slow phases).
