@@ -65,9 +65,6 @@ public sealed class PushOrder
     /// </summary>
     public long Lead { get; set; }
 
-    /// <summary>Queue entries taken so far (sent, skipped as sent, or skipped by <see cref="Lead"/>): the push's position in the feeder's log.</summary>
-    public long PushTaken { get { lock (_lock) return _pushTaken; } }
-
     /// <summary>Demand faults on queue entries the push had not taken yet: the destination overtook the push.</summary>
     public long Overtaken { get { lock (_lock) return _overtaken; } }
 
@@ -90,11 +87,11 @@ public sealed class PushOrder
                 if (!ring.TryAdd(p)) { ring.TryTake(out _); ring.TryAdd(p); } // keep the newest
             }
 
-            if (predictedAt >= _pushTaken) _overtaken++;
-            if (predictedAt >= _pushTaken && Lead > 0)
+            if (predictedAt >= _pushTaken)
             {
+                _overtaken++;
                 long target = predictedAt + 1 + Lead;
-                while (_pushTaken < target && _push.TryTake(out _))
+                while (_pushTaken < target && Lead > 0 && _push.TryTake(out _))
                 {
                     _pushTaken++;
                     _pushSkipped++;

@@ -121,9 +121,6 @@ public sealed class PageServer : IDisposable
     /// <summary>Queue entries the push jumps past a predicted fault (<see cref="PushOrder.Lead"/>).</summary>
     public long PushLead { get => _order.Lead; set => _order.Lead = value; }
 
-    /// <summary>Push queue entries taken so far: the push's position in the guide's log.</summary>
-    public long PushTaken => _order.PushTaken;
-
     /// <summary>Demand faults on guide-log entries the push had not sent yet.</summary>
     public long PushOvertaken => _order.Overtaken;
 

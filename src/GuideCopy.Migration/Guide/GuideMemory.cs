@@ -15,7 +15,6 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
     private readonly FrozenRam _ram;
     private readonly PageServer _push;
     private readonly byte[] _buffer;
-    private readonly int _maxReadAhead;
     private readonly ReadAheadStreams _readAhead;
     private PageInstaller? _installer;
 
@@ -23,11 +22,10 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
     {
         _ram = ram;
         _push = push;
-        _maxReadAhead = Math.Max(1, maxReadAhead);
-        _readAhead = new ReadAheadStreams(_maxReadAhead);
+        _readAhead = new ReadAheadStreams(maxReadAhead);
         Log = new GuideLog(ram.PageCount);
         // Pinned once: the fault thread reads into it and copies it in (no per-page allocation).
-        _buffer = GC.AllocateUninitializedArray<byte>(_maxReadAhead * ram.PageSize, pinned: true);
+        _buffer = GC.AllocateUninitializedArray<byte>(_readAhead.MaxPages * ram.PageSize, pinned: true);
     }
 
     public GuideLog Log { get; }
@@ -50,7 +48,7 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
     public void RequestPages(ReadOnlySpan<long> pages)
     {
         var installer = _installer ?? throw new InvalidOperationException("guide memory not attached");
-        Span<long> first = stackalloc long[pages.Length * _maxReadAhead];
+        Span<long> first = stackalloc long[pages.Length * _readAhead.MaxPages];
         int n = 0;
         fixed (byte* data = _buffer)
         {

@@ -43,7 +43,7 @@ public sealed class GuideRun : IDisposable
     private readonly MissWindows _missWindows = new();
     private Func<long, bool>? _touchedNow;
     private long _windowStart;
-    private long _lateInFlight, _lateGapSum;
+    private long _lateInFlight;
     private readonly FaultHistogram _lateAge = new();
 
     /// <summary>Windows the guide runs before the outrun rule may stop it.</summary>
@@ -179,7 +179,6 @@ public sealed class GuideRun : IDisposable
         Interlocked.Increment(ref _late);
         _lateAge.RecordTicks(Stopwatch.GetTimestamp() - _memory.Log.TicksAt(position));
         if (alreadySent) Interlocked.Increment(ref _lateInFlight);
-        else Interlocked.Add(ref _lateGapSum, position - (_server?.PushTaken ?? 0));
         return position;
     }
 
@@ -259,7 +258,7 @@ public sealed class GuideRun : IDisposable
             }
 
             _log($"{_id}: guide stopped: {reason}; {_final.PagesLogged} pages logged, cpu {cpu:0.00} s; late pushes {_late} " +
-                 $"({_lateInFlight} in flight; the others {(_late > _lateInFlight ? _lateGapSum / (double)(_late - _lateInFlight) : 0):0} log entries past the push), " +
+                 $"({_lateInFlight} in flight, {_final.Overtaken} ahead of the push), " +
                  $"logged before the fault by p10 {_lateAge.Percentile(0.1).TotalMilliseconds:0.0} p50 {_lateAge.Percentile(0.5).TotalMilliseconds:0.0} p90 {_lateAge.Percentile(0.9).TotalMilliseconds:0.0} ms");
             Release();
             return _final;
