@@ -10,6 +10,9 @@ foreach (var command in new[]
     DemoCommand.Create(),
     AgentCommand.Create(),
     MigrateCommand.Create(),
+    JobCommands.Jobs(),
+    JobCommands.Job(),
+    JobCommands.Abort(),
     CompareCommand.Create(),
     PagesCommand.Create(),
     BenchCommand.Create(),
@@ -31,4 +34,7 @@ if (parsed.Errors.Count > 0)
     return ExitCodes.Usage;
 }
 
-return await parsed.InvokeAsync();
+// On Ctrl-C / SIGTERM the command's token fires and it gets time to finish what it must:
+// a migration before its commit point rolls back in full (System.CommandLine's default 2 s
+// would cut a rollback short and leave the source paused).
+return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromMinutes(3) });

@@ -350,6 +350,8 @@ public sealed class LabRig
             "--set", $"Agent:AdvertiseAddress={h.Address}",
             "--set", $"Agent:PageListen={h.Address}:7171",
             "--set", $"Agent:ShimLibrary={ShimLibrary}",
+            // On the host's disk, outside the namespace's tmpfs mounts: it must outlive the agent.
+            "--set", $"Agent:JournalDir={Path.Combine(Layout.HostDir(h.Name), "journal")}",
         };
         string quoted = string.Join(' ', args.Select(a => "'" + a.Replace("'", "'\\''") + "'"));
         // The agent runs on the host's CPUs, like everything else of the host (LabCpus).

@@ -15,6 +15,23 @@ public enum FrameType : byte
     Error = 10,
     Complete = 11,
     ZeroPages = 12,
+    /// <summary>Destination to source, control lane: "may I resume?" (the commit decision is the source's).</summary>
+    Commit = 13,
+    /// <summary>Source to destination: the decision, one byte (<see cref="CommitDecision"/>).</summary>
+    CommitDecision = 14,
+    /// <summary>Destination to source, control lane: every page is in; the source may destroy its copy.</summary>
+    Done = 15,
+    /// <summary>Source to destination: the Done was recorded.</summary>
+    DoneAck = 16,
+}
+
+/// <summary>The source's answer to <see cref="FrameType.Commit"/>.</summary>
+public enum CommitDecision : byte
+{
+    /// <summary>Recorded durably: the source never resumes; the destination must.</summary>
+    Committed = 1,
+    /// <summary>The source rolled back (or is rolling back): the destination must never resume.</summary>
+    RolledBack = 2,
 }
 
 /// <summary>Which lane a connection is: demand pages never queue behind bulk data.</summary>
@@ -22,4 +39,6 @@ public enum Lane : byte
 {
     Demand = 1,
     Push = 2,
+    /// <summary>Short-lived: the commit question and the end-of-transfer notice, never page data.</summary>
+    Control = 3,
 }

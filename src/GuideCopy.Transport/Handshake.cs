@@ -74,7 +74,7 @@ public static class Handshake
             throw new ProtocolException($"client speaks protocol {version}");
         }
         var lane = (Lane)h[4];
-        if (lane is not (Lane.Demand or Lane.Push)) throw new ProtocolException($"unknown lane {(byte)lane}");
+        if (lane is not (Lane.Demand or Lane.Push or Lane.Control)) throw new ProtocolException($"unknown lane {(byte)lane}");
         Span<byte> cnonce = stackalloc byte[Wire.NonceSize];
         h.Slice(5, Wire.NonceSize).CopyTo(cnonce);
 

@@ -58,7 +58,7 @@ public static class LaneSocket
         {
             if (socket.AddressFamily == AddressFamily.InterNetwork)
             {
-                socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.TypeOfService, lane == Lane.Demand ? IpTosLowDelay : IpTosThroughput);
+                socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.TypeOfService, lane != Lane.Push ? IpTosLowDelay : IpTosThroughput);
             }
 
             if (lane == Lane.Push)

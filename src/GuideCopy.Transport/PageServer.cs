@@ -28,6 +28,8 @@ public sealed class PageServerOptions
     /// <see cref="GuideCopy.Interop.ThreadScheduling.PreferForLatency"/>.
     /// </summary>
     public int DemandRealtimePriority { get; init; }
+    /// <summary>Session id in the welcome; 0 picks a random one. A restarted source serves its journaled id again.</summary>
+    public ulong SessionId { get; init; }
 }
 
 /// <summary>A snapshot of a page server's counters.</summary>
@@ -72,10 +74,26 @@ public sealed class PageServer : IDisposable
         _ram = new FrozenRam(frozenRamFilePath, options.PageSize);
         _sent = new PageBitmap(_ram.PageCount);
         _order = new PushOrder(_ram.PageCount);
-        _session = new SessionInfo(options.PageSize, _ram.PageCount, (ulong)Random.Shared.NextInt64());
+        ulong id = options.SessionId != 0 ? options.SessionId : (ulong)Random.Shared.NextInt64(1, long.MaxValue);
+        _session = new SessionInfo(options.PageSize, _ram.PageCount, id);
     }
 
     public long PageCount => _ram.PageCount;
+    public ulong SessionId => _session.SessionId;
+
+    /// <summary>
+    /// The commit decision, asked on a control lane before the destination resumes: true when
+    /// the source has recorded, durably, that it will never resume (then the destination must);
+    /// false when it rolled back. Must be idempotent: a destination that lost the answer asks
+    /// again. Null: always committed (tests and benchmarks with no source VM).
+    /// </summary>
+    public Func<bool>? CommitRequested { get; set; }
+
+    /// <summary>The destination has every page; called before the acknowledgement goes out: record it here.</summary>
+    public Action? DoneReported { get; set; }
+
+    /// <summary>Called once the acknowledgement of a Done went out: only now may the server be stopped.</summary>
+    public Action? DoneAcknowledged { get; set; }
     public long ZeroPages => _ram.ZeroPages.Count;
     public IPEndPoint LocalEndPoint => (IPEndPoint)(_listener?.LocalEndPoint ?? throw new InvalidOperationException("not started"));
     /// <summary>Diagnostics (connections, refusals, errors). Called from server threads.</summary>
@@ -167,7 +185,11 @@ public sealed class PageServer : IDisposable
             LaneSocket.Tune(socket, kind);
             if (kind == Lane.Push) LaneSocket.Pace(socket, _options.BandwidthBytesPerSecond);
             Log?.Invoke($"{peer}: {kind} lane up");
-            if (kind == Lane.Demand)
+            if (kind == Lane.Control)
+            {
+                ServeControl(lane);
+            }
+            else if (kind == Lane.Demand)
             {
                 // A vCPU on the destination waits for every answer; the push lane's thread (and
                 // the guide's QEMU and fault service) may wait instead.
@@ -238,6 +260,29 @@ public sealed class PageServer : IDisposable
                     _pushWork.Release();
                 }
             }
+        }
+    }
+
+    private void ServeControl(FrameConnection lane)
+    {
+        while (!_stopped)
+        {
+            var type = lane.ReadFrame();
+            if (type == FrameType.Heartbeat) continue;
+            if (type == FrameType.Commit)
+            {
+                bool committed = CommitRequested?.Invoke() ?? true;
+                Span<byte> decision = [(byte)(committed ? CommitDecision.Committed : CommitDecision.RolledBack)];
+                lane.Send(FrameType.CommitDecision, decision);
+                Log?.Invoke($"commit asked: {(committed ? "committed" : "rolled back")}");
+            }
+            else if (type == FrameType.Done)
+            {
+                DoneReported?.Invoke();
+                lane.Send(FrameType.DoneAck, default);
+                DoneAcknowledged?.Invoke();
+            }
+            else throw new ProtocolException($"unexpected {type} on the control lane");
         }
     }
 

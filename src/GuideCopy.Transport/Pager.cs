@@ -55,7 +55,8 @@ public sealed class Pager : IDemandSink, IDisposable
     private PageInstaller? _installer;
     private volatile FrameConnection? _demandLane, _pushLane;
     private volatile bool _stopped;
-    private int _reconnects;
+    private int _reconnects, _laneErrors;
+    private ulong _sessionId;
     private long _closedBytes, _presentAtStart;
     private InstallOutcome? _outcome;
 
@@ -66,6 +67,12 @@ public sealed class Pager : IDemandSink, IDisposable
         _secret = secret;
         _options = options ?? new PagerOptions();
     }
+
+    /// <summary>The page server's session, from the first handshake; every later lane must be the same session.</summary>
+    public ulong SessionId => Volatile.Read(ref _sessionId);
+
+    /// <summary>Lanes dropped because the source broke the protocol (each reconnected, nothing of them installed).</summary>
+    public int LaneErrors => Volatile.Read(ref _laneErrors);
 
     /// <summary>Diagnostics (reconnects, errors). Called from pager threads.</summary>
     public Action<string>? Log { get; set; }
@@ -178,6 +185,10 @@ public sealed class Pager : IDemandSink, IDisposable
             var session = Handshake.Client(lane, kind, _secret);
             if (session.PageSize != _reg.PageSize || session.PageCount != _reg.PageCount)
                 throw new ProtocolException($"source serves {session.PageCount} pages of {session.PageSize} B, the mapping has {_reg.PageCount} of {_reg.PageSize} B");
+            // A page server that restarted keeps its journaled session id; another migration's has another.
+            ulong first = Interlocked.CompareExchange(ref _sessionId, session.SessionId, 0);
+            if (first != 0 && first != session.SessionId)
+                throw new ProtocolException($"the page server at {_source} now serves session {session.SessionId:x16}, not ours ({first:x16})");
             return lane;
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException or IOException && e is not ProtocolException and not AuthenticationFailedException)
@@ -230,10 +241,19 @@ public sealed class Pager : IDemandSink, IDisposable
                     if (lane is not null)
                     {
                         Retire(lane);
+                        // Forget it, so it is retired (its bytes counted) once.
+                        if (kind == Lane.Demand) _demandLane = null; else _pushLane = null;
                         Interlocked.Increment(ref _reconnects);
                         Thread.Sleep(_options.ReconnectDelayMs);
                     }
-                    lane = TryConnect(kind);
+                    try { lane = TryConnect(kind); }
+                    catch (IOException e) when (!_stopped)
+                    {
+                        int errors = Interlocked.Increment(ref _laneErrors);
+                        Log?.Invoke($"{kind} lane refused: {e.Message}; trying again");
+                        Thread.Sleep(Math.Min(5000, _options.ReconnectDelayMs * Math.Min(errors, 25)));
+                        continue;
+                    }
                     if (lane is null) { Thread.Sleep(_options.ReconnectDelayMs); continue; }
                     try
                     {
@@ -258,8 +278,14 @@ public sealed class Pager : IDemandSink, IDisposable
                         }
                         Log?.Invoke($"{kind} lane connected");
                     }
-                    catch (IOException e) when (e is not ProtocolException and not AuthenticationFailedException)
+                    catch (IOException e) when (!_stopped)
                     {
+                        if (e is ProtocolException or AuthenticationFailedException)
+                        {
+                            Interlocked.Increment(ref _laneErrors);
+                            Log?.Invoke($"{kind} lane refused after connecting: {e.Message}");
+                            Thread.Sleep(_options.ReconnectDelayMs);
+                        }
                         Retire(lane);
                         continue;
                     }
@@ -284,13 +310,24 @@ public sealed class Pager : IDemandSink, IDisposable
                     if (!_stopped) Log?.Invoke($"{kind} lane lost: {e.Message}; reconnecting");
                     lane.Dispose();
                 }
+                catch (IOException e) when (!_stopped)
+                {
+                    // A frame that fails its checks was not installed; the lane it came on is
+                    // dropped and another one asked for. Never stop: after the commit point a
+                    // stopped pager is a VM that waits for ever (a rotated secret, a restarted
+                    // source of another session, one bad frame). Back off so a peer that lies on
+                    // every lane costs a connection per second, not a busy loop.
+                    int errors = Interlocked.Increment(ref _laneErrors);
+                    Log?.Invoke($"{kind} lane dropped: {e.Message}; reconnecting");
+                    lane.Dispose();
+                    Thread.Sleep(Math.Min(5000, _options.ReconnectDelayMs * Math.Min(errors, 25)));
+                }
             }
         }
         catch (Exception e) when (!_stopped)
         {
-            // A hostile or broken source: stop rather than install anything doubtful.
-            Log?.Invoke($"{kind} lane failed: {e.Message}");
-            installer.Stop();
+            // A bug of ours (not the peer's bytes): say so; the fault thread stays, the VM waits.
+            Log?.Invoke($"{kind} lane thread failed: {e}");
         }
     }
 

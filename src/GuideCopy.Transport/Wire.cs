@@ -28,7 +28,8 @@ public static class Wire
         FrameType.Demand => 4 + 8 * MaxDemandPerFrame,
         FrameType.Pages => PagesHeaderSize + Math.Max(MaxBatchBytes, pageSize),
         FrameType.ZeroPages => PagesHeaderSize,
-        FrameType.Heartbeat or FrameType.Complete => 0,
+        FrameType.Heartbeat or FrameType.Complete or FrameType.Commit or FrameType.Done or FrameType.DoneAck => 0,
+        FrameType.CommitDecision => 1,
         FrameType.Error => MaxErrorBytes,
         _ => -1,
     };

@@ -19,11 +19,15 @@ internal static class ExitCodes
     /// <summary>migrate: failed after the commit point; the VM is on the destination (maybe stalled).</summary>
     public const int FailedAfterCommit = 12;
 
+    /// <summary>migrate: interrupted after the commit point; the agents finish it ('guidecopy job ID').</summary>
+    public const int Detached = 13;
+
     public static int For(GuideCopy.Migration.Report.MigrationOutcome outcome) => outcome switch
     {
         GuideCopy.Migration.Report.MigrationOutcome.Completed => Success,
         GuideCopy.Migration.Report.MigrationOutcome.Refused => Refused,
         GuideCopy.Migration.Report.MigrationOutcome.RolledBack => RolledBack,
+        GuideCopy.Migration.Report.MigrationOutcome.Detached => Detached,
         _ => FailedAfterCommit,
     };
 }

@@ -19,11 +19,12 @@ public sealed record GuidePrepareRequest(string MigrationId, string Domain);
 
 public sealed record SwitchoverResult(
     string DeviceState, int DeviceStateBytes, string PageServer, long PageCount, long ZeroPages,
-    long SuspendedAtUnixMs, double DeviceStateSaveMs);
+    long SuspendedAtUnixMs, double DeviceStateSaveMs, ulong SessionId = 0);
 
-public sealed record DestinationPrepareRequest(string MigrationId, string MigratableXml);
+/// <summary>PersistentXml: the source's definition, defined on the destination when every page is in (null: the domain stays transient).</summary>
+public sealed record DestinationPrepareRequest(string MigrationId, string MigratableXml, string Domain = "", string? PersistentXml = null);
 
-public sealed record DestinationLoadRequest(string MigrationId, string DeviceState, string PageServer);
+public sealed record DestinationLoadRequest(string MigrationId, string DeviceState, string PageServer, ulong SessionId = 0);
 
 public sealed record DestinationStartResult(double StartMs, double LoadMs, int QemuPid);
 
@@ -36,7 +37,7 @@ public sealed record DestinationStatus(
     bool Done, string? Outcome, long PageCount, long DonePages, long Faults, long ZeroResolvedPages,
     long DemandPages, long PushPages, long LocalityPages, long BackgroundPages, long RemovedPages, long DuplicatePages,
     long StallCount, double StallP50Ms, double StallP99Ms, double StallMaxMs, double StallTotalMs,
-    long BytesReceived, int Reconnects, double ElapsedMs);
+    long BytesReceived, int Reconnects, double ElapsedMs, string Stage = "", int LaneErrors = 0, string? Note = null);
 
 public sealed record DestinationFinishRequest(string MigrationId, string? PersistentXml);
 
@@ -45,6 +46,20 @@ public sealed record SourceFinishResult(
     GuideCopy.Migration.Guide.GuideStats? Guide = null);
 
 public sealed record Empty();
+
+/// <summary>
+/// One migration as an agent knows it (its journal entry and, while it runs, live figures):
+/// what 'guidecopy jobs' and 'guidecopy job' show.
+/// </summary>
+public sealed record JobInfo(
+    string Id, string Role, string Domain, string Stage, DateTimeOffset StartedAt, DateTimeOffset UpdatedAt, string? Note,
+    long PagesDone, long PagesTotal, long Faults, long BytesOnWire, int Reconnects, double ElapsedSeconds, string? Guide,
+    System.Text.Json.Nodes.JsonObject? Result);
+
+public sealed record JobsResult(string Host, IReadOnlyList<JobInfo> Jobs);
+
+/// <summary>What 'abort' did on one host.</summary>
+public sealed record AbortResult(bool Done, string Message);
 
 public sealed record DestinationCheckRequest(string Name, IReadOnlyList<string> DiskPaths, long RamBytes);
 

@@ -33,6 +33,34 @@ public sealed class AgentOptions
     /// <summary>Per-migration sockets and files; removed when a migration ends.</summary>
     public string WorkDir { get; set; } = "/run/guidecopy/work";
 
+    /// <summary>
+    /// The journal: one file per migration this host takes part in, its last stage and what is
+    /// needed to go on from it. Must survive an agent restart (not tmpfs for a host reboot either).
+    /// </summary>
+    public string JournalDir { get; set; } = "/var/lib/guidecopy/journal";
+
+    /// <summary>Ended migrations (and their reports) stay in the journal this long, in days.</summary>
+    public int JournalKeepDays { get; set; } = 7;
+
+    /// <summary>
+    /// Before the commit point, a migration whose controller renewed nothing for this long is
+    /// rolled back by the agent itself (the controller died or lost both hosts), in seconds.
+    /// </summary>
+    public int ControllerLeaseSeconds { get; set; } = 15;
+
+    /// <summary>How long the destination's resume call waits for the source's commit decision, in seconds (it keeps asking after).</summary>
+    public int CommitAnswerSeconds { get; set; } = 20;
+
+    /// <summary>How long a completed destination keeps trying to tell the source to remove its copy, in seconds.</summary>
+    public int SourceReleaseSeconds { get; set; } = 600;
+
+    /// <summary>
+    /// Fault injection for the fault-matrix tests: the agent carries out this request and then
+    /// drops the connection instead of replying (e.g. "dest.resume": the lost reply at the
+    /// commit point). Empty in production.
+    /// </summary>
+    public string DropReplyTo { get; set; } = "";
+
     /// <summary>Longest wait for QEMU to save or load device state, in seconds.</summary>
     public int DeviceStateTimeoutSeconds { get; set; } = 60;
 

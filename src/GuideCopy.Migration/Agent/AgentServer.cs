@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Journal;
 using LibvirtSharp;
 
 namespace GuideCopy.Migration.Agent;
@@ -12,7 +13,9 @@ namespace GuideCopy.Migration.Agent;
 /// The per-host agent: accepts authenticated control connections (UNIX socket, optionally TCP)
 /// and runs this host's part of each migration — as a source (<see cref="SourceSide"/>) or a
 /// destination (<see cref="DestinationSide"/>). Requests on one connection run in order;
-/// connections run concurrently.
+/// connections run concurrently. At start it reads its journal and takes up every migration an
+/// earlier agent left unfinished; before the commit point it rolls a migration back by itself
+/// when the controller's lease runs out.
 /// </summary>
 public sealed class AgentServer
 {
@@ -21,6 +24,9 @@ public sealed class AgentServer
     private readonly Action<string> _log;
     private readonly ConcurrentDictionary<string, SourceSide> _sources = new();
     private readonly ConcurrentDictionary<string, DestinationSide> _destinations = new();
+    private readonly ConcurrentDictionary<string, long> _leaseUntil = new();
+    private readonly ConcurrentDictionary<string, int> _inFlight = new();
+    private MigrationJournal? _journal;
 
     public AgentServer(AgentOptions options, Action<string> log)
     {
@@ -28,6 +34,8 @@ public sealed class AgentServer
         _log = log;
         _secret = ReadSecret(options.SecretFile);
     }
+
+    private MigrationJournal Journal => _journal ?? throw new InvalidOperationException("agent not started");
 
     public static byte[] ReadSecret(string path)
     {
@@ -50,13 +58,9 @@ public sealed class AgentServer
         Directory.CreateDirectory(_options.WorkDir);
         // QEMU (user libvirt-qemu) creates and connects sockets under the work directory.
         File.SetUnixFileMode(_options.WorkDir, (UnixFileMode)0b111_111_111 | UnixFileMode.StickyBit);
-        foreach (var dir in Directory.GetDirectories(_options.WorkDir))
-        {
-            if (DestinationSide.Recover(_options, _secret, dir, _log) is { } recovered)
-            {
-                _destinations[Path.GetFileName(dir)] = recovered;
-            }
-        }
+        _journal = new MigrationJournal(_options.JournalDir);
+        _journal.Prune(TimeSpan.FromDays(_options.JournalKeepDays));
+        TakeUpJournal();
 
         var listeners = new List<Socket>();
         Directory.CreateDirectory(Path.GetDirectoryName(_options.ControlSocket)!);
@@ -77,6 +81,7 @@ public sealed class AgentServer
             _log($"control channel on tcp:{_options.ControlListen}");
         }
 
+        var watchdog = Task.Run(() => WatchLeases(ct), CancellationToken.None);
         try
         {
             await Task.WhenAll(listeners.Select(l => AcceptLoop(l, ct)));
@@ -89,15 +94,112 @@ public sealed class AgentServer
             }
 
             File.Delete(_options.ControlSocket);
+            await watchdog;
+            // Committed migrations stay in the journal for the next agent; earlier ones roll back.
             foreach (var d in _destinations.Values)
             {
-                d.Dispose();
+                d.Shutdown();
             }
 
             foreach (var s in _sources.Values)
             {
-                s.Dispose();
+                s.Shutdown();
             }
+        }
+    }
+
+    /// <summary>Every migration an earlier agent on this host left unfinished: undone before the commit point, finished after it.</summary>
+    private void TakeUpJournal()
+    {
+        foreach (var entry in Journal.ReadAll(m => _log($"journal: unreadable entry {m}")))
+        {
+            if (entry.Stage.IsFinal() && !(entry.Stage == MigrationStage.Completed && entry.Role == MigrationRole.Destination && !entry.SourceReleased)
+                && !(entry.Stage == MigrationStage.Completed && entry.Role == MigrationRole.Source && !entry.SourceRemoved))
+            {
+                continue;
+            }
+
+            try
+            {
+                if (entry.Role == MigrationRole.Source && SourceSide.Recover(_options, _secret, Journal, entry, _log) is { } source)
+                {
+                    _sources[entry.Id] = source;
+                }
+                else if (entry.Role == MigrationRole.Destination && DestinationSide.Recover(_options, _secret, Journal, entry, _log) is { } destination)
+                {
+                    _destinations[entry.Id] = destination;
+                }
+            }
+            catch (Exception e) when (e is LibvirtException or AgentException or IOException)
+            {
+                _log($"{entry.Id}: could not take the migration up again: {e.Message}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Before the commit point a migration needs its controller: one that renewed nothing for
+    /// <see cref="AgentOptions.ControllerLeaseSeconds"/> is gone, and this host undoes its part
+    /// (the source resumes, the destination copy goes). Committing and later are never touched.
+    /// </summary>
+    private async Task WatchLeases(CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(1000, ct);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            long now = Environment.TickCount64;
+            foreach (var (id, side) in _sources)
+            {
+                if (side.Stage is MigrationStage.Preflight or MigrationStage.SourcePaused or MigrationStage.DeviceStateSaved && LeaseExpired(id, now))
+                {
+                    _log($"{id}: the controller's lease ran out before the commit point: rolling back");
+                    _sources.TryRemove(id, out _);
+                    Try(() => side.Abort("the controller went away before the commit point"));
+                }
+                else if (side.Stage.IsFinal())
+                {
+                    _sources.TryRemove(id, out _);
+                }
+            }
+
+            foreach (var (id, side) in _destinations)
+            {
+                if (side.Stage is MigrationStage.Preflight or MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded && LeaseExpired(id, now))
+                {
+                    _log($"{id}: the controller's lease ran out before the commit point: removing the destination copy");
+                    _destinations.TryRemove(id, out _);
+                    Try(() => side.Abort("the controller went away before the commit point"));
+                }
+                else if (side.Stage.IsFinal() && side.Entry is not { Stage: MigrationStage.Completed, SourceReleased: false })
+                {
+                    _destinations.TryRemove(id, out _);
+                }
+            }
+        }
+    }
+
+    private bool LeaseExpired(string id, long now) =>
+        !_inFlight.ContainsKey(id) && (!_leaseUntil.TryGetValue(id, out long until) || now > until);
+
+    private void Renew(string id) => _leaseUntil[id] = Environment.TickCount64 + _options.ControllerLeaseSeconds * 1000L;
+
+    private void Try(Action a)
+    {
+        try
+        {
+            a();
+        }
+        catch (Exception e) when (e is AgentException or LibvirtException or IOException)
+        {
+            _log(e.Message);
         }
     }
 
@@ -113,6 +215,13 @@ public sealed class AgentServer
             catch (OperationCanceledException)
             {
                 return;
+            }
+            catch (SocketException e)
+            {
+                // EMFILE, ECONNABORTED ...: one failed accept must not stop the agent.
+                _log($"accept failed: {e.SocketErrorCode}");
+                await Task.Delay(100, CancellationToken.None);
+                continue;
             }
 
             _ = Task.Run(() => Serve(conn, ct), ct);
@@ -137,14 +246,23 @@ public sealed class AgentServer
             }
             catch (Exception e) when (e is IOException or JsonException or OperationCanceledException)
             {
-                return; // controller went away; sessions it left are aborted by their own timeouts or by 'abort'
+                return; // controller went away; its migrations roll back when its lease runs out
             }
 
             string op = request["op"]?.GetValue<string>() ?? "";
             JsonNode? args = request["args"];
             JsonObject reply;
+            string? id = null;
             try
             {
+                id = args?["migrationId"]?.GetValue<string>();
+                if (id is not null)
+                {
+                    MigrationJournal.CheckId(id);
+                    Renew(id);
+                    _inFlight.AddOrUpdate(id, 1, (_, n) => n + 1);
+                }
+
                 object result = await Dispatch(op, args, ct);
                 reply = new JsonObject { ["ok"] = true, ["result"] = JsonSerializer.SerializeToNode(result, ControlChannel.Json) };
             }
@@ -153,6 +271,21 @@ public sealed class AgentServer
                 string message = e is LibvirtException le ? $"libvirt: {le.LibvirtMessage}" : e.Message;
                 _log($"{op} failed: {message}");
                 reply = new JsonObject { ["ok"] = false, ["error"] = message };
+            }
+            finally
+            {
+                if (id is not null && MigrationJournal.IsValidId(id))
+                {
+                    _inFlight.AddOrUpdate(id, 0, (_, n) => n - 1);
+                    _inFlight.TryRemove(new KeyValuePair<string, int>(id, 0));
+                    Renew(id);
+                }
+            }
+
+            if (_options.DropReplyTo.Length > 0 && op == _options.DropReplyTo)
+            {
+                _log($"{op}: reply dropped (Agent:DropReplyTo, fault injection)");
+                return;
             }
 
             try
@@ -175,6 +308,12 @@ public sealed class AgentServer
         {
             case "facts":
                 return HostFactsReader.Read(_options);
+            case "lease":
+                return new Empty(); // renewed above
+            case "jobs":
+                return new JobsResult(Environment.MachineName, Jobs());
+            case "abort":
+                return Abort(Args<MigrationRequest>(args).MigrationId);
             case "dest.check":
                 return DestinationSide.Check(_options, Args<DestinationCheckRequest>(args));
             case "source.prepare":
@@ -182,13 +321,7 @@ public sealed class AgentServer
             case "source.guide.prepare":
             {
                 var req = Args<GuidePrepareRequest>(args);
-                var side = new SourceSide(_options, _secret, req.MigrationId, _log);
-                if (!_sources.TryAdd(req.MigrationId, side))
-                {
-                    side.Dispose();
-                    throw new AgentException($"migration {req.MigrationId} is already running here");
-                }
-
+                var side = Add(_sources, req.MigrationId, new SourceSide(_options, _secret, req.MigrationId, Journal, _log));
                 try
                 {
                     return await side.PrepareGuideAsync(req, ct);
@@ -204,7 +337,11 @@ public sealed class AgentServer
             case "source.switchover":
             {
                 var req = Args<SwitchoverRequest>(args);
-                var side = _sources.GetOrAdd(req.MigrationId, id => new SourceSide(_options, _secret, id, _log));
+                var side = _sources.GetOrAdd(req.MigrationId, id => new SourceSide(_options, _secret, id, Journal, _log));
+                if (side.Stage != MigrationStage.Preflight)
+                {
+                    throw new AgentException($"migration {req.MigrationId} is already {side.Stage} here");
+                }
 
                 try
                 {
@@ -213,19 +350,34 @@ public sealed class AgentServer
                 catch
                 {
                     _sources.TryRemove(req.MigrationId, out _);
-                    side.Dispose();
                     throw;
                 }
             }
 
             case "source.finish":
-                return Take(_sources, Args<MigrationRequest>(args).MigrationId).Finish();
+            {
+                string id = Args<MigrationRequest>(args).MigrationId;
+                if (_sources.TryGetValue(id, out var side))
+                {
+                    return side.Finish();
+                }
+
+                return Journal.Read(id) is { Role: MigrationRole.Source, Stage: MigrationStage.Completed } done
+                    ? done.Result.Deserialize<SourceFinishResult>(ControlChannel.Json)!
+                    : throw new AgentException($"no migration {id} on this host");
+            }
+
             case "source.abort":
             {
                 var id = Args<MigrationRequest>(args).MigrationId;
-                if (_sources.TryRemove(id, out var side))
+                if (_sources.TryGetValue(id, out var side))
                 {
-                    side.Abort();
+                    side.Abort("the controller rolled back");
+                    _sources.TryRemove(id, out _);
+                }
+                else if (Journal.Read(id) is { Role: MigrationRole.Source } kept && kept.Stage.IsCommitted())
+                {
+                    throw new AgentException($"migration {id} is committed: the source will not resume");
                 }
 
                 return new Empty();
@@ -234,13 +386,7 @@ public sealed class AgentServer
             case "dest.prepare":
             {
                 var req = Args<DestinationPrepareRequest>(args);
-                var side = new DestinationSide(_options, _secret, req.MigrationId, _log);
-                if (!_destinations.TryAdd(req.MigrationId, side))
-                {
-                    side.Dispose();
-                    throw new AgentException($"migration {req.MigrationId} is already running here");
-                }
-
+                var side = Add(_destinations, req.MigrationId, new DestinationSide(_options, _secret, req.MigrationId, Journal, _log));
                 try
                 {
                     return await side.PrepareAsync(req, ct);
@@ -248,7 +394,7 @@ public sealed class AgentServer
                 catch
                 {
                     _destinations.TryRemove(req.MigrationId, out _);
-                    side.Abort();
+                    Try(() => side.Abort("the destination did not start"));
                     throw;
                 }
             }
@@ -256,15 +402,16 @@ public sealed class AgentServer
             case "dest.load":
             {
                 var req = Args<DestinationLoadRequest>(args);
+                var side = Get(_destinations, req.MigrationId);
                 try
                 {
-                    return await Get(_destinations, req.MigrationId).LoadAsync(req, ct);
+                    return await side.LoadAsync(req, ct);
                 }
                 catch
                 {
-                    if (_destinations.TryRemove(req.MigrationId, out var side))
+                    if (_destinations.TryRemove(req.MigrationId, out _))
                     {
-                        side.Abort();
+                        Try(() => side.Abort("the device state did not load"));
                     }
 
                     throw;
@@ -272,21 +419,26 @@ public sealed class AgentServer
             }
 
             case "dest.resume":
-                return Get(_destinations, Args<MigrationRequest>(args).MigrationId).Resume();
+                return await Get(_destinations, Args<MigrationRequest>(args).MigrationId).ResumeAsync(ct);
             case "dest.status":
-                return Get(_destinations, Args<MigrationRequest>(args).MigrationId).Status();
+            {
+                string id = Args<MigrationRequest>(args).MigrationId;
+                return _destinations.TryGetValue(id, out var side) ? side.Status() : KeptStatus(id);
+            }
+
             case "dest.finish":
             {
-                var req = Args<DestinationFinishRequest>(args);
-                return await Take(_destinations, req.MigrationId).FinishAsync(req.PersistentXml, ct);
+                string id = Args<DestinationFinishRequest>(args).MigrationId;
+                return _destinations.TryGetValue(id, out var side) ? await side.FinishAsync(ct) : KeptStatus(id);
             }
 
             case "dest.abort":
             {
                 var id = Args<MigrationRequest>(args).MigrationId;
-                if (_destinations.TryRemove(id, out var side))
+                if (_destinations.TryGetValue(id, out var side))
                 {
-                    side.Abort();
+                    side.Abort("the controller rolled back");
+                    _destinations.TryRemove(id, out _);
                 }
 
                 return new Empty();
@@ -297,9 +449,85 @@ public sealed class AgentServer
         }
     }
 
+    /// <summary>The status of a migration this agent no longer runs (an earlier agent's, or ended), from the journal.</summary>
+    private DestinationStatus KeptStatus(string id)
+    {
+        var e = Journal.Read(id) is { Role: MigrationRole.Destination } d ? d : throw new AgentException($"no migration {id} on this host");
+        var kept = e.Result?.Deserialize<DestinationStatus>(ControlChannel.Json)
+                   ?? new DestinationStatus(false, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        return kept with { Done = e.Stage == MigrationStage.Completed, Stage = e.Stage.ToString(), Note = e.Note };
+    }
+
+    /// <summary>'guidecopy abort': undoes this host's part if the migration is before its commit point here; says why not otherwise.</summary>
+    private AbortResult Abort(string id)
+    {
+        if (_sources.TryGetValue(id, out var source))
+        {
+            source.Abort("aborted by an operator");
+            _sources.TryRemove(id, out _);
+            return new AbortResult(true, "rolled back: the source runs again");
+        }
+
+        if (_destinations.TryGetValue(id, out var destination))
+        {
+            destination.Abort("aborted by an operator");
+            _destinations.TryRemove(id, out _);
+            return new AbortResult(true, "the destination copy was removed");
+        }
+
+        return Journal.Read(id) is { } e
+            ? new AbortResult(false, $"migration {id} is {e.Stage} here: nothing to abort")
+            : throw new AgentException($"no migration {id} on this host");
+    }
+
+    private List<JobInfo> Jobs()
+    {
+        var jobs = new List<JobInfo>();
+        foreach (var e in Journal.ReadAll())
+        {
+            DestinationStatus? live = null;
+            string? guide = null;
+            if (e.Role == MigrationRole.Destination && _destinations.TryGetValue(e.Id, out var d))
+            {
+                try
+                {
+                    live = d.Status();
+                }
+                catch (AgentException)
+                {
+                }
+            }
+            else if (e.Role == MigrationRole.Destination)
+            {
+                live = e.Result?.Deserialize<DestinationStatus>(ControlChannel.Json);
+            }
+
+            if (e.Role == MigrationRole.Source && e.Result?["guide"] is JsonObject g)
+            {
+                guide = g["stopReason"]?.GetValue<string>();
+            }
+
+            jobs.Add(new JobInfo(e.Id, e.Role.ToString(), e.Domain, e.Stage.ToString(), e.StartedAt, e.UpdatedAt, e.Note,
+                live?.DonePages ?? 0, live?.PageCount ?? 0, live?.Faults ?? 0, live?.BytesReceived ?? 0, live?.Reconnects ?? 0,
+                Math.Round((live?.ElapsedMs ?? 0) / 1000, 1), guide, e.Result));
+        }
+
+        return jobs;
+    }
+
+    private T Add<T>(ConcurrentDictionary<string, T> map, string id, T side) where T : IDisposable
+    {
+        if (!map.TryAdd(id, side) || Journal.Read(id) is not null)
+        {
+            map.TryRemove(new KeyValuePair<string, T>(id, side));
+            side.Dispose();
+            throw new AgentException($"migration {id} is already known here: use a new id");
+        }
+
+        Renew(id);
+        return side;
+    }
+
     private static T Get<T>(ConcurrentDictionary<string, T> map, string id) =>
         map.TryGetValue(id, out var v) ? v : throw new AgentException($"no migration {id} on this host");
-
-    private static T Take<T>(ConcurrentDictionary<string, T> map, string id) =>
-        map.TryRemove(id, out var v) ? v : throw new AgentException($"no migration {id} on this host");
 }

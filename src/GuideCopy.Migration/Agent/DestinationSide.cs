@@ -1,7 +1,9 @@
 using System.Diagnostics;
+using System.Text.Json;
 using GuideCopy.MemoryPlane;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Definitions;
+using GuideCopy.Migration.Journal;
 using GuideCopy.Transport;
 using LibvirtSharp;
 using LibvirtSharp.Native;
@@ -11,11 +13,16 @@ namespace GuideCopy.Migration.Agent;
 /// <summary>
 /// The destination host's part of one migration: start a paused QEMU with <c>-incoming defer</c>
 /// and the shim, take its uffd into a <see cref="Pager"/> before QEMU touches RAM, load the
-/// device state, resume it (the commit point), and persist the definition once every page is in.
+/// device state, resume it once the source has recorded the commit decision (the commit point),
+/// and, once every page is in, persist the definition and tell the source to let its copy go:
+/// all of it without the controller, from the journal, across restarts of this agent.
 /// </summary>
-public sealed class DestinationSide(AgentOptions options, byte[] secret, string migrationId, Action<string> log)
+public sealed class DestinationSide(AgentOptions options, byte[] secret, string migrationId, MigrationJournal journal, Action<string> log)
     : HostRole(options, secret, migrationId, log), IDisposable
 {
+    private readonly object _lock = new();
+    private readonly CancellationTokenSource _stop = new();
+    private JournalEntry? _entry;
     private Connection? _conn;
     private LibvirtSharp.Domain? _domain;
     private ShimListener? _shim;
@@ -23,13 +30,15 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     private Pager? _pager;
     private Task<PagerStats>? _paging;
     private CancellationTokenSource? _pagingStop;
-    private bool _committed, _finished;
-    private Task? _recovery;
+    private Task<bool>? _decision;
+    private Task? _completion, _recovery, _release;
+    private DestinationStatus? _final;
 
-    /// <summary>What a restarted agent needs to take a committed migration over again (WorkDir/session.json).</summary>
-    public sealed record Session(string MigrationId, string PageServer);
+    public MigrationStage Stage => _entry?.Stage ?? MigrationStage.Preflight;
 
-    private const string SessionFile = "session.json";
+    public string Domain => _entry?.Domain ?? "";
+
+    public JournalEntry? Entry => _entry;
 
     /// <summary>Preflight on the destination: the name is free, the disks are reachable (shared storage).</summary>
     public static DestinationCheckResult Check(AgentOptions o, DestinationCheckRequest req)
@@ -65,6 +74,13 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             throw new AgentException($"the QEMU shim {Options.ShimLibrary} is missing on this host: run scripts/host-setup");
         }
 
+        string name = req.Domain.Length > 0 ? req.Domain : DomainDefinition.Parse(req.MigratableXml).Name;
+        // Journaled before QEMU starts: a restarted agent removes a copy that never ran.
+        Record(new JournalEntry
+        {
+            Id = Id, Role = MigrationRole.Destination, Domain = name, Stage = MigrationStage.DestinationPrepared,
+            PersistentXml = req.PersistentXml,
+        });
         IncomingQemu.CreateWorkDir(WorkDir);
         string shimSocket = Path.Combine(WorkDir, "shim.sock");
         _shim = new ShimListener(shimSocket) { Rejected = m => Log($"{Id}: refused a shim: {m}") };
@@ -79,12 +95,12 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     /// <summary>After the source paused: start the pager against its page server and load the device state.</summary>
     public async Task<DestinationStartResult> LoadAsync(DestinationLoadRequest req, CancellationToken ct)
     {
-        if (_registration is null || _domain is null)
+        if (_registration is null || _domain is null || Stage != MigrationStage.DestinationPrepared)
         {
-            throw new AgentException("destination not prepared");
+            throw new AgentException($"destination not prepared (migration {Id} is {Stage} here)");
         }
 
-        File.WriteAllText(Path.Combine(WorkDir, SessionFile), System.Text.Json.JsonSerializer.Serialize(new Session(Id, req.PageServer)));
+        Record(_entry! with { Stage = MigrationStage.DestinationLoaded, PageServer = req.PageServer, SessionId = req.SessionId });
         StartPager(_registration, req.PageServer, trustRamFile: false);
         var sw = Stopwatch.StartNew();
         await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(WorkDir, "incoming.sock"), Convert.FromBase64String(req.DeviceState),
@@ -104,121 +120,407 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         _paging = _pager.RunAsync(_pagingStop.Token);
     }
 
-    /// <summary>The commit point: from here on the destination is the VM.</summary>
-    public ResumeResult Resume()
+    /// <summary>
+    /// The commit point. "Committing" is journaled first: from here on nothing destroys this
+    /// copy unless the source says it rolled back. The source decides (its journal is the one
+    /// record of the decision) and this side resumes only on "committed". Idempotent: a
+    /// controller that lost the reply asks again and gets the same answer.
+    /// </summary>
+    public async Task<ResumeResult> ResumeAsync(CancellationToken ct)
     {
-        (_domain ?? throw new AgentException("destination domain not started")).Resume();
-        _committed = true;
-        return new ResumeResult(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        Task<bool> decision;
+        lock (_lock)
+        {
+            switch (Stage)
+            {
+                case MigrationStage.Committed or MigrationStage.Completed:
+                    return new ResumeResult(_entry!.ResumedAtUnixMs);
+                case MigrationStage.RolledBack:
+                    throw new AgentException($"migration {Id} rolled back: {_entry!.Note}");
+                case MigrationStage.DestinationLoaded:
+                    Record(_entry! with { Stage = MigrationStage.Committing, SessionId = _pager?.SessionId is > 0 and var s ? s : _entry!.SessionId });
+                    break;
+                case MigrationStage.Committing:
+                    break;
+                default:
+                    throw new AgentException($"migration {Id} is {Stage} here: the device state is not loaded");
+            }
+
+            decision = _decision ??= Task.Run(ResolveCommit);
+        }
+
+        bool committed;
+        try
+        {
+            committed = await decision.WaitAsync(TimeSpan.FromSeconds(Options.CommitAnswerSeconds), ct);
+        }
+        catch (TimeoutException)
+        {
+            throw new AgentException($"the source has not answered whether migration {Id} may commit within {Options.CommitAnswerSeconds} s; " +
+                                     "the destination stays paused and keeps asking (its agent decides when the source answers)");
+        }
+
+        return committed ? new ResumeResult(_entry!.ResumedAtUnixMs)
+            : throw new AgentException($"the source rolled back migration {Id}: the destination copy was destroyed");
+    }
+
+    /// <summary>Asks the source until it answers, then resumes (committed) or destroys this copy (rolled back).</summary>
+    private bool ResolveCommit()
+    {
+        var source = PagesHost.ParseEndpoint(_entry!.PageServer!);
+        int attempt = 0;
+        while (true)
+        {
+            _stop.Token.ThrowIfCancellationRequested();
+            try
+            {
+                var answer = SourceControl.AskCommit(source, Secret, _entry.SessionId, 3000);
+                if (answer == CommitDecision.Committed)
+                {
+                    ApplyCommit();
+                    return true;
+                }
+
+                lock (_lock)
+                {
+                    Record(_entry with { Stage = MigrationStage.RolledBack, Note = "the source rolled back before committing" });
+                }
+
+                DestroyCopy();
+                Dispose();
+                return false;
+            }
+            catch (IOException e)
+            {
+                if (attempt++ % 10 == 0)
+                {
+                    Log($"{Id}: commit decision: {e.Message}; asking again");
+                }
+
+                _stop.Token.WaitHandle.WaitOne(Math.Min(2000, 100 * attempt));
+            }
+        }
+    }
+
+    private void ApplyCommit()
+    {
+        _conn ??= Connection.Open(Options.LibvirtUri);
+        _domain ??= _conn.LookupDomain(Domain);
+        if (_domain.State.State == virDomainState.VIR_DOMAIN_PAUSED)
+        {
+            _domain.Resume();
+        }
+
+        long resumedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        lock (_lock)
+        {
+            Record(_entry! with { Stage = MigrationStage.Committed, ResumedAtUnixMs = resumedAt });
+        }
+
+        Log($"{Id}: committed: {Domain} runs here");
+        StartCompletion();
+    }
+
+    /// <summary>After the commit point: when every page is in, finish here and release the source, controller or not.</summary>
+    private void StartCompletion()
+    {
+        lock (_lock)
+        {
+            _completion ??= Task.Run(CompleteAsync);
+        }
+    }
+
+    private async Task CompleteAsync()
+    {
+        var paging = _paging ?? throw new AgentException("no pager");
+        PagerStats stats;
+        try
+        {
+            stats = await paging;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            lock (_lock)
+            {
+                Record(_entry! with { Stage = MigrationStage.Failed, Note = $"pager failed: {e.Message}" });
+            }
+
+            throw;
+        }
+
+        if (_stop.IsCancellationRequested)
+        {
+            return; // the agent stops; the next one takes over
+        }
+
+        var status = LiveStatus(done: true);
+        if (stats.Outcome != InstallOutcome.Completed)
+        {
+            lock (_lock)
+            {
+                Record(_entry! with { Stage = MigrationStage.Failed, Note = $"pager ended with {stats.Outcome} (the destination QEMU exited?)" });
+            }
+
+            _final = status with { Stage = nameof(MigrationStage.Failed) };
+            return;
+        }
+
+        if (!string.IsNullOrEmpty(_entry!.PersistentXml))
+        {
+            // Defining the same name and UUID makes the running transient domain persistent,
+            // with the source's own configuration (no -incoming, no shim) for its next boot.
+            using var defined = _conn!.DefineDomain(_entry.PersistentXml);
+        }
+
+        _final = status with { Stage = nameof(MigrationStage.Completed) };
+        lock (_lock)
+        {
+            Record(_entry with { Stage = MigrationStage.Completed, Result = JsonSerializer.SerializeToNode(_final, ControlChannel.Json)!.AsObject() });
+        }
+
+        Log($"{Id}: complete: {status.DonePages} pages, {status.Faults} faults");
+        _release = Task.Run(ReleaseSource);
+        await _release;
+        Dispose();
+    }
+
+    /// <summary>Tells the source every page is in (it then destroys its copy); retried, for at most <see cref="AgentOptions.SourceReleaseSeconds"/>.</summary>
+    private void ReleaseSource()
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(Options.SourceReleaseSeconds);
+        var source = PagesHost.ParseEndpoint(_entry!.PageServer!);
+        int attempt = 0;
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                SourceControl.ReportDone(source, Secret, _entry.SessionId, 3000);
+                lock (_lock)
+                {
+                    Record(_entry with { SourceReleased = true });
+                }
+
+                Log($"{Id}: the source was told to remove its copy");
+                return;
+            }
+            catch (IOException e)
+            {
+                if (DateTime.UtcNow > deadline)
+                {
+                    Log($"{Id}: could not tell the source that every page is in ({e.Message}); its paused copy stays until 'guidecopy job {Id}' or its agent is asked");
+                    return;
+                }
+
+                if (attempt++ % 10 == 0)
+                {
+                    Log($"{Id}: releasing the source: {e.Message}; trying again");
+                }
+
+                _stop.Token.WaitHandle.WaitOne(Math.Min(5000, 200 * attempt));
+            }
+        }
     }
 
     /// <summary>
-    /// A restarted agent takes over a committed migration it finds in its work directory. The
-    /// shim kept its copy of the uffd (the VM stalled instead of reading zeros) and connects
-    /// again to the same socket; the pager rebuilds its bitmap from the pages already in the RAM
-    /// file and the source's page server resumes the push from there.
+    /// A starting agent finds this migration in its journal. Before "committing" the copy never
+    /// ran: it is removed. From "committing" on the shim keeps its copy of the uffd (the VM
+    /// stalls instead of reading zeros) and connects again to the same socket; the pager
+    /// rebuilds its bitmap from the pages already in the RAM file, the decision is asked again
+    /// if it was not heard, and the source's page server resumes the push from there.
     /// </summary>
-    public static DestinationSide? Recover(AgentOptions options, byte[] secret, string workDir, Action<string> log)
+    public static DestinationSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, Action<string> log)
     {
-        string file = Path.Combine(workDir, SessionFile);
-        if (!File.Exists(file) || System.Text.Json.JsonSerializer.Deserialize<Session>(File.ReadAllText(file)) is not { } session)
+        var side = new DestinationSide(options, secret, entry.Id, journal, log) { _entry = entry };
+        switch (entry.Stage)
         {
-            return null;
+            case MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded:
+                log($"{entry.Id}: found a migration of {entry.Domain} that never committed: removing its paused copy");
+                side.DestroyCopy();
+                side.Record(entry with { Stage = MigrationStage.RolledBack, Note = "the destination agent restarted before the commit point" });
+                side.Dispose();
+                return null;
+            case MigrationStage.Committing or MigrationStage.Committed:
+                side._conn = Connection.Open(options.LibvirtUri);
+                side._shim = new ShimListener(Path.Combine(side.WorkDir, "shim.sock")) { Rejected = m => log($"{entry.Id}: refused a shim: {m}") };
+                side._recovery = Task.Run(async () =>
+                {
+                    var registration = await side._shim.AcceptAsync(side._stop.Token);
+                    side._registration = registration;
+                    side.StartPager(registration, entry.PageServer!, trustRamFile: true);
+                    log($"{entry.Id}: recovered after an agent restart: the shim handed its uffd again (QEMU pid {registration.QemuPid})");
+                    if (entry.Stage == MigrationStage.Committing)
+                    {
+                        lock (side._lock)
+                        {
+                            side._decision ??= Task.Run(side.ResolveCommit);
+                        }
+                    }
+                    else
+                    {
+                        side.StartCompletion();
+                    }
+                });
+                log($"{entry.Id}: found a {entry.Stage} migration of {entry.Domain}; waiting for its shim to reconnect");
+                return side;
+            case MigrationStage.Completed when !entry.SourceReleased:
+                side._release = Task.Run(side.ReleaseSource);
+                return side;
+            default:
+                return null;
         }
-
-        var side = new DestinationSide(options, secret, session.MigrationId, log) { _committed = true };
-        side._conn = Connection.Open(options.LibvirtUri);
-        side._shim = new ShimListener(Path.Combine(workDir, "shim.sock")) { Rejected = m => log($"{session.MigrationId}: refused a shim: {m}") };
-        side._recovery = Task.Run(async () =>
-        {
-            var registration = await side._shim.AcceptAsync();
-            side._registration = registration;
-            side.StartPager(registration, session.PageServer, trustRamFile: true);
-            log($"{session.MigrationId}: recovered after an agent restart: the shim handed its uffd again (QEMU pid {registration.QemuPid})");
-        });
-        log($"{session.MigrationId}: found a committed migration; waiting for its shim to reconnect");
-        return side;
     }
 
     public DestinationStatus Status()
     {
-        if (_pager is null && _recovery is { IsCompleted: false })
+        if (_final is { } final)
         {
-            // Recovering: the shim has not reconnected yet; the VM waits in its faults.
-            return new DestinationStatus(false, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+            return final;
         }
 
-        var pager = _pager ?? throw new AgentException("no pager");
-        var s = pager.Stats;
-        bool done = _paging?.IsCompleted ?? false;
+        if (Stage.IsFinal())
+        {
+            return _entry!.Result?.Deserialize<DestinationStatus>(ControlChannel.Json) is { } kept
+                ? kept with { Done = Stage == MigrationStage.Completed, Stage = Stage.ToString(), Note = _entry.Note }
+                : Empty(Stage == MigrationStage.Completed);
+        }
+
+        if (_pager is null)
+        {
+            // Recovering (the shim has not reconnected yet; the VM waits in its faults) or not loaded yet.
+            return Empty(false);
+        }
+
         if (_paging is { IsFaulted: true })
         {
             throw new AgentException($"pager failed: {_paging.Exception!.InnerException!.Message}");
         }
 
+        return LiveStatus(done: false);
+    }
+
+    private DestinationStatus Empty(bool done) =>
+        new(done, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, Stage.ToString(), 0, _entry?.Note);
+
+    private DestinationStatus LiveStatus(bool done)
+    {
+        var s = _pager!.Stats;
         return new DestinationStatus(done, s.Outcome?.ToString(), s.PageCount, s.DonePages, s.Faults, s.ZeroResolvedPages,
             s.DemandPages, s.PushPages, s.LocalityPages, s.BackgroundPages, s.RemovedPages, s.DuplicatePages,
             s.StallCount, s.StallP50.TotalMilliseconds, s.StallP99.TotalMilliseconds, s.StallMax.TotalMilliseconds, s.StallTotal.TotalMilliseconds,
-            s.BytesReceived, s.Reconnects, s.Elapsed.TotalMilliseconds);
+            s.BytesReceived, s.Reconnects, s.Elapsed.TotalMilliseconds, Stage.ToString(), _pager.LaneErrors, _entry?.Note);
     }
 
-    /// <summary>Every page is in: persist the source's definition here and clean up.</summary>
-    public async Task<DestinationStatus> FinishAsync(string? persistentXml, CancellationToken ct)
+    /// <summary>The controller's wait for the end: returns once this side completed (or failed) on its own.</summary>
+    public async Task<DestinationStatus> FinishAsync(CancellationToken ct)
     {
         if (_recovery is not null)
         {
             await _recovery.WaitAsync(ct);
         }
 
-        if (_paging is null)
+        if (_completion is null && !Stage.IsFinal())
         {
-            throw new AgentException("no pager");
+            throw new AgentException($"migration {Id} is {Stage} here: not committed");
         }
 
-        await _paging.WaitAsync(ct);
-        var status = Status();
-        if (!string.IsNullOrEmpty(persistentXml))
+        if (_completion is not null)
         {
-            // Defining the same name and UUID makes the running transient domain persistent,
-            // with the source's own configuration (no -incoming, no shim) for its next boot.
-            using var defined = _conn!.DefineDomain(persistentXml);
+            await _completion.WaitAsync(ct);
         }
 
-        Log($"{Id}: complete: {status.DonePages} pages, {status.Faults} faults");
-        _finished = true;
-        Dispose();
-        return status;
+        return Status();
     }
 
-    /// <summary>Rollback: destroy the transient destination QEMU (it never ran the guest) and clean up.</summary>
-    public void Abort()
+    /// <summary>
+    /// Rollback: destroy the transient destination QEMU (it never ran the guest) and clean up.
+    /// Refused from "committing" on: only the source's decision can undo that.
+    /// </summary>
+    public void Abort(string why)
+    {
+        lock (_lock)
+        {
+            if (Stage is MigrationStage.Committing or MigrationStage.Committed or MigrationStage.Completed)
+            {
+                throw new AgentException($"migration {Id} is {Stage} on the destination: it is not destroyed here (the source decides; 'guidecopy abort' asks it first)");
+            }
+
+            if (_entry is not null && Stage != MigrationStage.RolledBack)
+            {
+                Record(_entry with { Stage = MigrationStage.RolledBack, Note = why });
+            }
+        }
+
+        DestroyCopy();
+        Log($"{Id}: destination aborted ({why})");
+        Dispose();
+    }
+
+    /// <summary>Destroys this migration's copy: a transient domain that never ran the guest (paused in -incoming).</summary>
+    private void DestroyCopy()
     {
         try
         {
-            if (_domain is { IsActive: true })
+            _conn ??= Connection.Open(Options.LibvirtUri);
+            var dom = _domain ?? (Domain.Length > 0 ? _conn.TryLookupDomain(Domain) : null);
+            if (dom is { IsActive: true } && !dom.IsPersistent && dom.State.State != virDomainState.VIR_DOMAIN_RUNNING)
             {
-                _domain.Destroy();
+                dom.Destroy();
             }
-            else if (_domain is null && _conn is not null && _registration is not null)
+            else if (dom is null && _registration is not null)
             {
                 // create may still be pending; the QEMU it started is found by its pid.
                 try { Process.GetProcessById(_registration.QemuPid).Kill(); } catch (ArgumentException) { }
+            }
+
+            if (!ReferenceEquals(dom, _domain))
+            {
+                dom?.Dispose();
             }
         }
         catch (LibvirtException e)
         {
             Log($"{Id}: abort: {e.LibvirtMessage}");
         }
+    }
 
-        Log($"{Id}: destination aborted");
-        Dispose();
+    /// <summary>
+    /// The agent stops. From "committing" on the migration goes on in the next agent (the shim
+    /// holds the uffd meanwhile); before, the copy that never ran is removed.
+    /// </summary>
+    public void Shutdown()
+    {
+        _stop.Cancel();
+        if (Stage is MigrationStage.Committing or MigrationStage.Committed or MigrationStage.Completed or MigrationStage.RolledBack or MigrationStage.Failed)
+        {
+            if (Stage is MigrationStage.Committing or MigrationStage.Committed)
+            {
+                Log($"{Id}: agent stopping mid-transfer; the next agent takes the migration over from the journal");
+            }
+
+            Dispose();
+            return;
+        }
+
+        try
+        {
+            Abort("the destination agent stopped before the commit point");
+        }
+        catch (AgentException e)
+        {
+            Log(e.Message);
+        }
+    }
+
+    private void Record(JournalEntry entry)
+    {
+        journal.Write(entry);
+        _entry = entry;
     }
 
     public void Dispose()
     {
         _pagingStop?.Cancel();
         _pager?.Dispose();
-        _pager = null;
         _registration?.Dispose();
         _registration = null;
         _shim?.Dispose();
@@ -227,12 +529,9 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         _domain = null;
         _conn?.Dispose();
         _conn = null;
-        if (_committed && !_finished)
+        if (Stage is MigrationStage.Committing or MigrationStage.Committed)
         {
-            // The agent stops with a committed migration unfinished: keep its session so the
-            // next agent takes it over (the shim holds the uffd meanwhile).
-            Log($"{Id}: agent stopping mid-transfer; the session stays in {WorkDir} for the next agent");
-            return;
+            return; // the work dir (shim socket) is the next agent's
         }
 
         RemoveWorkDir();

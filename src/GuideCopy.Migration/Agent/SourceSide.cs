@@ -1,26 +1,44 @@
 using System.Diagnostics;
 using System.Net;
+using System.Text.Json;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Definitions;
+using GuideCopy.Migration.Guide;
+using GuideCopy.Migration.Journal;
 using GuideCopy.Transport;
 using LibvirtSharp;
 using LibvirtSharp.Native;
+using Mono.Unix.Native;
 
 namespace GuideCopy.Migration.Agent;
 
 /// <summary>
 /// The source host's part of one migration: pause the domain, save its device state, serve its
 /// frozen RAM file to the destination; at the end destroy it, or on rollback resume it.
+/// The commit decision is taken here, once, and journaled before it is told
+/// (<see cref="DecideCommit"/>): the destination resumes only on "committed", and from then on
+/// this side refuses to resume the source, whoever asks (the controller, a lease that ran out,
+/// a restarted agent).
 /// </summary>
-public sealed class SourceSide(AgentOptions options, byte[] secret, string migrationId, Action<string> log)
+public sealed class SourceSide(AgentOptions options, byte[] secret, string migrationId, MigrationJournal journal, Action<string> log)
     : HostRole(options, secret, migrationId, log), IDisposable
 {
+    private readonly object _decision = new();
+    private JournalEntry? _entry;
     private Connection? _conn;
     private LibvirtSharp.Domain? _domain;
     private PageServer? _server;
-    private bool _persistent;
-    private GuideCopy.Migration.Guide.GuideRun? _guide;
+    private GuideRun? _guide;
     private Task? _guideStart;
+    private Task? _cleanup;
+    private SourceFinishResult? _result;
+
+    /// <summary>This side's stage (Preflight until it pauses anything).</summary>
+    public MigrationStage Stage => _entry?.Stage ?? MigrationStage.Preflight;
+
+    public string Domain => _entry?.Domain ?? "";
+
+    public JournalEntry? Entry => _entry;
 
     /// <summary>Everything about the domain the controller needs before it pauses anything.</summary>
     public static SourcePrepareResult Prepare(AgentOptions o, string name)
@@ -89,7 +107,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         }
 
         IncomingQemu.CreateWorkDir(WorkDir);
-        _guide = new GuideCopy.Migration.Guide.GuideRun(Options, WorkDir, Id, Log);
+        _guide = new GuideRun(Options, WorkDir, Id, Log);
         try
         {
             await _guide.PrepareAsync(prepared.MigratableXml, req.Domain, ct);
@@ -117,9 +135,16 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         }
 
         IncomingQemu.CreateWorkDir(WorkDir);
-        _persistent = prepared.Persistent;
         _conn = Connection.Open(Options.LibvirtUri);
         _domain = _conn.LookupDomain(req.Domain);
+        // Journaled before the suspend: an agent that dies from here on finds the entry and
+        // resumes the domain (nothing was decided yet).
+        Record(new JournalEntry
+        {
+            Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.SourcePaused,
+            Persistent = prepared.Persistent, PageListen = Options.PageListen, PageSize = PageSizeOf(prepared.RamPath),
+            BandwidthBytesPerSecond = req.BandwidthBytesPerSecond,
+        });
         _domain.Suspend();
         long suspendedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         Log($"{Id}: {req.Domain} suspended");
@@ -129,27 +154,19 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
             byte[] state = await DeviceStateTransfer.SaveAsync(_domain, Path.Combine(WorkDir, "devstate.sock"),
                 TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds), ct);
             double saveMs = sw.Elapsed.TotalMilliseconds;
-            _server = new PageServer(prepared.RamPath, new PageServerOptions
-            {
-                Secret = Secret,
-                Listen = IPEndPoint.Parse(Options.PageListen),
-                BandwidthBytesPerSecond = req.BandwidthBytesPerSecond,
-                PushEnabled = req.Push,
-                DemandRealtimePriority = Options.DemandRealtimePriority,
-            })
-            {
-                Log = m => Log($"{Id}: page server: {m}"),
-            };
-            _server.Start();
+            string frozen = HoldFrozenRam(prepared.RamPath);
+            _server = StartServer(frozen, _entry!.PageSize, req.BandwidthBytesPerSecond, req.Push, 0);
+            Record(_entry! with { Stage = MigrationStage.DeviceStateSaved, FrozenRam = frozen, SessionId = _server.SessionId, SuspendedAtUnixMs = suspendedAt });
             if (_guide is not null && req.Guide is { Enabled: true } control)
             {
                 // The guide resumes beside the destination; its start never adds downtime.
                 var guide = _guide;
+                var server = _server;
                 _guideStart = Task.Run(async () =>
                 {
                     try
                     {
-                        await guide.StartAsync(prepared.RamPath, _server, state, control, CancellationToken.None);
+                        await guide.StartAsync(frozen, server, state, control, CancellationToken.None);
                     }
                     catch (Exception e)
                     {
@@ -162,52 +179,320 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
                 _guide?.Stop("disabled");
             }
 
-            Log($"{Id}: device state {state.Length} bytes in {saveMs:0} ms; serving {prepared.RamPath} ({_server.PageCount} pages, {_server.ZeroPages} zero)");
+            Log($"{Id}: device state {state.Length} bytes in {saveMs:0} ms; serving {frozen} ({_server.PageCount} pages, {_server.ZeroPages} zero)");
             return new SwitchoverResult(Convert.ToBase64String(state), state.Length, HostFactsReader.AdvertisedPageEndpoint(Options),
-                _server.PageCount, _server.ZeroPages, suspendedAt, saveMs);
+                _server.PageCount, _server.ZeroPages, suspendedAt, saveMs, _server.SessionId);
         }
         catch
         {
-            Abort();
+            Abort("the switchover failed");
             throw;
         }
     }
 
-    /// <summary>After the destination has every page: stop serving, destroy (and undefine) the source domain.</summary>
-    public SourceFinishResult Finish()
+    /// <summary>hugetlbfs RAM has the mount's huge page size as its page; tmpfs 4 KiB.</summary>
+    private static int PageSizeOf(string ramPath)
     {
-        _guideStart?.Wait(TimeSpan.FromSeconds(30));
-        var guideStats = _guide?.Stop("migration complete");
-        var c = _server?.Counters ?? default;
-        _server?.Stop();
-        if (_domain is not null)
+        var fs = HostFactsReader.FileSystemOf(Path.GetDirectoryName(ramPath)!).FileSystem;
+        if (fs == "hugetlbfs" && Syscall.statvfs(ramPath, out var st) == 0 && st.f_bsize >= 4096)
         {
-            _domain.Destroy();
-            if (_persistent)
-            {
-                _domain.Undefine(virDomainUndefineFlagsValues.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM);
-            }
-
-            Log($"{Id}: source domain destroyed{(_persistent ? " and undefined" : "")}");
+            return (int)st.f_bsize;
         }
 
-        Dispose();
+        return 4096;
+    }
+
+    /// <summary>
+    /// Our own hard link to the RAM file, in the same file system: libvirt removes its path when
+    /// the source QEMU goes (a crash, a destroy), and the link keeps the frozen content until the
+    /// destination has every page, across agent restarts too (an open fd would die with us).
+    /// </summary>
+    private string HoldFrozenRam(string ramPath)
+    {
+        string dir = Path.Combine(Options.RamDir, "guidecopy-frozen");
+        Directory.CreateDirectory(dir);
+        File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string link = Path.Combine(dir, Id + ".ram");
+        File.Delete(link);
+        if (Syscall.link(ramPath, link) != 0)
+        {
+            throw new AgentException($"source: cannot hold the frozen RAM {ramPath} ({Stdlib.GetLastError()}): the RAM dir must be one tmpfs or hugetlbfs");
+        }
+
+        return link;
+    }
+
+    private PageServer StartServer(string frozen, int pageSize, long bandwidth, bool push, ulong sessionId)
+    {
+        var server = new PageServer(frozen, new PageServerOptions
+        {
+            Secret = Secret,
+            Listen = IPEndPoint.Parse(Options.PageListen),
+            BandwidthBytesPerSecond = bandwidth,
+            PushEnabled = push,
+            PageSize = pageSize,
+            DemandRealtimePriority = Options.DemandRealtimePriority,
+            SessionId = sessionId,
+        })
+        {
+            Log = m => Log($"{Id}: page server: {m}"),
+            CommitRequested = DecideCommit,
+            DoneReported = OnDestinationDone,
+            DoneAcknowledged = () => _cleanup ??= Task.Run(DestroySourceCopy),
+        };
+        server.Start();
+        return server;
+    }
+
+    /// <summary>
+    /// The destination asks before it resumes. Committed is journaled before the answer goes out,
+    /// so an answer once given is never taken back; a source that rolled back says so for ever.
+    /// </summary>
+    private bool DecideCommit()
+    {
+        lock (_decision)
+        {
+            switch (Stage)
+            {
+                case MigrationStage.Committed or MigrationStage.Completed:
+                    return true;
+                case MigrationStage.DeviceStateSaved:
+                    Record(_entry! with { Stage = MigrationStage.Committed, Note = null });
+                    Log($"{Id}: committed: the destination resumes; this host never resumes {Domain} again");
+                    return true;
+                default:
+                    return false;
+            }
+        }
+    }
+
+    /// <summary>The destination has every page: record it, then destroy the source copy (not on the server's thread).</summary>
+    private void OnDestinationDone()
+    {
+        lock (_decision)
+        {
+            if (Stage == MigrationStage.Completed || !Stage.IsCommitted())
+            {
+                return;
+            }
+
+            _result = CollectResult("migration complete");
+            Record(_entry! with { Stage = MigrationStage.Completed, Result = JsonSerializer.SerializeToNode(_result, ControlChannel.Json)!.AsObject() });
+            Log($"{Id}: the destination has every page");
+        }
+    }
+
+    private SourceFinishResult CollectResult(string guideReason)
+    {
+        _guideStart?.Wait(TimeSpan.FromSeconds(30));
+        var guideStats = _guide?.Stop(guideReason);
+        var c = _server?.Counters ?? default;
         return new SourceFinishResult(c.DemandPages, c.PushPages, c.LocalityPages, c.BackgroundPages, c.ZeroPagesSkipped, c.BytesOnWire, guideStats);
     }
 
-    /// <summary>Rollback: stop serving and resume the untouched source (QEMU resumes from 'postmigrate').</summary>
-    public void Abort()
+    /// <summary>
+    /// The controller's view of the end: the counters of the source's part. Idempotent; the
+    /// source finishes by itself when the destination reports every page in, and this only
+    /// waits for that (or, with an older destination, drives it).
+    /// </summary>
+    public SourceFinishResult Finish()
     {
-        _guideStart?.Wait(TimeSpan.FromSeconds(30));
-        _guide?.Stop("rolled back");
-        _server?.Stop();
-        if (_domain is not null && _domain.State.State == virDomainState.VIR_DOMAIN_PAUSED)
+        if (Stage == MigrationStage.Committed)
         {
-            _domain.Resume();
-            Log($"{Id}: rolled back: source resumed");
+            // The controller saw every page in at the destination before its Done reached us.
+            OnDestinationDone();
+        }
+
+        if (Stage != MigrationStage.Completed)
+        {
+            throw new AgentException($"migration {Id} is {Stage} on the source: nothing to finish");
+        }
+
+        lock (_decision)
+        {
+            _cleanup ??= Task.Run(DestroySourceCopy);
+        }
+
+        _cleanup.Wait(TimeSpan.FromSeconds(60));
+        return _result ?? _entry!.Result.Deserialize<SourceFinishResult>(ControlChannel.Json)
+            ?? new SourceFinishResult(0, 0, 0, 0, 0, 0);
+    }
+
+    private void DestroySourceCopy()
+    {
+        _server?.Stop();
+        if (_entry is { SourceRemoved: false })
+        {
+            try
+            {
+                _conn ??= Connection.Open(Options.LibvirtUri);
+                using var dom = _conn.TryLookupDomain(Domain);
+                // The copy we froze is paused (or shut off, if its QEMU died); a running domain of
+                // that name is not it (the VM may have come back here since).
+                var state = dom?.State.State;
+                if (dom is not null && state is virDomainState.VIR_DOMAIN_PAUSED or virDomainState.VIR_DOMAIN_SHUTOFF or virDomainState.VIR_DOMAIN_CRASHED)
+                {
+                    if (dom.IsActive)
+                    {
+                        dom.Destroy();
+                    }
+
+                    if (_entry.Persistent && dom.IsPersistent)
+                    {
+                        dom.Undefine(virDomainUndefineFlagsValues.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM);
+                    }
+
+                    Log($"{Id}: source domain destroyed{(_entry.Persistent ? " and undefined" : "")}");
+                }
+                else if (dom is not null)
+                {
+                    Log($"{Id}: left {Domain} alone: it is {state}, not the paused copy this migration froze");
+                }
+
+                ReleaseFrozenRam();
+                Record(_entry with { SourceRemoved = true });
+            }
+            catch (LibvirtException e)
+            {
+                Log($"{Id}: could not remove the source copy of {Domain}: {e.LibvirtMessage}; remove it with 'virsh destroy {Domain}' (the VM runs on the destination)");
+            }
         }
 
         Dispose();
+    }
+
+    /// <summary>
+    /// Rollback: stop serving and resume the untouched source (QEMU resumes from 'postmigrate').
+    /// Refused once the commit decision is taken: the VM runs on the destination.
+    /// </summary>
+    public void Abort(string why)
+    {
+        lock (_decision)
+        {
+            if (Stage.IsCommitted())
+            {
+                throw new AgentException($"migration {Id} is committed: {Domain} runs on the destination and the source will not resume; the transfer goes on (follow it with 'guidecopy job {Id}')");
+            }
+
+            if (_entry is not null && Stage != MigrationStage.RolledBack)
+            {
+                Record(_entry with { Stage = MigrationStage.RolledBack, Note = why });
+            }
+        }
+
+        _guideStart?.Wait(TimeSpan.FromSeconds(30));
+        _guide?.Stop("rolled back");
+        _server?.Stop();
+        try
+        {
+            _conn ??= Connection.Open(Options.LibvirtUri);
+            using var dom = Domain.Length > 0 ? _conn.TryLookupDomain(Domain) : null;
+            if (dom is not null && dom.State.State == virDomainState.VIR_DOMAIN_PAUSED)
+            {
+                dom.Resume();
+                Log($"{Id}: rolled back ({why}): source resumed");
+            }
+        }
+        finally
+        {
+            ReleaseFrozenRam();
+            Dispose();
+        }
+    }
+
+    private void ReleaseFrozenRam()
+    {
+        if (_entry?.FrozenRam is { } frozen)
+        {
+            File.Delete(frozen);
+        }
+    }
+
+    /// <summary>
+    /// The agent stops (SIGTERM, systemctl stop/restart). A committed migration goes on in the
+    /// next agent (its journal entry and the frozen RAM link stay); anything earlier rolls back.
+    /// </summary>
+    public void Shutdown()
+    {
+        if (Stage.IsCommitted() && Stage != MigrationStage.Completed)
+        {
+            Log($"{Id}: agent stopping mid-transfer; the next agent serves {_entry!.FrozenRam} again");
+            _guide?.Stop("agent stopping");
+            Dispose();
+            return;
+        }
+
+        if (Stage != MigrationStage.Completed)
+        {
+            try
+            {
+                Abort("the agent stopped before the commit point");
+            }
+            catch (AgentException e)
+            {
+                Log(e.Message);
+            }
+        }
+        else
+        {
+            _cleanup?.Wait(TimeSpan.FromSeconds(30));
+        }
+    }
+
+    /// <summary>
+    /// A starting agent finds this migration in its journal: before the decision it resumes the
+    /// source (nothing was promised to the destination); after it, it serves the frozen RAM
+    /// again from the same address and session; at the end it removes what is left.
+    /// </summary>
+    public static SourceSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, Action<string> log)
+    {
+        var side = new SourceSide(options, secret, entry.Id, journal, log) { _entry = entry };
+        side.DestroyGuide();
+        switch (entry.Stage)
+        {
+            case MigrationStage.SourcePaused or MigrationStage.DeviceStateSaved:
+                log($"{entry.Id}: found a migration of {entry.Domain} that was not committed: rolling back");
+                side.Abort("the source agent restarted before the commit point");
+                return null;
+            case MigrationStage.Committed when entry.FrozenRam is { } frozen && File.Exists(frozen):
+                side._server = side.StartServer(frozen, entry.PageSize, entry.BandwidthBytesPerSecond, push: true, entry.SessionId);
+                log($"{entry.Id}: found a committed migration of {entry.Domain}: serving {frozen} again (session {entry.SessionId:x16})");
+                return side;
+            case MigrationStage.Committed:
+                side.Record(entry with { Stage = MigrationStage.Failed, Note = $"the frozen RAM {entry.FrozenRam} is gone: pages the destination lacks are lost" });
+                log($"{entry.Id}: committed, but the frozen RAM {entry.FrozenRam} is gone; the destination cannot finish");
+                return null;
+            case MigrationStage.Completed when !entry.SourceRemoved:
+                side.DestroySourceCopy(); // a crash came between the record and the destroy
+                return null;
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>The guide of a migration an earlier agent ran is of no use to this one.</summary>
+    private void DestroyGuide()
+    {
+        try
+        {
+            _conn ??= Connection.Open(Options.LibvirtUri);
+            using var guide = _conn.TryLookupDomain(GuideRun.GuideName(Domain));
+            if (guide is { IsActive: true } && !guide.IsPersistent)
+            {
+                guide.Destroy();
+                Log($"{Id}: destroyed the guide an earlier agent left running");
+            }
+        }
+        catch (LibvirtException e)
+        {
+            Log($"{Id}: could not check for a leftover guide: {e.LibvirtMessage}");
+        }
+    }
+
+    private void Record(JournalEntry entry)
+    {
+        journal.Write(entry);
+        _entry = entry;
     }
 
     public void Dispose()
@@ -220,6 +505,11 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         _domain = null;
         _conn?.Dispose();
         _conn = null;
+        if (Stage is MigrationStage.Committed)
+        {
+            return; // the work dir is the next agent's
+        }
+
         RemoveWorkDir();
     }
 }

@@ -1,225 +1,434 @@
 using System.Diagnostics;
+using System.Text.RegularExpressions;
 using GuideCopy.Guest;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Definitions;
+using GuideCopy.Migration.Journal;
 using GuideCopy.Migration.Report;
 
 namespace GuideCopy.Migration.Controller;
 
 /// <summary>
-/// The controller's state machine for our own mode (ARCHITECTURE.md "The migration, step by
-/// step"): preflight on both hosts, switchover (suspend + device state), destination start with
-/// the pager, resume (the commit point), transfer until every page is in, completion. Before the
-/// commit point every failure rolls back (source resumed, destination cleaned); after it the
-/// source is never resumed.
+/// The controller's side of our mode (docs/migration.md, "Stages and the journal"): preflight
+/// on both hosts, destination start, switchover (suspend + device state), load, the commit
+/// point, then following the transfer the agents finish by themselves. The stage it has seen
+/// is one <see cref="MigrationStage"/>; the commit point is never inferred from a reply: a
+/// lost or failed resume is answered by asking the destination, and a rollback starts by
+/// asking the source to take the decision "rolled back", which it refuses once committed.
 /// </summary>
-public sealed class GuideCopyMigration
+public sealed partial class GuideCopyMigration
 {
     private readonly MigrationPlan _plan;
     private readonly Action<MigrationProgress>? _progress;
     private readonly Dictionary<string, double> _phases = [];
     private readonly Stopwatch _clock = new();
+    private readonly string _id;
+    private MigrationStage _stage = MigrationStage.Preflight;
+    private ControlChannel? _src;
+    private ControlChannel? _dst;
+    private ControllerLease? _lease;
+    private SourcePrepareResult? _prepared;
+    private HeartbeatFollower? _follower;
+    private IReadOnlyList<Heartbeat> _history = [];
+    private DateTime _switchoverAt;
+    private bool _guidePrepared;
+    private SwitchoverResult? _switched;
+    private ResumeResult? _resumed;
+    private DateTimeOffset _startedAt;
 
     public GuideCopyMigration(MigrationPlan plan, Action<MigrationProgress>? progress = null)
     {
         _plan = plan;
         _progress = progress;
+        _id = NewId(plan.Domain);
     }
 
+    /// <summary>The migration id the agents journal it under (its prefix is the domain name, made file-name safe).</summary>
+    public string Id => _id;
+
+    /// <summary>The stage this controller has seen.</summary>
+    public MigrationStage Stage => _stage;
+
+    public static string NewId(string domain)
+    {
+        string safe = UnsafeIdCharacters().Replace(domain, "_").TrimStart('.');
+        return $"{(safe.Length > 48 ? safe[..48] : safe)}-{Guid.NewGuid().ToString("N")[..8]}";
+    }
+
+    [GeneratedRegex("[^A-Za-z0-9._-]")]
+    private static partial Regex UnsafeIdCharacters();
+
+    /// <summary>
+    /// Runs the migration. <paramref name="ct"/> is the operator's interrupt (Ctrl-C, SIGTERM):
+    /// before the commit point it rolls back in full (the rollback itself is never cancelled);
+    /// after it the controller detaches and the agents finish.
+    /// </summary>
     public async Task<MigrationReport> RunAsync(CancellationToken ct)
     {
-        var startedAt = DateTimeOffset.UtcNow;
+        _startedAt = DateTimeOffset.UtcNow;
         _clock.Start();
-        string id = $"{_plan.Domain}-{Guid.NewGuid().ToString("N")[..8]}";
-        ControlChannel? src = null, dst = null;
-        SourcePrepareResult? prepared = null;
-        HeartbeatFollower? follower = null;
-        IReadOnlyList<Heartbeat> history = [];
-        DateTime switchoverAt = default;
-        bool committed = false, pausing = false, destinationStarted = false, guidePrepared = false;
-        SwitchoverResult? switched = null;
-        ResumeResult? resumed = null;
         try
         {
-            // 1. Preflight: nothing is paused until every check passed.
-            Report("preflight");
-            src = await ControlChannel.ConnectAsync(_plan.From.Agent, _plan.Secret, ct);
-            dst = await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, ct);
-            _dst = dst;
-            prepared = await src.CallAsync<SourcePrepareResult>("source.prepare", new DomainRequest(_plan.Domain), ct);
-            _sourceUuid = prepared.Uuid;
-            var srcFacts = await src.CallAsync<HostFacts>("facts", new Empty(), ct);
-            var dstFacts = await dst.CallAsync<HostFacts>("facts", new Empty(), ct);
-            var def = DomainDefinition.Parse(prepared.MigratableXml);
-            var check = await dst.CallAsync<DestinationCheckResult>("dest.check",
-                new DestinationCheckRequest(def.Name, def.Disks.Select(d => d.Source).OfType<string>().ToList(), prepared.RamBytes), ct);
-            var problems = prepared.Problems.Concat(Preflight.Compare(srcFacts, dstFacts, prepared)).Concat(check.Problems).ToList();
-            if (problems.Count > 0)
+            if (await PreflightAsync(ct) is { } problems)
             {
-                return Finish(MigrationOutcome.Refused, string.Join("\n", problems), startedAt);
+                return Finish(MigrationOutcome.Refused, problems);
             }
 
-            Phase("preflight");
-
-            // The guest's console, when the controller can read it (lab guests), for throughput.
-            string? console = _plan.ConsoleFile ?? def.ConsoleFile;
-            if (console is not null && File.Exists(console))
-            {
-                follower = new GuestConsole(console).Follow();
-                await WaitForAHeartbeat(follower, ct);
-                history = new GuestConsole(console).ReadAll();
-            }
-
-            // 3a. Destination QEMU started paused with the shim, while the source still runs.
-            Report("destination start");
-            destinationStarted = true;
-            var startDestination = dst.CallAsync<DestinationStartResult>("dest.prepare", new DestinationPrepareRequest(id, prepared.MigratableXml), ct);
-            if (_plan.Guide is { Enabled: true })
-            {
-                // The guide's QEMU starts beside the destination's; a guide that fails to start
-                // is not fatal: the migration goes on as --guide off.
-                try
-                {
-                    await src.CallAsync<Empty>("source.guide.prepare", new GuidePrepareRequest(id, _plan.Domain), ct);
-                    guidePrepared = true;
-                }
-                catch (AgentException e)
-                {
-                    _guideFailure = $"guide did not start: {e.Message}";
-                }
-            }
-
-            var started = await startDestination;
-            _phases["destinationStart"] = Math.Round(started.StartMs, 1);
-            Phase("destinationPrepare");
-
-            // 2. Switchover: downtime starts on the source.
-            Report("switchover");
-            switchoverAt = DateTime.UtcNow;
-            pausing = true;
-            switched = await src.CallAsync<SwitchoverResult>("source.switchover",
-                new SwitchoverRequest(id, _plan.Domain, _plan.BandwidthBytesPerSecond, _plan.Push, guidePrepared ? _plan.Guide : null), ct);
-            _phases["deviceStateSave"] = Math.Round(switched.DeviceStateSaveMs, 1);
-
-            // 3b. The pager takes the uffd against the page server; the device state loads.
-            var loaded = await dst.CallAsync<DestinationStartResult>("dest.load",
-                new DestinationLoadRequest(id, switched.DeviceState, switched.PageServer), ct);
-            _phases["deviceStateLoad"] = Math.Round(loaded.LoadMs, 1);
-
-            if (_plan.BeforeCommit is { } hook)
-            {
-                await hook();
-            }
-
-            // The commit point.
-            resumed = await dst.CallAsync<ResumeResult>("dest.resume", new MigrationRequest(id), ct);
-            committed = true;
-            Phase("switchover");
-            if (_plan.AfterCommit is { } afterCommit)
-            {
-                await afterCommit();
-            }
+            await StartGuestWatchAsync(ct);
+            await PrepareDestinationAsync(ct);
+            await SwitchoverAsync(ct);
+            await LoadAsync(ct);
+            await CommitAsync(ct);
         }
-        catch (Exception e) when (!committed)
+        catch (Exception e) when (!_stage.IsCommitted())
         {
-            // Whatever failed before the commit point (an agent, libvirt, a bug of ours), the
-            // source must run again and the destination copy must go.
-            follower?.Dispose();
-            if (!pausing)
+            var rolledBack = await RollBackAsync(e);
+            if (rolledBack is not null)
             {
-                // Preflight failed, an agent was unreachable, or the destination could not start: nothing was paused.
-                if (destinationStarted || guidePrepared)
-                {
-                    await Rollback(guidePrepared ? src : null, dst, id);
-                }
-
-                await DisposeAll(src, dst);
-                return Finish(MigrationOutcome.Refused, e.Message, startedAt);
+                return rolledBack;
             }
 
-            string rollback = await Rollback(src, dst, id);
-            await DisposeAll(src, dst);
-            return Finish(MigrationOutcome.RolledBack, e.Message + rollback, startedAt);
+            // The source refused the rollback: it had already committed. Follow it.
+        }
+        finally
+        {
+            if (_lease is not null && _stage.IsCommitted())
+            {
+                await _lease.DisposeAsync();
+                _lease = null;
+            }
         }
 
-        // 5. Transfer: the pager pulls demand pages and takes the push until every page is in.
+        return await FollowToCompletionAsync(ct);
+    }
+
+    /// <summary>Both agents, the domain and the hosts checked; null when nothing stands in the way.</summary>
+    private async Task<string?> PreflightAsync(CancellationToken ct)
+    {
+        Report("preflight");
+        _src = await ControlChannel.ConnectAsync(_plan.From.Agent, _plan.Secret, ct);
+        _dst = await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, ct);
+        _prepared = await _src.CallAsync<SourcePrepareResult>("source.prepare", new DomainRequest(_plan.Domain), ct);
+        var srcFacts = await _src.CallAsync<HostFacts>("facts", new Empty(), ct);
+        var dstFacts = await _dst.CallAsync<HostFacts>("facts", new Empty(), ct);
+        var def = DomainDefinition.Parse(_prepared.MigratableXml);
+        var check = await _dst.CallAsync<DestinationCheckResult>("dest.check",
+            new DestinationCheckRequest(def.Name, def.Disks.Select(d => d.Source).OfType<string>().ToList(), _prepared.RamBytes), ct);
+        var problems = _prepared.Problems.Concat(Preflight.Compare(srcFacts, dstFacts, _prepared)).Concat(check.Problems).ToList();
+        Phase("preflight");
+        return problems.Count > 0 ? string.Join("\n", problems) : null;
+    }
+
+    /// <summary>The guest's console, when the controller can read it (lab guests), for throughput.</summary>
+    private async Task StartGuestWatchAsync(CancellationToken ct)
+    {
+        string? console = _plan.ConsoleFile ?? DomainDefinition.Parse(_prepared!.MigratableXml).ConsoleFile;
+        if (console is not null && File.Exists(console))
+        {
+            _follower = new GuestConsole(console).Follow();
+            await WaitForAHeartbeat(_follower, ct);
+            _history = new GuestConsole(console).ReadAll();
+        }
+    }
+
+    /// <summary>Destination QEMU started paused with the shim, and the guide's beside the source, while the source still runs.</summary>
+    private async Task PrepareDestinationAsync(CancellationToken ct)
+    {
+        Report("destination start");
+        // From the first request that creates anything, the agents hold a lease on our life.
+        _lease = new ControllerLease(_id, _plan.Secret, _plan.From.Agent, _plan.To.Agent);
+        _stage = MigrationStage.DestinationPrepared;
+        var startDestination = _dst!.CallAsync<DestinationStartResult>("dest.prepare",
+            new DestinationPrepareRequest(_id, _prepared!.MigratableXml, _prepared.Name, _prepared.Persistent ? _prepared.PersistentXml : null), ct);
+        if (_plan.Guide is { Enabled: true })
+        {
+            // A guide that fails to start is not fatal: the migration goes on as --guide off.
+            try
+            {
+                await _src!.CallAsync<Empty>("source.guide.prepare", new GuidePrepareRequest(_id, _plan.Domain), ct);
+                _guidePrepared = true;
+            }
+            catch (AgentException e) when (!e.ConnectionLost)
+            {
+                _guideFailure = $"guide did not start: {e.Message}";
+            }
+        }
+
+        var started = await startDestination;
+        _phases["destinationStart"] = Math.Round(started.StartMs, 1);
+        Phase("destinationPrepare");
+    }
+
+    /// <summary>Downtime starts: the source suspends, saves its device state and serves its frozen RAM.</summary>
+    private async Task SwitchoverAsync(CancellationToken ct)
+    {
+        Report("switchover");
+        _switchoverAt = DateTime.UtcNow;
+        _stage = MigrationStage.SourcePaused;
+        _switched = await _src!.CallAsync<SwitchoverResult>("source.switchover",
+            new SwitchoverRequest(_id, _plan.Domain, _plan.BandwidthBytesPerSecond, _plan.Push, _guidePrepared ? _plan.Guide : null), ct);
+        _stage = MigrationStage.DeviceStateSaved;
+        _phases["deviceStateSave"] = Math.Round(_switched.DeviceStateSaveMs, 1);
+    }
+
+    /// <summary>The pager takes the uffd against the page server; the device state loads.</summary>
+    private async Task LoadAsync(CancellationToken ct)
+    {
+        var loaded = await _dst!.CallAsync<DestinationStartResult>("dest.load",
+            new DestinationLoadRequest(_id, _switched!.DeviceState, _switched.PageServer, _switched.SessionId), ct);
+        _stage = MigrationStage.DestinationLoaded;
+        _phases["deviceStateLoad"] = Math.Round(loaded.LoadMs, 1);
+        if (_plan.BeforeCommit is { } hook)
+        {
+            await hook();
+        }
+    }
+
+    /// <summary>
+    /// The commit point. The destination asks the source for the decision and resumes on
+    /// "committed". Whatever happens to the reply (lost, timed out, interrupted), the answer
+    /// comes from the destination's journal, asked again: never from a guess.
+    /// </summary>
+    private async Task CommitAsync(CancellationToken ct)
+    {
+        _stage = MigrationStage.Committing;
+        try
+        {
+            _resumed = await _dst!.CallAsync<ResumeResult>("dest.resume", new MigrationRequest(_id), ct);
+        }
+        catch (Exception e) when (e is AgentException { ConnectionLost: true } or OperationCanceledException or TimeoutException
+                                      || e is AgentException a && a.Message.Contains("has not answered", StringComparison.Ordinal))
+        {
+            Report($"no answer to the resume ({e.Message}); asking the destination");
+            _resumed = await AskDestinationForTheCommitAsync();
+        }
+
+        _stage = MigrationStage.Committed;
+        Phase("switchover");
+        if (_plan.AfterCommit is { } afterCommit)
+        {
+            await afterCommit();
+        }
+    }
+
+    /// <summary>
+    /// Asks the destination again until it knows: resume is idempotent there (committed: the
+    /// recorded resume time; rolled back: an error that says so; still asking the source: wait).
+    /// </summary>
+    private async Task<ResumeResult> AskDestinationForTheCommitAsync()
+    {
+        var deadline = DateTime.UtcNow + AgentRecovery;
+        while (true)
+        {
+            try
+            {
+                return await CallDestination<ResumeResult>("dest.resume", new MigrationRequest(_id), CancellationToken.None);
+            }
+            catch (AgentException e) when (!e.ConnectionLost && e.Message.Contains("has not answered", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(1000);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Undoes everything before the commit point, in the one order that is safe: the source takes
+    /// the decision "rolled back" (and resumes) first, so the destination can never resume after;
+    /// then the destination copy goes. Returns null when the source says it already committed.
+    /// </summary>
+    private async Task<MigrationReport?> RollBackAsync(Exception cause)
+    {
+        _follower?.Dispose();
+        _follower = null;
+        string why = cause is OperationCanceledException ? "interrupted" : cause.Message;
+        bool paused = _stage >= MigrationStage.SourcePaused;
+        string note = "";
+        bool sourceDecided = false;
+        var deadline = DateTime.UtcNow + SourceRecovery;
+        while (_stage >= MigrationStage.DestinationPrepared)
+        {
+            try
+            {
+                _src ??= await ControlChannel.ConnectAsync(_plan.From.Agent, _plan.Secret, CancellationToken.None);
+                await _src.CallAsync<Empty>("source.abort", new MigrationRequest(_id), CancellationToken.None);
+                sourceDecided = true;
+                if (paused)
+                {
+                    note += "; rolled back: the source runs again";
+                }
+
+                break;
+            }
+            catch (AgentException e) when (e.Message.Contains("is committed", StringComparison.Ordinal))
+            {
+                Report("the source had already committed: following the migration");
+                _stage = MigrationStage.Committed;
+                _resumed = await AskDestinationForTheCommitAsync();
+                return null;
+            }
+            catch (AgentException e) when (e.ConnectionLost && DateTime.UtcNow < deadline)
+            {
+                Report("source agent lost; reconnecting to roll back");
+                await CloseAsync(_src);
+                _src = null;
+                await Task.Delay(1000);
+            }
+            catch (AgentException e)
+            {
+                note += $"; the source agent could not roll back ({e.Message}): it rolls back by itself when it runs again (its journal), and its lease on this controller runs out in Agent:ControllerLeaseSeconds";
+                break;
+            }
+        }
+
+        if (sourceDecided || _stage < MigrationStage.SourcePaused)
+        {
+            note += await RemoveDestinationCopyAsync();
+        }
+
+        await DisposeAll();
+        return Finish(paused ? MigrationOutcome.RolledBack : MigrationOutcome.Refused, why + note);
+    }
+
+    /// <summary>Once the source cannot commit any more: the destination copy (it never ran) goes, through its agent or else through libvirt.</summary>
+    private async Task<string> RemoveDestinationCopyAsync()
+    {
+        if (_stage < MigrationStage.DestinationPrepared)
+        {
+            return "";
+        }
+
+        try
+        {
+            _dst ??= await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, CancellationToken.None);
+            await _dst.CallAsync<Empty>("dest.abort", new MigrationRequest(_id), CancellationToken.None);
+            return "";
+        }
+        catch (AgentException e) when (e.ConnectionLost)
+        {
+            // The destination agent is gone: remove its paused QEMU through libvirt directly.
+            return DestinationLeftovers.Remove(_plan.To.LibvirtUri, _plan.Domain, _prepared?.Uuid ?? "");
+        }
+        catch (AgentException e)
+        {
+            return $"; the destination refused to remove its copy ({e.Message})";
+        }
+    }
+
+    /// <summary>
+    /// After the commit point: the agents move every page and finish by themselves; the controller
+    /// watches, says when nothing moves, and detaches when interrupted or stuck.
+    /// </summary>
+    private async Task<MigrationReport> FollowToCompletionAsync(CancellationToken ct)
+    {
         DestinationStatus status;
         try
         {
-            status = await WaitForCompletion(id, ct);
-            Phase("transfer");
-            var finished = await CallDestination<DestinationStatus>("dest.finish",
-                new DestinationFinishRequest(id, prepared!.Persistent ? prepared.PersistentXml : null), ct);
-            dst = _dst;
-            status = finished;
-            var served = await src!.CallAsync<SourceFinishResult>("source.finish", new MigrationRequest(id), ct);
-            Phase("completion");
-            var completedAt = DateTime.UtcNow;
-            double totalSeconds = Math.Round(_clock.Elapsed.TotalSeconds, 3);
-            if (follower is not null)
-            {
-                await ThroughputWindows.ObserveAsync(switchoverAt, completedAt, _plan.ObserveAfter, ct);
-            }
-
-            GuestThroughput? guest = follower is null ? null : ThroughputWindows.Compute(history, follower.Snapshot(), switchoverAt, completedAt);
-            follower?.Dispose();
-            await DisposeAll(src, dst);
-            long downtime = resumed!.ResumedAtUnixMs - switched!.SuspendedAtUnixMs;
-            return new MigrationReport
-            {
-                Mode = _plan.Mode,
-                Domain = _plan.Domain,
-                Source = _plan.From.Name,
-                Destination = _plan.To.Name,
-                Outcome = MigrationOutcome.Completed,
-                StartedAt = startedAt,
-                TotalSeconds = totalSeconds,
-                DowntimeMs = downtime,
-                BytesOnWire = served.BytesOnWire + switched.DeviceStateBytes,
-                DeviceStateBytes = switched.DeviceStateBytes,
-                Pages = new PageCounts(status.PageCount, status.DemandPages, status.PushPages, status.LocalityPages,
-                    status.BackgroundPages, switched.ZeroPages, status.DuplicatePages),
-                DestinationFaults = new FaultStats(status.Faults, status.StallCount, R(status.StallP50Ms), R(status.StallP99Ms),
-                    R(status.StallMaxMs), R(status.StallTotalMs)),
-                Guest = guest,
-                Guide = GuideSummary(served),
-                PhasesMs = _phases,
-            };
+            status = await WaitForCompletion(ct);
         }
         catch (Exception e)
         {
-            // After the commit point the destination is the VM: never resume the source.
-            follower?.Dispose();
-            await DisposeAll(src, dst == _dst ? dst : _dst);
-            return Finish(MigrationOutcome.FailedAfterCommit,
-                $"{e.Message} (after the commit point: the VM runs on {_plan.To.Name}; the source copy stays paused as a backup of unsent pages)",
-                DateTimeOffset.UtcNow);
+            _follower?.Dispose();
+            await DisposeAll();
+            bool interrupted = e is OperationCanceledException;
+            return Finish(interrupted || e is StalledException ? MigrationOutcome.Detached : MigrationOutcome.FailedAfterCommit,
+                $"{(interrupted ? "interrupted" : e.Message)} (after the commit point: the VM runs on {_plan.To.Name}; the agents finish the migration: follow it with 'guidecopy job {_id} --host {_plan.To.Name}')");
         }
+
+        Phase("transfer");
+        SourceFinishResult? served = null;
+        string? sourceNote = null;
+        try
+        {
+            _src ??= await ControlChannel.ConnectAsync(_plan.From.Agent, _plan.Secret, CancellationToken.None);
+            served = await _src.CallAsync<SourceFinishResult>("source.finish", new MigrationRequest(_id), CancellationToken.None);
+        }
+        catch (AgentException e)
+        {
+            sourceNote = $"the source's figures are missing ({e.Message}); the destination tells it to remove its copy";
+        }
+
+        Phase("completion");
+        var completedAt = DateTime.UtcNow;
+        double totalSeconds = Math.Round(_clock.Elapsed.TotalSeconds, 3);
+        if (_follower is not null)
+        {
+            await ThroughputWindows.ObserveAsync(_switchoverAt, completedAt, _plan.ObserveAfter, CancellationToken.None);
+        }
+
+        GuestThroughput? guest = _follower is null ? null : ThroughputWindows.Compute(_history, _follower.Snapshot(), _switchoverAt, completedAt);
+        _follower?.Dispose();
+        await DisposeAll();
+        long downtime = _resumed!.ResumedAtUnixMs - _switched!.SuspendedAtUnixMs;
+        return new MigrationReport
+        {
+            Mode = _plan.Mode,
+            Id = _id,
+            Domain = _plan.Domain,
+            Source = _plan.From.Name,
+            Destination = _plan.To.Name,
+            Outcome = MigrationOutcome.Completed,
+            Error = sourceNote,
+            StartedAt = _startedAt,
+            TotalSeconds = totalSeconds,
+            DowntimeMs = downtime,
+            BytesOnWire = (served?.BytesOnWire ?? status.BytesReceived) + _switched.DeviceStateBytes,
+            DeviceStateBytes = _switched.DeviceStateBytes,
+            Pages = new PageCounts(status.PageCount, status.DemandPages, status.PushPages, status.LocalityPages,
+                status.BackgroundPages, _switched.ZeroPages, status.DuplicatePages),
+            DestinationFaults = new FaultStats(status.Faults, status.StallCount, R(status.StallP50Ms), R(status.StallP99Ms),
+                R(status.StallMaxMs), R(status.StallTotalMs)),
+            Guest = guest,
+            Guide = served is null ? null : GuideSummary(served),
+            PhasesMs = _phases,
+        };
     }
 
-    private async Task<DestinationStatus> WaitForCompletion(string id, CancellationToken ct)
+    private sealed class StalledException(string message) : Exception(message);
+
+    /// <summary>Polls the destination until it completed by itself; reports stalls, gives up following after <see cref="NoProgressLimit"/>.</summary>
+    private async Task<DestinationStatus> WaitForCompletion(CancellationToken ct)
     {
+        long lastDone = -1;
+        var lastMove = DateTime.UtcNow;
         while (true)
         {
-            var s = await CallDestination<DestinationStatus>("dest.status", new MigrationRequest(id), ct);
-            _progress?.Invoke(new MigrationProgress("transfer", s.DonePages, s.PageCount, s.Faults, s.BytesReceived, _clock.Elapsed.TotalSeconds));
+            var s = await CallDestination<DestinationStatus>("dest.status", new MigrationRequest(_id), ct);
+            if (s.DonePages != lastDone)
+            {
+                lastDone = s.DonePages;
+                lastMove = DateTime.UtcNow;
+            }
+
+            double still = (DateTime.UtcNow - lastMove).TotalSeconds;
+            string phase = still >= 5 ? $"transfer stalled {still:0} s ({s.Stage}, {s.Reconnects} reconnects)" : "transfer";
+            _progress?.Invoke(new MigrationProgress(phase, s.DonePages, s.PageCount, s.Faults, s.BytesReceived, _clock.Elapsed.TotalSeconds));
             if (s.Done)
             {
-                if (s.Outcome is not null && s.Outcome != "Completed")
-                {
-                    throw new AgentException($"destination pager ended with {s.Outcome}");
-                }
-
                 return s;
+            }
+
+            if (s.Stage == nameof(MigrationStage.Failed))
+            {
+                throw new AgentException($"the destination failed: {s.Note}");
+            }
+
+            if (DateTime.UtcNow - lastMove > NoProgressLimit)
+            {
+                throw new StalledException($"no page moved for {NoProgressLimit.TotalMinutes:0} min ({s.Stage}, {s.Reconnects} lane reconnects)");
             }
 
             await Task.Delay(250, ct);
         }
     }
 
-    /// <summary>After the commit point the destination agent may restart (it takes the migration over
-    /// from its work directory): a lost connection is retried for <see cref="AgentRecovery"/>.</summary>
+    /// <summary>How long the controller follows a transfer in which no page moves before it detaches (the agents go on).</summary>
+    public static readonly TimeSpan NoProgressLimit = TimeSpan.FromMinutes(5);
+
+    /// <summary>How long a rollback waits for a lost source agent to come back (a restarted one rolls back by itself).</summary>
+    public static readonly TimeSpan SourceRecovery = TimeSpan.FromSeconds(60);
+
+    /// <summary>After the commit point the destination agent may restart (it takes the migration over from its journal): a lost connection is retried for <see cref="AgentRecovery"/>.</summary>
     private async Task<T> CallDestination<T>(string op, object args, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + AgentRecovery;
@@ -233,16 +442,14 @@ public sealed class GuideCopyMigration
             catch (AgentException e) when (e.ConnectionLost && DateTime.UtcNow < deadline)
             {
                 _progress?.Invoke(new MigrationProgress("destination agent lost; reconnecting", 0, 0, 0, 0, _clock.Elapsed.TotalSeconds));
-                if (_dst is not null)
-                {
-                    await _dst.DisposeAsync();
-                    _dst = null;
-                }
-
+                await CloseAsync(_dst);
+                _dst = null;
                 await Task.Delay(500, ct);
             }
         }
     }
+
+    private static ValueTask CloseAsync(ControlChannel? channel) => channel?.DisposeAsync() ?? ValueTask.CompletedTask;
 
     private GuideReport? GuideSummary(SourceFinishResult served)
     {
@@ -275,76 +482,36 @@ public sealed class GuideCopyMigration
         }
     }
 
-    /// <summary>
-    /// Undoes everything before the commit point: the destination QEMU goes first (it must never
-    /// run the guest), then the source resumes. Returns a note for the error message.
-    /// </summary>
-    private async Task<string> Rollback(ControlChannel? src, ControlChannel? dst, string id)
+    private async Task DisposeAll()
     {
-        string note = "";
-        bool destinationClean = false;
-        if (dst is not null)
+        if (_lease is not null)
         {
-            try
-            {
-                await dst.CallAsync<Empty>("dest.abort", new MigrationRequest(id), CancellationToken.None);
-                destinationClean = true;
-            }
-            catch (AgentException)
-            {
-            }
+            await _lease.DisposeAsync();
+            _lease = null;
         }
 
-        if (!destinationClean)
-        {
-            // The destination agent is gone: remove its paused QEMU through libvirt directly.
-            note += DestinationLeftovers.Remove(_plan.To.LibvirtUri, _plan.Domain, _sourceUuid);
-        }
-
-        if (src is not null)
-        {
-            try
-            {
-                await src.CallAsync<Empty>("source.abort", new MigrationRequest(id), CancellationToken.None);
-                note += "; rolled back: the source runs again";
-            }
-            catch (AgentException e)
-            {
-                note += $"; the source agent could not resume the source ({e.Message}): resume it with 'virsh -c {_plan.From.LibvirtUri} resume {_plan.Domain}'";
-            }
-        }
-
-        return note;
+        await CloseAsync(_src);
+        _src = null;
+        await CloseAsync(_dst);
+        _dst = null;
     }
 
-    private static async Task DisposeAll(params ControlChannel?[] channels)
-    {
-        foreach (var c in channels)
-        {
-            if (c is not null)
-            {
-                await c.DisposeAsync();
-            }
-        }
-    }
-
-    private MigrationReport Finish(MigrationOutcome outcome, string error, DateTimeOffset startedAt) => new()
+    private MigrationReport Finish(MigrationOutcome outcome, string error) => new()
     {
         Mode = _plan.Mode,
+        Id = _stage > MigrationStage.Preflight ? _id : null,
         Domain = _plan.Domain,
         Source = _plan.From.Name,
         Destination = _plan.To.Name,
         Outcome = outcome,
         Error = error,
-        StartedAt = startedAt,
+        StartedAt = _startedAt,
         TotalSeconds = Math.Round(_clock.Elapsed.TotalSeconds, 3),
         PhasesMs = _phases,
     };
 
     private TimeSpan _lastMark;
-    private string _sourceUuid = "";
     private string? _guideFailure;
-    private ControlChannel? _dst;
 
     /// <summary>Records how long the phase that ends now took.</summary>
     private void Phase(string name)

@@ -18,6 +18,9 @@ public enum MigrationOutcome
 
     /// <summary>A failure after the commit point; the destination is the VM (it may be stalled), the source is kept paused.</summary>
     FailedAfterCommit,
+
+    /// <summary>After the commit point the controller stopped following (Ctrl-C, SIGTERM, no progress); the agents finish the migration.</summary>
+    Detached,
 }
 
 /// <summary>Pages by how they reached the destination.</summary>
@@ -64,6 +67,9 @@ public sealed record MigrationReport
     public required string Destination { get; init; }
 
     public required MigrationOutcome Outcome { get; init; }
+
+    /// <summary>The migration id (guide mode): 'guidecopy job ID' shows it on the agents.</summary>
+    public string? Id { get; init; }
 
     public string? Error { get; init; }
 

@@ -1,0 +1,64 @@
+using System.Text.Json.Nodes;
+
+namespace GuideCopy.Migration.Journal;
+
+/// <summary>
+/// What a host records about one migration it takes part in: enough for a restarted agent to
+/// undo it (before the commit point) or to finish it (after), and the figures of its report.
+/// </summary>
+public sealed record JournalEntry
+{
+    public required string Id { get; init; }
+
+    public required MigrationRole Role { get; init; }
+
+    public required string Domain { get; init; }
+
+    public required MigrationStage Stage { get; init; }
+
+    public DateTimeOffset StartedAt { get; init; } = DateTimeOffset.UtcNow;
+
+    public DateTimeOffset UpdatedAt { get; init; } = DateTimeOffset.UtcNow;
+
+    /// <summary>Why it rolled back or failed, or what it waits for.</summary>
+    public string? Note { get; init; }
+
+    // Source.
+
+    /// <summary>Our own hard link to the frozen RAM file (same tmpfs): it outlives libvirt's removal of its own path.</summary>
+    public string? FrozenRam { get; init; }
+
+    /// <summary>Where the page server listened; a restarted agent serves there again.</summary>
+    public string? PageListen { get; init; }
+
+    /// <summary>The page server's session id (the same after a restart, so a pager can tell it from another migration's).</summary>
+    public ulong SessionId { get; init; }
+
+    public int PageSize { get; init; } = 4096;
+
+    public bool Persistent { get; init; }
+
+    /// <summary>The push cap, kept so a restarted page server honours it too (bytes/s, 0: none).</summary>
+    public long BandwidthBytesPerSecond { get; init; }
+
+    public long SuspendedAtUnixMs { get; init; }
+
+    /// <summary>Completed and the source copy destroyed: a later agent must not look for it (the VM may be back on this host).</summary>
+    public bool SourceRemoved { get; init; }
+
+    // Destination.
+
+    /// <summary>The source's page server the pager fetches from.</summary>
+    public string? PageServer { get; init; }
+
+    /// <summary>The source's persistent definition, defined here once every page is in (null: transient).</summary>
+    public string? PersistentXml { get; init; }
+
+    public long ResumedAtUnixMs { get; init; }
+
+    /// <summary>The source was told every page is in (it then destroys its copy).</summary>
+    public bool SourceReleased { get; init; }
+
+    /// <summary>The figures of this host's part, once it ended (kept for 'guidecopy job').</summary>
+    public JsonObject? Result { get; init; }
+}
