@@ -334,7 +334,10 @@ public sealed class LabRig
     }
 
     /// <summary>Starts (or, after it was stopped, restarts) one host's agent.</summary>
-    public void StartAgent(LabHost h, IReadOnlyList<string> agentCommand, Action<string>? log = null)
+    public void StartAgent(LabHost h, IReadOnlyList<string> agentCommand, Action<string>? log = null) => StartAgent(h, agentCommand, [], log);
+
+    /// <summary>Starts one host's agent with extra settings (Section:Key=value, e.g. fault injection for a test).</summary>
+    public void StartAgent(LabHost h, IReadOnlyList<string> agentCommand, IReadOnlyList<string> settings, Action<string>? log = null)
     {
         string agentLog = Path.Combine(Layout.HostDir(h.Name), "agent.log");
         string socket = Path.Combine(Layout.HostDir(h.Name), "agent", "agent.sock");
@@ -351,8 +354,14 @@ public sealed class LabRig
             "--set", $"Agent:PageListen={h.Address}:7171",
             "--set", $"Agent:ShimLibrary={ShimLibrary}",
             // On the host's disk, outside the namespace's tmpfs mounts: it must outlive the agent.
-            "--set", $"Agent:JournalDir={Path.Combine(Layout.HostDir(h.Name), "journal")}",
+            "--set", $"Agent:JournalDir={JournalDir(h)}",
         };
+        foreach (string setting in settings)
+        {
+            args.Add("--set");
+            args.Add(setting);
+        }
+
         string quoted = string.Join(' ', args.Select(a => "'" + a.Replace("'", "'\\''") + "'"));
         // The agent runs on the host's CPUs, like everything else of the host (LabCpus).
         string joinCgroup = h.State.Cgroup is { } cg ? $"echo $$ > '{cg}/cgroup.procs'; " : "";
@@ -371,6 +380,13 @@ public sealed class LabRig
 
         log?.Invoke($"host {h.Name}: agent up (control unix:{h.AgentSocket})");
     }
+
+    /// <summary>Takes the lab link down (a cut cable) or up again, on host a's end of the veth pair.</summary>
+    public void SetLink(bool up) =>
+        CommandRunner.Check("ip", "netns", "exec", Layout.Netns("a"), "ip", "link", "set", Layout.Interface("a"), up ? "up" : "down");
+
+    /// <summary>The host's journal directory (one file per migration it took part in).</summary>
+    public string JournalDir(LabHost h) => Path.Combine(Layout.HostDir(h.Name), "journal");
 
     /// <summary>The pid of the host's agent process, or null when none runs.</summary>
     public static int? AgentPid(LabHost h)

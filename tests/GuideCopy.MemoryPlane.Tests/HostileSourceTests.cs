@@ -6,8 +6,9 @@ using GuideCopy.Transport;
 namespace GuideCopy.MemoryPlane.Tests;
 
 /// <summary>
-/// A source that knows the secret but sends malformed page frames: the pager stops without
-/// installing anything. The faulting side is a C program (ramtouch, holding its mapping), so no
+/// A source that knows the secret but sends malformed page frames: the pager installs nothing
+/// from them, drops the lane and asks again (it never stops on its own: after the commit point
+/// a stopped pager is a VM that waits for ever). The faulting side is a C program (ramtouch, holding its mapping), so no
 /// managed code here ever touches uffd-registered memory.
 /// </summary>
 [NonParallelizable]
@@ -16,7 +17,7 @@ public class HostileSourceTests
     private const int Pages = 256;
     private static readonly byte[] Secret = "hostile test"u8.ToArray();
 
-    private static async Task<(PagerStats? stats, Exception? error)> RunAgainst(Action<FrameConnection> demandLane, long advertisedPages = Pages)
+    private static async Task<(PagerStats? stats, Exception? error)> RunAgainst(Action<FrameConnection> demandLane, long advertisedPages = Pages, int laneErrorsBeforeStop = 0)
     {
         Paths.EnsureNative();
         string dst = $"/dev/shm/gcmp-hostile-{Environment.ProcessId}";
@@ -56,9 +57,18 @@ public class HostileSourceTests
                 new Dictionary<string, string> { ["LD_PRELOAD"] = Paths.Shim, ["GUIDECOPY_RAM_PATH"] = dst, ["GUIDECOPY_AGENT_SOCKET"] = sock }, stdin: true);
             using var reg = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(20));
             using var pager = new Pager(reg, tcp.LocalEndPoint!, Secret, new PagerOptions { LinkTimeoutMs = 2000 });
+            using var stop = new CancellationTokenSource();
             try
             {
-                var stats = await pager.RunAsync().WaitAsync(TimeSpan.FromSeconds(20));
+                var run = pager.RunAsync(stop.Token);
+                if (laneErrorsBeforeStop > 0)
+                {
+                    var deadline = DateTime.UtcNow.AddSeconds(20);
+                    while (pager.LaneErrors < laneErrorsBeforeStop && DateTime.UtcNow < deadline && !run.IsCompleted) await Task.Delay(50);
+                    stop.Cancel();
+                }
+
+                var stats = await run.WaitAsync(TimeSpan.FromSeconds(20));
                 return (stats, null);
             }
             catch (IOException e)
@@ -93,12 +103,14 @@ public class HostileSourceTests
     [TestCase(0UL, 3u, (byte)1, 4096, Description = "count disagrees with the bytes")]
     [TestCase(0UL, 1u, (byte)9, 4096, Description = "unknown origin")]
     [TestCase(0UL, 0u, (byte)1, 0, Description = "empty run")]
-    public async Task MalformedPagesStopThePagerWithoutInstalling(ulong first, uint count, byte origin, int bytes)
+    public async Task MalformedPagesAreDroppedAndTheLaneAskedAgain(ulong first, uint count, byte origin, int bytes)
     {
-        var (stats, error) = await RunAgainst(c => { ZeroMap(c, Pages); Pages_(c, first, count, origin, bytes); });
+        // Every lane the hostile source gives lies the same way: two dropped lanes, nothing installed, then we stop it.
+        var (stats, error) = await RunAgainst(c => { ZeroMap(c, Pages); Pages_(c, first, count, origin, bytes); }, laneErrorsBeforeStop: 2);
         Assert.That(error, Is.Null);
         Assert.That(stats!.Value.Outcome, Is.EqualTo(InstallOutcome.Stopped));
         Assert.That(stats.Value.InstalledPages, Is.Zero);
+        Assert.That(stats.Value.Reconnects, Is.GreaterThanOrEqualTo(1), "the pager must ask for a new lane, not give up");
     }
 
     [Test]

@@ -37,7 +37,8 @@ public sealed record DestinationStatus(
     bool Done, string? Outcome, long PageCount, long DonePages, long Faults, long ZeroResolvedPages,
     long DemandPages, long PushPages, long LocalityPages, long BackgroundPages, long RemovedPages, long DuplicatePages,
     long StallCount, double StallP50Ms, double StallP99Ms, double StallMaxMs, double StallTotalMs,
-    long BytesReceived, int Reconnects, double ElapsedMs, string Stage = "", int LaneErrors = 0, string? Note = null);
+    long BytesReceived, int Reconnects, double ElapsedMs, string Stage = "", int LaneErrors = 0, string? Note = null,
+    long ResumedAtUnixMs = 0);
 
 public sealed record DestinationFinishRequest(string MigrationId, string? PersistentXml);
 

@@ -455,7 +455,7 @@ public sealed class AgentServer
         var e = Journal.Read(id) is { Role: MigrationRole.Destination } d ? d : throw new AgentException($"no migration {id} on this host");
         var kept = e.Result?.Deserialize<DestinationStatus>(ControlChannel.Json)
                    ?? new DestinationStatus(false, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-        return kept with { Done = e.Stage == MigrationStage.Completed, Stage = e.Stage.ToString(), Note = e.Note };
+        return kept with { Done = e.Stage == MigrationStage.Completed, Stage = e.Stage.ToString(), Note = e.Note, ResumedAtUnixMs = e.ResumedAtUnixMs };
     }
 
     /// <summary>'guidecopy abort': undoes this host's part if the migration is before its commit point here; says why not otherwise.</summary>

@@ -380,7 +380,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         if (Stage.IsFinal())
         {
             return _entry!.Result?.Deserialize<DestinationStatus>(ControlChannel.Json) is { } kept
-                ? kept with { Done = Stage == MigrationStage.Completed, Stage = Stage.ToString(), Note = _entry.Note }
+                ? kept with { Done = Stage == MigrationStage.Completed, Stage = Stage.ToString(), Note = _entry.Note, ResumedAtUnixMs = _entry.ResumedAtUnixMs }
                 : Empty(Stage == MigrationStage.Completed);
         }
 
@@ -399,7 +399,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     }
 
     private DestinationStatus Empty(bool done) =>
-        new(done, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, Stage.ToString(), 0, _entry?.Note);
+        new(done, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, Stage.ToString(), 0, _entry?.Note, _entry?.ResumedAtUnixMs ?? 0);
 
     private DestinationStatus LiveStatus(bool done)
     {
@@ -407,7 +407,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         return new DestinationStatus(done, s.Outcome?.ToString(), s.PageCount, s.DonePages, s.Faults, s.ZeroResolvedPages,
             s.DemandPages, s.PushPages, s.LocalityPages, s.BackgroundPages, s.RemovedPages, s.DuplicatePages,
             s.StallCount, s.StallP50.TotalMilliseconds, s.StallP99.TotalMilliseconds, s.StallMax.TotalMilliseconds, s.StallTotal.TotalMilliseconds,
-            s.BytesReceived, s.Reconnects, s.Elapsed.TotalMilliseconds, Stage.ToString(), _pager.LaneErrors, _entry?.Note);
+            s.BytesReceived, s.Reconnects, s.Elapsed.TotalMilliseconds, Stage.ToString(), _pager.LaneErrors, _entry?.Note, _entry?.ResumedAtUnixMs ?? 0);
     }
 
     /// <summary>The controller's wait for the end: returns once this side completed (or failed) on its own.</summary>

@@ -193,15 +193,21 @@ public sealed partial class GuideCopyMigration
     private async Task CommitAsync(CancellationToken ct)
     {
         _stage = MigrationStage.Committing;
+        var asked = Stopwatch.StartNew();
         try
         {
             _resumed = await _dst!.CallAsync<ResumeResult>("dest.resume", new MigrationRequest(_id), ct);
+            // Journal Committing, the source's decision (its journal), the resume, journal Committed.
+            _phases["commit"] = Math.Round(asked.Elapsed.TotalMilliseconds, 1);
         }
         catch (Exception e) when (e is AgentException { ConnectionLost: true } or OperationCanceledException or TimeoutException
                                       || e is AgentException a && a.Message.Contains("has not answered", StringComparison.Ordinal))
         {
+            // No answer is not a "no": the destination may have resumed. Ask it; if it cannot
+            // say, the rollback asks the source, whose journal holds the one decision.
             Report($"no answer to the resume ({e.Message}); asking the destination");
-            _resumed = await AskDestinationForTheCommitAsync();
+            _resumed = await AskDestinationForTheCommitAsync(TimeSpan.FromSeconds(CommitAskSeconds))
+                ?? throw new AgentException($"the destination did not confirm the commit ({e.Message})");
         }
 
         _stage = MigrationStage.Committed;
@@ -212,24 +218,47 @@ public sealed partial class GuideCopyMigration
         }
     }
 
+    /// <summary>How long a controller that lost the resume's reply asks the destination before it lets the source arbitrate.</summary>
+    private const int CommitAskSeconds = 30;
+
     /// <summary>
-    /// Asks the destination again until it knows: resume is idempotent there (committed: the
-    /// recorded resume time; rolled back: an error that says so; still asking the source: wait).
+    /// Asks the destination (its journal, through dest.status) what became of the commit, for at
+    /// most <paramref name="patience"/>: the recorded resume when it committed; null when it did
+    /// not (rolled back, or the resume never reached it) or could not be asked.
     /// </summary>
-    private async Task<ResumeResult> AskDestinationForTheCommitAsync()
+    private async Task<ResumeResult?> AskDestinationForTheCommitAsync(TimeSpan patience)
     {
-        var deadline = DateTime.UtcNow + AgentRecovery;
-        while (true)
+        var deadline = DateTime.UtcNow + patience;
+        while (DateTime.UtcNow < deadline)
         {
             try
             {
-                return await CallDestination<ResumeResult>("dest.resume", new MigrationRequest(_id), CancellationToken.None);
+                _dst ??= await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, CancellationToken.None);
+                var s = await _dst.CallAsync<DestinationStatus>("dest.status", new MigrationRequest(_id), CancellationToken.None);
+                if (s.Stage is nameof(MigrationStage.Committed) or nameof(MigrationStage.Completed) || s.ResumedAtUnixMs > 0)
+                {
+                    return new ResumeResult(s.ResumedAtUnixMs);
+                }
+
+                if (s.Stage is nameof(MigrationStage.RolledBack) or nameof(MigrationStage.DestinationLoaded) or nameof(MigrationStage.Failed))
+                {
+                    return null;
+                }
             }
-            catch (AgentException e) when (!e.ConnectionLost && e.Message.Contains("has not answered", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
+            catch (AgentException e) when (e.ConnectionLost)
             {
-                await Task.Delay(1000);
+                await CloseAsync(_dst);
+                _dst = null;
             }
+            catch (AgentException)
+            {
+                // "no migration here": a restarted agent still taking it up, or it never got it.
+            }
+
+            await Task.Delay(500);
         }
+
+        return null;
     }
 
     /// <summary>
@@ -264,7 +293,7 @@ public sealed partial class GuideCopyMigration
             {
                 Report("the source had already committed: following the migration");
                 _stage = MigrationStage.Committed;
-                _resumed = await AskDestinationForTheCommitAsync();
+                _resumed = await AskDestinationForTheCommitAsync(AgentRecovery) ?? new ResumeResult(0);
                 return null;
             }
             catch (AgentException e) when (e.ConnectionLost && DateTime.UtcNow < deadline)
@@ -359,7 +388,8 @@ public sealed partial class GuideCopyMigration
         GuestThroughput? guest = _follower is null ? null : ThroughputWindows.Compute(_history, _follower.Snapshot(), _switchoverAt, completedAt);
         _follower?.Dispose();
         await DisposeAll();
-        long downtime = _resumed!.ResumedAtUnixMs - _switched!.SuspendedAtUnixMs;
+        var switched = _switched!;
+        double? downtime = _resumed is { ResumedAtUnixMs: > 0 } r ? r.ResumedAtUnixMs - switched.SuspendedAtUnixMs : null;
         return new MigrationReport
         {
             Mode = _plan.Mode,
@@ -372,10 +402,10 @@ public sealed partial class GuideCopyMigration
             StartedAt = _startedAt,
             TotalSeconds = totalSeconds,
             DowntimeMs = downtime,
-            BytesOnWire = (served?.BytesOnWire ?? status.BytesReceived) + _switched.DeviceStateBytes,
-            DeviceStateBytes = _switched.DeviceStateBytes,
+            BytesOnWire = (served?.BytesOnWire ?? status.BytesReceived) + switched.DeviceStateBytes,
+            DeviceStateBytes = switched.DeviceStateBytes,
             Pages = new PageCounts(status.PageCount, status.DemandPages, status.PushPages, status.LocalityPages,
-                status.BackgroundPages, _switched.ZeroPages, status.DuplicatePages),
+                status.BackgroundPages, switched.ZeroPages, status.DuplicatePages),
             DestinationFaults = new FaultStats(status.Faults, status.StallCount, R(status.StallP50Ms), R(status.StallP99Ms),
                 R(status.StallMaxMs), R(status.StallTotalMs)),
             Guest = guest,

@@ -1,0 +1,297 @@
+using System.Diagnostics;
+using System.Text.Json;
+using GuideCopy.Lab;
+using GuideCopy.Migration.Agent;
+using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Controller;
+using GuideCopy.Migration.Journal;
+using GuideCopy.Migration.Report;
+
+namespace GuideCopy.Kvm.Tests.Migration;
+
+/// <summary>
+/// The fault matrix (docs/migration.md, "Faults and what they leave"): each cell is a real lab
+/// migration of a real guest with a real fault — a process killed with a real signal, a reply
+/// dropped by the agent, the link taken down. After it exactly one copy of the VM runs, the
+/// guest's own checksums are OK and its heartbeats go on, the outcome says what happened, and
+/// nothing is left over.
+/// </summary>
+[TestFixture]
+[Category("FaultMatrix")]
+[NonParallelizable]
+public sealed class FaultMatrixTests
+{
+    private const string Name = "gcfm";
+    private const string Domain = "fm-kv";
+    private LabRig _lab = null!;
+    private TestGuest _guest = null!;
+    private LabHost _on = null!;
+
+    [OneTimeSetUp]
+    public void Up()
+    {
+        _lab = MigrationLab.Up(Name);
+        _guest = TestGuest.Boot(_lab, _lab.A, new TestGuestSpec(Domain, "kv", MemoryMiB: 384));
+        _guest.WaitForHeartbeats(2, TimeSpan.FromSeconds(120));
+        _on = _lab.A;
+    }
+
+    [OneTimeTearDown]
+    public void Down() => LabRig.Down(Name);
+
+    [TearDown]
+    public void EnsureAgents()
+    {
+        _lab.SetLink(up: true);
+        foreach (var h in _lab.Hosts)
+        {
+            if (LabRig.AgentPid(h) is null)
+            {
+                _lab.StartAgent(h, MigrationLab.AgentLaunch);
+            }
+        }
+    }
+
+    private LabHost Other => _on == _lab.A ? _lab.B : _lab.A;
+
+    /// <summary>A hop from where the guest is to the other host; the push capped so the transfer lasts seconds.</summary>
+    private MigrationPlan Hop(Func<Task>? beforeCommit = null, Func<Task>? afterCommit = null) => new(
+        Domain, Target(_on), Target(Other), "guide", 8_000_000, AgentServer.ReadSecret(_lab.SecretFile),
+        ObserveAfter: TimeSpan.Zero, BeforeCommit: beforeCommit, AfterCommit: afterCommit);
+
+    private static MigrationTarget Target(LabHost h) =>
+        new($"lab:{h.Layout.Name}/{h.Name}", h.LibvirtUri, new AgentEndpoint(h.AgentSocket, null, 0), h.PeerLibvirtUri, h.Address);
+
+    private static void Kill9(int pid) => CommandRunner.Check("kill", "-9", pid.ToString());
+
+    private static int AgentOf(LabHost h) => LabRig.AgentPid(h) ?? throw new InvalidOperationException($"no agent on {h.Name}");
+
+    /// <summary>What a user checks: one QEMU of the guest, on <paramref name="host"/>, running, checksums OK, no work files left.</summary>
+    private void AssertRunsOnlyOn(LabHost host, TimeSpan? settle = null)
+    {
+        // The agents finish on their own; give them the time a transfer takes.
+        var deadline = DateTime.UtcNow + (settle ?? TimeSpan.FromSeconds(120));
+        var other = _lab.Hosts.Single(h => h != host);
+        while (DateTime.UtcNow < deadline && (other.DomainNames().Contains(Domain) || LeftWork().Length > 0))
+        {
+            Thread.Sleep(500);
+        }
+
+        _on = host.DomainNames().Contains(Domain) ? host : other; // the next cell starts where the guest is
+        Assert.That(CommandRunner.Check("virsh", "-c", host.LibvirtUri, "domstate", Domain).Trim(), Is.EqualTo("running"));
+        Assert.That(other.DomainNames(), Does.Not.Contain(Domain), $"a copy of {Domain} is left on {other.Name}");
+        Assert.That(CommandRunner.Run("pgrep", "-f", $"guest={Domain}").StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries), Has.Length.EqualTo(1),
+            "exactly one QEMU of the guest must run");
+        Assert.That(LeftWork(), Is.Empty, "work files left");
+        Assert.That(_lab.Hosts.SelectMany(FrozenLinks), Is.Empty, "frozen RAM links left");
+        MigrationLab.AssertHeartbeatsContinue(_guest);
+    }
+
+    /// <summary>The source agent's own links to frozen RAM (SourceSide keeps them under RamDir/guidecopy-frozen).</summary>
+    private static string[] FrozenLinks(LabHost h)
+    {
+        string dir = $"{h.RootPath}{LabHost.RamDir}/guidecopy-frozen";
+        return Directory.Exists(dir) ? Directory.GetFiles(dir) : [];
+    }
+
+    private string[] LeftWork() => _lab.Hosts.SelectMany(h =>
+    {
+        string work = $"{h.RootPath}/run/guidecopy/work";
+        return Directory.Exists(work) ? Directory.GetFileSystemEntries(work) : [];
+    }).ToArray();
+
+    private JournalEntry? Journaled(LabHost h, string id) => new MigrationJournal(_lab.JournalDir(h)).Read(id);
+
+    [Test]
+    public async Task LostReplyToTheResumeCompletes()
+    {
+        // Before: the controller took the lost reply for a failure and rolled back: it destroyed
+        // the running destination and resumed the stale source (split brain).
+        var destination = Other;
+        Kill9(AgentOf(destination));
+        _lab.StartAgent(destination, MigrationLab.AgentLaunch, ["Agent:DropReplyTo=dest.resume"]);
+        try
+        {
+            var migration = new GuideCopyMigration(Hop());
+            var report = await migration.RunAsync(CancellationToken.None);
+            Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Completed), report.Error);
+            Assert.That(File.ReadAllText(Path.Combine(_lab.Layout.HostDir(destination.Name), "agent.log")), Does.Contain("reply dropped"));
+            Assert.That(Journaled(destination, migration.Id)!.Stage, Is.EqualTo(MigrationStage.Completed));
+            Assert.That(Journaled(_on, migration.Id)!.Stage, Is.EqualTo(MigrationStage.Completed));
+            AssertRunsOnlyOn(destination);
+        }
+        finally
+        {
+            Kill9(AgentOf(destination));
+            _lab.StartAgent(destination, MigrationLab.AgentLaunch);
+        }
+    }
+
+    [Test]
+    public async Task SourceAgentKilledMidTransferIsServedAgainAfterRestart()
+    {
+        var source = _on;
+        var destination = Other;
+        var report = await new GuideCopyMigration(Hop(afterCommit: async () =>
+        {
+            await Task.Delay(1000);
+            Kill9(AgentOf(source));
+            await Task.Delay(2000);
+            _lab.StartAgent(source, MigrationLab.AgentLaunch);
+        })).RunAsync(CancellationToken.None);
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Completed), report.Error);
+        Assert.That(File.ReadAllText(Path.Combine(_lab.Layout.HostDir(source.Name), "agent.log")), Does.Contain("found a committed migration"));
+        AssertRunsOnlyOn(destination);
+    }
+
+    [Test]
+    public async Task SourceAgentStoppedWithSigtermMidTransferAndStartedAgain()
+    {
+        var source = _on;
+        var destination = Other;
+        var report = await new GuideCopyMigration(Hop(afterCommit: async () =>
+        {
+            await Task.Delay(1000);
+            int pid = AgentOf(source);
+            CommandRunner.Check("kill", "-TERM", pid.ToString());
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (LabRig.AgentPid(source) is not null && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100);
+            }
+
+            _lab.StartAgent(source, MigrationLab.AgentLaunch);
+        })).RunAsync(CancellationToken.None);
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Completed), report.Error);
+        AssertRunsOnlyOn(destination);
+    }
+
+    [Test]
+    public async Task SourceQemuKilledMidTransferTheVmGoesOn()
+    {
+        var source = _on;
+        var destination = Other;
+        var report = await new GuideCopyMigration(Hop(afterCommit: async () =>
+        {
+            await Task.Delay(1000);
+            string pid = File.ReadAllText($"{source.RootPath}/run/libvirt/qemu/{Domain}.pid").Trim();
+            Kill9(int.Parse(pid));
+        })).RunAsync(CancellationToken.None);
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Completed), report.Error);
+        AssertRunsOnlyOn(destination);
+    }
+
+    [Test]
+    public async Task LinkCutFor5SecondsMidTransferCompletes()
+    {
+        var destination = Other;
+        var report = await new GuideCopyMigration(Hop(afterCommit: async () =>
+        {
+            await Task.Delay(1000);
+            _lab.SetLink(up: false);
+            await Task.Delay(5000);
+            _lab.SetLink(up: true);
+        })).RunAsync(CancellationToken.None);
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Completed), report.Error);
+        AssertRunsOnlyOn(destination);
+    }
+
+    [Test]
+    public async Task SourceAgentKilledWhilePausedRollsBackWhenItRestarts()
+    {
+        var source = _on;
+        var report = await new GuideCopyMigration(Hop(beforeCommit: async () =>
+        {
+            Kill9(AgentOf(source));
+            await Task.Delay(2000);
+            _lab.StartAgent(source, MigrationLab.AgentLaunch);
+        })).RunAsync(CancellationToken.None);
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.RolledBack), report.Error);
+        Assert.That(File.ReadAllText(Path.Combine(_lab.Layout.HostDir(source.Name), "agent.log")), Does.Contain("was not committed: rolling back"));
+        AssertRunsOnlyOn(source, TimeSpan.FromSeconds(30));
+    }
+
+    [Test]
+    public void ControllerKilledMidTransferTheAgentsFinish()
+    {
+        var destination = Other;
+        using var cli = StartCli("migrate", Domain, "--from", $"lab:{Name}/{_on.Name}", "--to", $"lab:{Name}/{destination.Name}", "--bandwidth", "8MB/s", "--json");
+        string id = WaitForStage(destination, MigrationStage.Committed, TimeSpan.FromSeconds(120));
+        Thread.Sleep(1000);
+        Kill9(cli.Id);
+        cli.WaitForExit();
+        AssertRunsOnlyOn(destination);
+        Assert.That(CommandRunner.Check("virsh", "-c", destination.LibvirtUri, "dominfo", Domain), Does.Match(@"Persistent:\s+yes"));
+        // Any controller can still follow it: the agents kept its report.
+        var job = CliProcess.Run("job", id, "--host", $"lab:{Name}/{destination.Name}", "--json");
+        Assert.That(job.ExitCode, Is.Zero, job.StdErr);
+        Assert.That(job.StdOut, Does.Contain("\"stage\": \"Completed\""));
+    }
+
+    [Test]
+    public void ControllerKilledBeforeTheSwitchoverLeaseRollsBack()
+    {
+        var source = _on;
+        var destination = Other;
+        using var cli = StartCli("migrate", Domain, "--from", $"lab:{Name}/{source.Name}", "--to", $"lab:{Name}/{destination.Name}", "--guide", "off", "--json");
+        string id = WaitForStage(destination, MigrationStage.DestinationPrepared, TimeSpan.FromSeconds(60));
+        Kill9(cli.Id);
+        cli.WaitForExit();
+        // The destination agent hears no lease renewal for Agent:ControllerLeaseSeconds and removes its copy.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (Journaled(destination, id)?.Stage is not (MigrationStage.RolledBack or null) && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(500);
+        }
+
+        Assert.That(Journaled(destination, id)?.Stage ?? MigrationStage.RolledBack, Is.EqualTo(MigrationStage.RolledBack));
+        AssertRunsOnlyOn(source, TimeSpan.FromSeconds(30));
+    }
+
+    [Test]
+    public void CtrlCBeforeTheCommitRollsBack()
+    {
+        var source = _on;
+        var destination = Other;
+        using var cli = StartCli("migrate", Domain, "--from", $"lab:{Name}/{source.Name}", "--to", $"lab:{Name}/{destination.Name}", "--json");
+        WaitForStage(destination, MigrationStage.DestinationPrepared, TimeSpan.FromSeconds(60));
+        CommandRunner.Check("kill", "-INT", cli.Id.ToString());
+        Assert.That(cli.WaitForExit(TimeSpan.FromSeconds(120)), Is.True, "the controller did not exit after SIGINT");
+        var report = JsonSerializer.Deserialize<MigrationReport>(cli.StandardOutput.ReadToEnd(), MigrationReport.Json)!;
+        Assert.That(cli.ExitCode, Is.EqualTo(report.Outcome == MigrationOutcome.Refused ? 10 : 11), report.Error);
+        Assert.That(report.Error, Does.Contain("interrupted"));
+        AssertRunsOnlyOn(source, TimeSpan.FromSeconds(30));
+    }
+
+    private static Process StartCli(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(CliProcess.DllPath);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        return Process.Start(psi)!;
+    }
+
+    /// <summary>Waits until the host journals a migration of the guest at <paramref name="stage"/> or later; returns its id.</summary>
+    private string WaitForStage(LabHost host, MigrationStage stage, TimeSpan timeout)
+    {
+        var journal = new MigrationJournal(_lab.JournalDir(host));
+        var deadline = DateTime.UtcNow + timeout;
+        var known = journal.ReadAll().Select(e => e.Id).ToHashSet();
+        while (DateTime.UtcNow < deadline)
+        {
+            var e = journal.ReadAll().FirstOrDefault(e => e.Domain == Domain && !known.Contains(e.Id) && e.Stage >= stage);
+            if (e is not null)
+            {
+                return e.Id;
+            }
+
+            Thread.Sleep(50);
+        }
+
+        throw new TimeoutException($"no migration of {Domain} reached {stage} on {host.Name} within {timeout.TotalSeconds:0} s");
+    }
+}
