@@ -125,10 +125,12 @@ internal static class JobCommands
             var dst = MigrateCommand.ResolveTarget(p.GetValue(to)!, null, out string? dstSecret);
             byte[] key = AgentServer.ReadSecret(p.GetValue(secret) ?? srcSecret ?? dstSecret ?? DefaultSecretFile());
             // The source first: once it has taken "rolled back", the destination can never resume.
+            bool sourceRolledBack = false;
             try
             {
                 await using var s = await ControlChannel.ConnectAsync(src.Agent, key, ct);
                 var r = await s.CallAsync<AbortResult>("abort", new MigrationRequest(migration), ct);
+                sourceRolledBack = true;
                 Console.WriteLine($"source: {r.Message}");
             }
             catch (AgentException e) when (e.Message.Contains("is committed", StringComparison.Ordinal))
@@ -148,7 +150,7 @@ internal static class JobCommands
             try
             {
                 await using var d = await ControlChannel.ConnectAsync(dst.Agent, key, ct);
-                var r = await d.CallAsync<AbortResult>("abort", new MigrationRequest(migration), ct);
+                var r = await d.CallAsync<AbortResult>("abort", new AbortRequest(migration, sourceRolledBack), ct);
                 Console.WriteLine($"destination: {r.Message}");
             }
             catch (AgentException e)

@@ -30,6 +30,12 @@ public sealed record DestinationStartResult(double StartMs, double LoadMs, int Q
 
 public sealed record MigrationRequest(string MigrationId);
 
+/// <summary>
+/// SourceRolledBack: the source has taken the decision "rolled back" (the caller heard it say
+/// so), so a destination still asking for the decision may remove its copy: it can never resume.
+/// </summary>
+public sealed record AbortRequest(string MigrationId, bool SourceRolledBack = false);
+
 public sealed record ResumeResult(long ResumedAtUnixMs);
 
 /// <summary>The pager's progress and, once done, its final figures.</summary>

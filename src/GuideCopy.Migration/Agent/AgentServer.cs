@@ -313,7 +313,7 @@ public sealed class AgentServer
             case "jobs":
                 return new JobsResult(Environment.MachineName, Jobs());
             case "abort":
-                return Abort(Args<MigrationRequest>(args).MigrationId);
+                return Abort(Args<AbortRequest>(args));
             case "dest.check":
                 return DestinationSide.Check(_options, Args<DestinationCheckRequest>(args));
             case "source.prepare":
@@ -434,10 +434,11 @@ public sealed class AgentServer
 
             case "dest.abort":
             {
-                var id = Args<MigrationRequest>(args).MigrationId;
+                var req = Args<AbortRequest>(args);
+                var id = req.MigrationId;
                 if (_destinations.TryGetValue(id, out var side))
                 {
-                    side.Abort("the controller rolled back");
+                    side.Abort("the controller rolled back", req.SourceRolledBack);
                     _destinations.TryRemove(id, out _);
                 }
 
@@ -459,8 +460,9 @@ public sealed class AgentServer
     }
 
     /// <summary>'guidecopy abort': undoes this host's part if the migration is before its commit point here; says why not otherwise.</summary>
-    private AbortResult Abort(string id)
+    private AbortResult Abort(AbortRequest req)
     {
+        string id = req.MigrationId;
         if (_sources.TryGetValue(id, out var source))
         {
             source.Abort("aborted by an operator");
@@ -470,7 +472,7 @@ public sealed class AgentServer
 
         if (_destinations.TryGetValue(id, out var destination))
         {
-            destination.Abort("aborted by an operator");
+            destination.Abort("aborted by an operator", req.SourceRolledBack);
             _destinations.TryRemove(id, out _);
             return new AbortResult(true, "the destination copy was removed");
         }

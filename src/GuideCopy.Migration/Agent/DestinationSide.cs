@@ -138,6 +138,13 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
                 case MigrationStage.RolledBack:
                     throw new AgentException($"migration {Id} rolled back: {_entry!.Note}");
                 case MigrationStage.DestinationLoaded:
+                    // Ask for the decision only with a copy that can take it: a destination QEMU
+                    // that died after the load must roll back, not be committed to.
+                    if (_domain is null || !_domain.IsActive || _domain.State.State != virDomainState.VIR_DOMAIN_PAUSED || _paging is { IsCompleted: true })
+                    {
+                        throw new AgentException($"the destination copy of {Domain} is not paused with its device state loaded (its QEMU exited?): not committing");
+                    }
+
                     Record(_entry! with { Stage = MigrationStage.Committing, SessionId = _pager?.SessionId is > 0 and var s ? s : _entry!.SessionId });
                     break;
                 case MigrationStage.Committing:
@@ -158,6 +165,11 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         {
             throw new AgentException($"the source has not answered whether migration {Id} may commit within {Options.CommitAnswerSeconds} s; " +
                                      "the destination stays paused and keeps asking (its agent decides when the source answers)");
+        }
+
+        if (Stage == MigrationStage.Failed)
+        {
+            throw new AgentException($"migration {Id} failed after the commit point: {_entry!.Note}");
         }
 
         return committed ? new ResumeResult(_entry!.ResumedAtUnixMs)
@@ -205,7 +217,20 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     private void ApplyCommit()
     {
         _conn ??= Connection.Open(Options.LibvirtUri);
-        _domain ??= _conn.LookupDomain(Domain);
+        _domain ??= _conn.TryLookupDomain(Domain);
+        if (_domain is null || !_domain.IsActive)
+        {
+            // Between the question and this line the QEMU died: the source holds the frozen RAM
+            // and will not resume (it committed). An operator's case; say so everywhere.
+            lock (_lock)
+            {
+                Record(_entry! with { Stage = MigrationStage.Failed, Note = "the destination QEMU exited after the source committed: the source keeps its paused copy and frozen RAM; nothing resumes it by itself" });
+            }
+
+            Log($"{Id}: {_entry!.Note}");
+            return;
+        }
+
         if (_domain.State.State == virDomainState.VIR_DOMAIN_PAUSED)
         {
             _domain.Resume();
@@ -435,11 +460,16 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     /// Rollback: destroy the transient destination QEMU (it never ran the guest) and clean up.
     /// Refused from "committing" on: only the source's decision can undo that.
     /// </summary>
-    public void Abort(string why)
+    public void Abort(string why, bool sourceRolledBack = false)
     {
         lock (_lock)
         {
-            if (Stage is MigrationStage.Committing or MigrationStage.Committed or MigrationStage.Completed)
+            if (Stage == MigrationStage.Committing && sourceRolledBack)
+            {
+                // The source said "rolled back": it can never say "committed" to our question.
+                _stop.Cancel();
+            }
+            else if (Stage is MigrationStage.Committing or MigrationStage.Committed or MigrationStage.Completed)
             {
                 throw new AgentException($"migration {Id} is {Stage} on the destination: it is not destroyed here (the source decides; 'guidecopy abort' asks it first)");
             }

@@ -312,7 +312,7 @@ public sealed partial class GuideCopyMigration
 
         if (sourceDecided || _stage < MigrationStage.SourcePaused)
         {
-            note += await RemoveDestinationCopyAsync();
+            note += await RemoveDestinationCopyAsync(sourceDecided);
         }
 
         await DisposeAll();
@@ -320,7 +320,7 @@ public sealed partial class GuideCopyMigration
     }
 
     /// <summary>Once the source cannot commit any more: the destination copy (it never ran) goes, through its agent or else through libvirt.</summary>
-    private async Task<string> RemoveDestinationCopyAsync()
+    private async Task<string> RemoveDestinationCopyAsync(bool sourceRolledBack)
     {
         if (_stage < MigrationStage.DestinationPrepared)
         {
@@ -330,7 +330,7 @@ public sealed partial class GuideCopyMigration
         try
         {
             _dst ??= await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, CancellationToken.None);
-            await _dst.CallAsync<Empty>("dest.abort", new MigrationRequest(_id), CancellationToken.None);
+            await _dst.CallAsync<Empty>("dest.abort", new AbortRequest(_id, sourceRolledBack), CancellationToken.None);
             return "";
         }
         catch (AgentException e) when (e.ConnectionLost)
