@@ -128,8 +128,8 @@ internal static class JobCommands
             bool sourceRolledBack = false;
             try
             {
-                await using var s = await ControlChannel.ConnectAsync(src.Agent, key, ct);
-                var r = await s.CallAsync<AbortResult>("abort", new MigrationRequest(migration), ct);
+                await using var s = await AgentClient.ConnectAsync(src.Agent, key, ct);
+                var r = await s.AbortAsync(new AbortRequest(migration), ct);
                 sourceRolledBack = true;
                 Console.WriteLine($"source: {r.Message}");
             }
@@ -149,8 +149,8 @@ internal static class JobCommands
 
             try
             {
-                await using var d = await ControlChannel.ConnectAsync(dst.Agent, key, ct);
-                var r = await d.CallAsync<AbortResult>("abort", new AbortRequest(migration, sourceRolledBack), ct);
+                await using var d = await AgentClient.ConnectAsync(dst.Agent, key, ct);
+                var r = await d.AbortAsync(new AbortRequest(migration, sourceRolledBack), ct);
                 Console.WriteLine($"destination: {r.Message}");
             }
             catch (AgentException e)
@@ -185,8 +185,8 @@ internal static class JobCommands
             try
             {
                 byte[] key = AgentServer.ReadSecret(secretFile ?? labSecret ?? DefaultSecretFile());
-                await using var c = await ControlChannel.ConnectAsync(endpoint, key, ct);
-                var r = await c.CallAsync<JobsResult>("jobs", new Empty(), ct);
+                await using var c = await AgentClient.ConnectAsync(endpoint, key, ct);
+                var r = await c.JobsAsync(ct);
                 results.Add(r with { Host = name });
             }
             catch (Exception e) when (e is AgentException or LabException or FormatException)

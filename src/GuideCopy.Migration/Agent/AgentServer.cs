@@ -17,7 +17,7 @@ namespace GuideCopy.Migration.Agent;
 /// earlier agent left unfinished; before the commit point it rolls a migration back by itself
 /// when the controller's lease runs out.
 /// </summary>
-public sealed class AgentServer
+public sealed class AgentServer : ISourceAgent, IDestinationAgent
 {
     private readonly AgentOptions _options;
     private readonly byte[] _secret;
@@ -302,152 +302,156 @@ public sealed class AgentServer
     private T Args<T>(JsonNode? args) =>
         args.Deserialize<T>(ControlChannel.Json) ?? throw new AgentException($"request has no {typeof(T).Name}");
 
+    /// <summary>One request of <see cref="AgentOps"/> to the method of the role contract that answers it.</summary>
     private async Task<object> Dispatch(string op, JsonNode? args, CancellationToken ct)
     {
         switch (op)
         {
-            case "facts":
-                return HostFactsReader.Read(_options);
-            case "lease":
-                return new Empty(); // renewed above
-            case "jobs":
-                return new JobsResult(Environment.MachineName, Jobs());
-            case "abort":
-                return Abort(Args<AbortRequest>(args));
-            case "dest.check":
-                return DestinationSide.Check(_options, Args<DestinationCheckRequest>(args));
-            case "source.prepare":
-                return SourceSide.Prepare(_options, Args<DomainRequest>(args).Domain);
-            case "source.guide.prepare":
-            {
-                var req = Args<GuidePrepareRequest>(args);
-                var side = Add(_sources, req.MigrationId, new SourceSide(_options, _secret, req.MigrationId, Journal, _log));
-                try
-                {
-                    return await side.PrepareGuideAsync(req, ct);
-                }
-                catch
-                {
-                    _sources.TryRemove(req.MigrationId, out _);
-                    side.Dispose();
-                    throw;
-                }
-            }
-
-            case "source.switchover":
-            {
-                var req = Args<SwitchoverRequest>(args);
-                var side = _sources.GetOrAdd(req.MigrationId, id => new SourceSide(_options, _secret, id, Journal, _log));
-                if (side.Stage != MigrationStage.Preflight)
-                {
-                    throw new AgentException($"migration {req.MigrationId} is already {side.Stage} here");
-                }
-
-                try
-                {
-                    return await side.SwitchoverAsync(req, ct);
-                }
-                catch
-                {
-                    _sources.TryRemove(req.MigrationId, out _);
-                    throw;
-                }
-            }
-
-            case "source.finish":
-            {
-                string id = Args<MigrationRequest>(args).MigrationId;
-                if (_sources.TryGetValue(id, out var side))
-                {
-                    return side.Finish();
-                }
-
-                return Journal.Read(id) is { Role: MigrationRole.Source, Stage: MigrationStage.Completed } done
-                    ? done.Result.Deserialize<SourceFinishResult>(ControlChannel.Json)!
-                    : throw new AgentException($"no migration {id} on this host");
-            }
-
-            case "source.abort":
-            {
-                var id = Args<MigrationRequest>(args).MigrationId;
-                if (_sources.TryGetValue(id, out var side))
-                {
-                    side.Abort("the controller rolled back");
-                    _sources.TryRemove(id, out _);
-                }
-                else if (Journal.Read(id) is { Role: MigrationRole.Source } kept && kept.Stage.IsCommitted())
-                {
-                    throw new AgentException($"migration {id} is committed: the source will not resume");
-                }
-
-                return new Empty();
-            }
-
-            case "dest.prepare":
-            {
-                var req = Args<DestinationPrepareRequest>(args);
-                var side = Add(_destinations, req.MigrationId, new DestinationSide(_options, _secret, req.MigrationId, Journal, _log));
-                try
-                {
-                    return await side.PrepareAsync(req, ct);
-                }
-                catch
-                {
-                    _destinations.TryRemove(req.MigrationId, out _);
-                    Try(() => side.Abort("the destination did not start"));
-                    throw;
-                }
-            }
-
-            case "dest.load":
-            {
-                var req = Args<DestinationLoadRequest>(args);
-                var side = Get(_destinations, req.MigrationId);
-                try
-                {
-                    return await side.LoadAsync(req, ct);
-                }
-                catch
-                {
-                    if (_destinations.TryRemove(req.MigrationId, out _))
-                    {
-                        Try(() => side.Abort("the device state did not load"));
-                    }
-
-                    throw;
-                }
-            }
-
-            case "dest.resume":
-                return await Get(_destinations, Args<MigrationRequest>(args).MigrationId).ResumeAsync(ct);
-            case "dest.status":
-            {
-                string id = Args<MigrationRequest>(args).MigrationId;
-                return _destinations.TryGetValue(id, out var side) ? side.Status() : KeptStatus(id);
-            }
-
-            case "dest.finish":
-            {
-                string id = Args<DestinationFinishRequest>(args).MigrationId;
-                return _destinations.TryGetValue(id, out var side) ? await side.FinishAsync(ct) : KeptStatus(id);
-            }
-
-            case "dest.abort":
-            {
-                var req = Args<AbortRequest>(args);
-                var id = req.MigrationId;
-                if (_destinations.TryGetValue(id, out var side))
-                {
-                    side.Abort("the controller rolled back", req.SourceRolledBack);
-                    _destinations.TryRemove(id, out _);
-                }
-
-                return new Empty();
-            }
-
-            default:
-                throw new AgentException($"unknown request '{op}'");
+            case AgentOps.Facts: return await FactsAsync(ct);
+            case AgentOps.Lease: await LeaseAsync(Args<MigrationRequest>(args), ct); return new Empty();
+            case AgentOps.Jobs: return await JobsAsync(ct);
+            case AgentOps.Abort: return await AbortAsync(Args<AbortRequest>(args), ct);
+            case AgentOps.SourcePrepare: return await PrepareSourceAsync(Args<DomainRequest>(args), ct);
+            case AgentOps.SourceGuidePrepare: await PrepareGuideAsync(Args<GuidePrepareRequest>(args), ct); return new Empty();
+            case AgentOps.SourceSwitchover: return await SwitchoverAsync(Args<SwitchoverRequest>(args), ct);
+            case AgentOps.SourceFinish: return await FinishSourceAsync(Args<MigrationRequest>(args), ct);
+            case AgentOps.SourceAbort: await AbortSourceAsync(Args<MigrationRequest>(args), ct); return new Empty();
+            case AgentOps.DestinationCheck: return await CheckDestinationAsync(Args<DestinationCheckRequest>(args), ct);
+            case AgentOps.DestinationPrepare: return await PrepareDestinationAsync(Args<DestinationPrepareRequest>(args), ct);
+            case AgentOps.DestinationLoad: return await LoadAsync(Args<DestinationLoadRequest>(args), ct);
+            case AgentOps.DestinationResume: return await ResumeAsync(Args<MigrationRequest>(args), ct);
+            case AgentOps.DestinationStatus: return await StatusAsync(Args<MigrationRequest>(args), ct);
+            case AgentOps.DestinationFinish: return await FinishDestinationAsync(Args<DestinationFinishRequest>(args), ct);
+            case AgentOps.DestinationAbort: await AbortDestinationAsync(Args<AbortRequest>(args), ct); return new Empty();
+            default: throw new AgentException($"unknown request '{op}'");
         }
+    }
+
+    public Task<HostFacts> FactsAsync(CancellationToken ct) => Task.FromResult(HostFactsReader.Read(_options));
+
+    public Task LeaseAsync(MigrationRequest req, CancellationToken ct) => Task.CompletedTask; // renewed by Serve, as by every request naming it
+
+    public Task<JobsResult> JobsAsync(CancellationToken ct) => Task.FromResult(new JobsResult(Environment.MachineName, Jobs()));
+
+    public Task<AbortResult> AbortAsync(AbortRequest req, CancellationToken ct) => Task.FromResult(Abort(req));
+
+    public Task<DestinationCheckResult> CheckDestinationAsync(DestinationCheckRequest req, CancellationToken ct) =>
+        Task.FromResult(DestinationSide.Check(_options, req));
+
+    public Task<SourcePrepareResult> PrepareSourceAsync(DomainRequest req, CancellationToken ct) =>
+        Task.FromResult(SourceSide.Prepare(_options, req.Domain));
+
+    public async Task PrepareGuideAsync(GuidePrepareRequest req, CancellationToken ct)
+    {
+        var side = Add(_sources, req.MigrationId, new SourceSide(_options, _secret, req.MigrationId, Journal, _log));
+        try
+        {
+            await side.PrepareGuideAsync(req, ct);
+        }
+        catch
+        {
+            _sources.TryRemove(req.MigrationId, out _);
+            side.Dispose();
+            throw;
+        }
+    }
+
+    public async Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct)
+    {
+        var side = _sources.GetOrAdd(req.MigrationId, id => new SourceSide(_options, _secret, id, Journal, _log));
+        if (side.Stage != MigrationStage.Preflight)
+        {
+            throw new AgentException($"migration {req.MigrationId} is already {side.Stage} here");
+        }
+
+        try
+        {
+            return await side.SwitchoverAsync(req, ct);
+        }
+        catch
+        {
+            _sources.TryRemove(req.MigrationId, out _);
+            throw;
+        }
+    }
+
+    public Task<SourceFinishResult> FinishSourceAsync(MigrationRequest req, CancellationToken ct)
+    {
+        if (_sources.TryGetValue(req.MigrationId, out var side))
+        {
+            return Task.Run(side.Finish, ct);
+        }
+
+        return Journal.Read(req.MigrationId) is { Role: MigrationRole.Source, Stage: MigrationStage.Completed } done
+            ? Task.FromResult(done.Result.Deserialize<SourceFinishResult>(ControlChannel.Json)!)
+            : throw new AgentException($"no migration {req.MigrationId} on this host");
+    }
+
+    public Task AbortSourceAsync(MigrationRequest req, CancellationToken ct)
+    {
+        if (_sources.TryGetValue(req.MigrationId, out var side))
+        {
+            side.Abort("the controller rolled back");
+            _sources.TryRemove(req.MigrationId, out _);
+        }
+        else if (Journal.Read(req.MigrationId) is { Role: MigrationRole.Source } kept && kept.Stage.IsCommitted())
+        {
+            throw new AgentException($"migration {req.MigrationId} is committed: the source will not resume");
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public async Task<DestinationStartResult> PrepareDestinationAsync(DestinationPrepareRequest req, CancellationToken ct)
+    {
+        var side = Add(_destinations, req.MigrationId, new DestinationSide(_options, _secret, req.MigrationId, Journal, _log));
+        try
+        {
+            return await side.PrepareAsync(req, ct);
+        }
+        catch
+        {
+            _destinations.TryRemove(req.MigrationId, out _);
+            Try(() => side.Abort("the destination did not start"));
+            throw;
+        }
+    }
+
+    public async Task<DestinationStartResult> LoadAsync(DestinationLoadRequest req, CancellationToken ct)
+    {
+        var side = Get(_destinations, req.MigrationId);
+        try
+        {
+            return await side.LoadAsync(req, ct);
+        }
+        catch
+        {
+            if (_destinations.TryRemove(req.MigrationId, out _))
+            {
+                Try(() => side.Abort("the device state did not load"));
+            }
+
+            throw;
+        }
+    }
+
+    public Task<ResumeResult> ResumeAsync(MigrationRequest req, CancellationToken ct) => Get(_destinations, req.MigrationId).ResumeAsync(ct);
+
+    public Task<DestinationStatus> StatusAsync(MigrationRequest req, CancellationToken ct) =>
+        Task.FromResult(_destinations.TryGetValue(req.MigrationId, out var side) ? side.Status() : KeptStatus(req.MigrationId));
+
+    public async Task<DestinationStatus> FinishDestinationAsync(DestinationFinishRequest req, CancellationToken ct) =>
+        _destinations.TryGetValue(req.MigrationId, out var side) ? await side.FinishAsync(ct) : KeptStatus(req.MigrationId);
+
+    public Task AbortDestinationAsync(AbortRequest req, CancellationToken ct)
+    {
+        if (_destinations.TryGetValue(req.MigrationId, out var side))
+        {
+            side.Abort("the controller rolled back", req.SourceRolledBack);
+            _destinations.TryRemove(req.MigrationId, out _);
+        }
+
+        return Task.CompletedTask;
     }
 
     /// <summary>The status of a migration this agent no longer runs (an earlier agent's, or ended), from the journal.</summary>

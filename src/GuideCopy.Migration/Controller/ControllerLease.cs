@@ -17,33 +17,34 @@ public sealed class ControllerLease : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
 
-    public ControllerLease(string migrationId, byte[] secret, params AgentEndpoint[] agents)
+    public ControllerLease(string migrationId, IAgentConnector agents)
     {
-        _loop = Task.Run(() => RenewAsync(migrationId, secret, agents, _stop.Token));
+        _loop = Task.Run(() => RenewAsync(migrationId, agents, _stop.Token));
     }
 
-    private static async Task RenewAsync(string id, byte[] secret, AgentEndpoint[] agents, CancellationToken ct)
+    private static async Task RenewAsync(string id, IAgentConnector agents, CancellationToken ct)
     {
-        var channels = new ControlChannel?[agents.Length];
+        var channels = new IHostAgent?[2];
         try
         {
             while (!ct.IsCancellationRequested)
             {
-                for (int i = 0; i < agents.Length; i++)
+                for (int i = 0; i < channels.Length; i++)
                 {
                     try
                     {
-                        channels[i] ??= await ControlChannel.ConnectAsync(agents[i], secret, ct);
-                        await channels[i]!.CallAsync<Empty>("lease", new MigrationRequest(id), ct);
+                        channels[i] ??= i == 0 ? await agents.ConnectSourceAsync(ct) : await agents.ConnectDestinationAsync(ct);
+                        await channels[i]!.LeaseAsync(new MigrationRequest(id), ct);
                     }
                     catch (AgentException)
                     {
                         // Unreachable for now: the main flow sees it too; try again next period.
-                        if (channels[i] is { } c)
+                        if (channels[i] is IAsyncDisposable c)
                         {
                             await c.DisposeAsync();
-                            channels[i] = null;
                         }
+
+                        channels[i] = null;
                     }
                 }
 
@@ -57,9 +58,9 @@ public sealed class ControllerLease : IAsyncDisposable
         {
             foreach (var c in channels)
             {
-                if (c is not null)
+                if (c is IAsyncDisposable d)
                 {
-                    await c.DisposeAsync();
+                    await d.DisposeAsync();
                 }
             }
         }

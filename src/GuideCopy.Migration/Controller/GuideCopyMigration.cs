@@ -25,8 +25,9 @@ public sealed partial class GuideCopyMigration
     private readonly Stopwatch _clock = new();
     private readonly string _id;
     private MigrationStage _stage = MigrationStage.Preflight;
-    private ControlChannel? _src;
-    private ControlChannel? _dst;
+    private readonly IAgentConnector _agents;
+    private ISourceAgent? _src;
+    private IDestinationAgent? _dst;
     private ControllerLease? _lease;
     private SourcePrepareResult? _prepared;
     private HeartbeatFollower? _follower;
@@ -42,6 +43,7 @@ public sealed partial class GuideCopyMigration
         _plan = plan;
         _progress = progress;
         _id = NewId(plan.Domain);
+        _agents = plan.Agents ?? new ControlChannelConnector(plan.From.Agent, plan.To.Agent, plan.Secret);
     }
 
     /// <summary>The migration id the agents journal it under (its prefix is the domain name, made file-name safe).</summary>
@@ -77,6 +79,11 @@ public sealed partial class GuideCopyMigration
 
             await StartGuestWatchAsync(ct);
             await PrepareDestinationAsync(ct);
+            if (_plan.BeforeSwitchover is { } beforeSwitchover)
+            {
+                await beforeSwitchover();
+            }
+
             await SwitchoverAsync(ct);
             await LoadAsync(ct);
             await CommitAsync(ct);
@@ -107,13 +114,13 @@ public sealed partial class GuideCopyMigration
     private async Task<string?> PreflightAsync(CancellationToken ct)
     {
         Report("preflight");
-        _src = await ControlChannel.ConnectAsync(_plan.From.Agent, _plan.Secret, ct);
-        _dst = await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, ct);
-        _prepared = await _src.CallAsync<SourcePrepareResult>("source.prepare", new DomainRequest(_plan.Domain), ct);
-        var srcFacts = await _src.CallAsync<HostFacts>("facts", new Empty(), ct);
-        var dstFacts = await _dst.CallAsync<HostFacts>("facts", new Empty(), ct);
+        _src = await _agents.ConnectSourceAsync(ct);
+        _dst = await _agents.ConnectDestinationAsync(ct);
+        _prepared = await _src.PrepareSourceAsync(new DomainRequest(_plan.Domain), ct);
+        var srcFacts = await _src.FactsAsync(ct);
+        var dstFacts = await _dst.FactsAsync(ct);
         var def = DomainDefinition.Parse(_prepared.MigratableXml);
-        var check = await _dst.CallAsync<DestinationCheckResult>("dest.check",
+        var check = await _dst.CheckDestinationAsync(
             new DestinationCheckRequest(def.Name, def.Disks.Select(d => d.Source).OfType<string>().ToList(), _prepared.RamBytes), ct);
         var problems = _prepared.Problems.Concat(Preflight.Compare(srcFacts, dstFacts, _prepared)).Concat(check.Problems).ToList();
         Phase("preflight");
@@ -137,16 +144,16 @@ public sealed partial class GuideCopyMigration
     {
         Report("destination start");
         // From the first request that creates anything, the agents hold a lease on our life.
-        _lease = new ControllerLease(_id, _plan.Secret, _plan.From.Agent, _plan.To.Agent);
+        _lease = new ControllerLease(_id, _agents);
         _stage = MigrationStage.DestinationPrepared;
-        var startDestination = _dst!.CallAsync<DestinationStartResult>("dest.prepare",
+        var startDestination = _dst!.PrepareDestinationAsync(
             new DestinationPrepareRequest(_id, _prepared!.MigratableXml, _prepared.Name, _prepared.Persistent ? _prepared.PersistentXml : null), ct);
         if (_plan.Guide is { Enabled: true })
         {
             // A guide that fails to start is not fatal: the migration goes on as --guide off.
             try
             {
-                await _src!.CallAsync<Empty>("source.guide.prepare", new GuidePrepareRequest(_id, _plan.Domain), ct);
+                await _src!.PrepareGuideAsync(new GuidePrepareRequest(_id, _plan.Domain), ct);
                 _guidePrepared = true;
             }
             catch (AgentException e) when (!e.ConnectionLost)
@@ -166,7 +173,7 @@ public sealed partial class GuideCopyMigration
         Report("switchover");
         _switchoverAt = DateTime.UtcNow;
         _stage = MigrationStage.SourcePaused;
-        _switched = await _src!.CallAsync<SwitchoverResult>("source.switchover",
+        _switched = await _src!.SwitchoverAsync(
             new SwitchoverRequest(_id, _plan.Domain, _plan.BandwidthBytesPerSecond, _plan.Push, _guidePrepared ? _plan.Guide : null), ct);
         _stage = MigrationStage.DeviceStateSaved;
         _phases["deviceStateSave"] = Math.Round(_switched.DeviceStateSaveMs, 1);
@@ -175,7 +182,7 @@ public sealed partial class GuideCopyMigration
     /// <summary>The pager takes the uffd against the page server; the device state loads.</summary>
     private async Task LoadAsync(CancellationToken ct)
     {
-        var loaded = await _dst!.CallAsync<DestinationStartResult>("dest.load",
+        var loaded = await _dst!.LoadAsync(
             new DestinationLoadRequest(_id, _switched!.DeviceState, _switched.PageServer, _switched.SessionId), ct);
         _stage = MigrationStage.DestinationLoaded;
         _phases["deviceStateLoad"] = Math.Round(loaded.LoadMs, 1);
@@ -196,7 +203,7 @@ public sealed partial class GuideCopyMigration
         var asked = Stopwatch.StartNew();
         try
         {
-            _resumed = await _dst!.CallAsync<ResumeResult>("dest.resume", new MigrationRequest(_id), ct);
+            _resumed = await _dst!.ResumeAsync(new MigrationRequest(_id), ct);
             // Journal Committing, the source's decision (its journal), the resume, journal Committed.
             _phases["commit"] = Math.Round(asked.Elapsed.TotalMilliseconds, 1);
         }
@@ -206,7 +213,7 @@ public sealed partial class GuideCopyMigration
             // No answer is not a "no": the destination may have resumed. Ask it; if it cannot
             // say, the rollback asks the source, whose journal holds the one decision.
             Report($"no answer to the resume ({e.Message}); asking the destination");
-            _resumed = await AskDestinationForTheCommitAsync(TimeSpan.FromSeconds(CommitAskSeconds))
+            _resumed = await AskDestinationForTheCommitAsync(_plan.CommitAsk ?? DefaultCommitAsk)
                 ?? throw new AgentException($"the destination did not confirm the commit ({e.Message})");
         }
 
@@ -219,7 +226,7 @@ public sealed partial class GuideCopyMigration
     }
 
     /// <summary>How long a controller that lost the resume's reply asks the destination before it lets the source arbitrate.</summary>
-    private const int CommitAskSeconds = 30;
+    public static readonly TimeSpan DefaultCommitAsk = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// Asks the destination (its journal, through dest.status) what became of the commit, for at
@@ -233,8 +240,8 @@ public sealed partial class GuideCopyMigration
         {
             try
             {
-                _dst ??= await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, CancellationToken.None);
-                var s = await _dst.CallAsync<DestinationStatus>("dest.status", new MigrationRequest(_id), CancellationToken.None);
+                _dst ??= await _agents.ConnectDestinationAsync(CancellationToken.None);
+                var s = await _dst.StatusAsync(new MigrationRequest(_id), CancellationToken.None);
                 if (s.Stage is nameof(MigrationStage.Committed) or nameof(MigrationStage.Completed) || s.ResumedAtUnixMs > 0)
                 {
                     return new ResumeResult(s.ResumedAtUnixMs);
@@ -279,8 +286,8 @@ public sealed partial class GuideCopyMigration
         {
             try
             {
-                _src ??= await ControlChannel.ConnectAsync(_plan.From.Agent, _plan.Secret, CancellationToken.None);
-                await _src.CallAsync<Empty>("source.abort", new MigrationRequest(_id), CancellationToken.None);
+                _src ??= await _agents.ConnectSourceAsync(CancellationToken.None);
+                await _src.AbortSourceAsync(new MigrationRequest(_id), CancellationToken.None);
                 sourceDecided = true;
                 if (paused)
                 {
@@ -329,8 +336,8 @@ public sealed partial class GuideCopyMigration
 
         try
         {
-            _dst ??= await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, CancellationToken.None);
-            await _dst.CallAsync<Empty>("dest.abort", new AbortRequest(_id, sourceRolledBack), CancellationToken.None);
+            _dst ??= await _agents.ConnectDestinationAsync(CancellationToken.None);
+            await _dst.AbortDestinationAsync(new AbortRequest(_id, sourceRolledBack), CancellationToken.None);
             return "";
         }
         catch (AgentException e) when (e.ConnectionLost)
@@ -369,8 +376,8 @@ public sealed partial class GuideCopyMigration
         string? sourceNote = null;
         try
         {
-            _src ??= await ControlChannel.ConnectAsync(_plan.From.Agent, _plan.Secret, CancellationToken.None);
-            served = await _src.CallAsync<SourceFinishResult>("source.finish", new MigrationRequest(_id), CancellationToken.None);
+            _src ??= await _agents.ConnectSourceAsync(CancellationToken.None);
+            served = await _src.FinishSourceAsync(new MigrationRequest(_id), CancellationToken.None);
         }
         catch (AgentException e)
         {
@@ -423,7 +430,7 @@ public sealed partial class GuideCopyMigration
         var lastMove = DateTime.UtcNow;
         while (true)
         {
-            var s = await CallDestination<DestinationStatus>("dest.status", new MigrationRequest(_id), ct);
+            var s = await CallDestination(d => d.StatusAsync(new MigrationRequest(_id), ct), ct);
             if (s.DonePages != lastDone)
             {
                 lastDone = s.DonePages;
@@ -459,15 +466,15 @@ public sealed partial class GuideCopyMigration
     public static readonly TimeSpan SourceRecovery = TimeSpan.FromSeconds(60);
 
     /// <summary>After the commit point the destination agent may restart (it takes the migration over from its journal): a lost connection is retried for <see cref="AgentRecovery"/>.</summary>
-    private async Task<T> CallDestination<T>(string op, object args, CancellationToken ct)
+    private async Task<T> CallDestination<T>(Func<IDestinationAgent, Task<T>> call, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + AgentRecovery;
         while (true)
         {
             try
             {
-                _dst ??= await ControlChannel.ConnectAsync(_plan.To.Agent, _plan.Secret, ct);
-                return await _dst.CallAsync<T>(op, args, ct);
+                _dst ??= await _agents.ConnectDestinationAsync(ct);
+                return await call(_dst);
             }
             catch (AgentException e) when (e.ConnectionLost && DateTime.UtcNow < deadline)
             {
@@ -479,7 +486,7 @@ public sealed partial class GuideCopyMigration
         }
     }
 
-    private static ValueTask CloseAsync(ControlChannel? channel) => channel?.DisposeAsync() ?? ValueTask.CompletedTask;
+    private static ValueTask CloseAsync(object? agent) => agent is IAsyncDisposable d ? d.DisposeAsync() : ValueTask.CompletedTask;
 
     private GuideReport? GuideSummary(SourceFinishResult served)
     {

@@ -17,6 +17,9 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 /// <param name="Guide">Run a guide on the source and when to stop it; null or disabled: no guide (demand, locality, background only).</param>
 /// <param name="Timeout">libvirt modes: a pre-copy that has not converged by then is aborted (the source runs on); null: 10 min.</param>
 /// <param name="AfterCommit">Runs right after the destination resumed (fault-injection drills and tests).</param>
+/// <param name="Agents">How to reach the two agents; null: control channels to From.Agent and To.Agent with Secret (unit tests pass fakes).</param>
+/// <param name="CommitAsk">How long a controller that lost the resume's reply asks the destination before the source arbitrates; null: 30 s.</param>
+/// <param name="BeforeSwitchover">Runs once the destination (and guide) are prepared, before the source pauses (fault drills, tests).</param>
 /// <param name="BeforeCommit">
 /// Runs after the destination loaded the device state and before it is resumed: the window in
 /// which a failure must roll back. For fault-injection drills and tests; null in normal use.
@@ -24,7 +27,8 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 public sealed record MigrationPlan(
     string Domain, MigrationTarget From, MigrationTarget To, string Mode, long BandwidthBytesPerSecond, byte[] Secret,
     bool Push = true, string? ConsoleFile = null, TimeSpan? ObserveAfter = null, Func<Task>? BeforeCommit = null,
-    GuideCopy.Migration.Guide.GuideOptions? Guide = null, TimeSpan? Timeout = null, Func<Task>? AfterCommit = null);
+    GuideCopy.Migration.Guide.GuideOptions? Guide = null, TimeSpan? Timeout = null, Func<Task>? AfterCommit = null,
+    GuideCopy.Migration.Agent.IAgentConnector? Agents = null, Func<Task>? BeforeSwitchover = null, TimeSpan? CommitAsk = null);
 
 /// <summary>Live progress for a terminal.</summary>
 public sealed record MigrationProgress(string Phase, long PagesDone, long PagesTotal, long Faults, long BytesOnWire, double Seconds);
