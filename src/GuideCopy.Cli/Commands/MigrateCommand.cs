@@ -47,7 +47,7 @@ internal static class MigrateCommand
                 var guideOptions = cfg.Section<GuideCopy.Migration.Guide.GuideOptions>("Guide");
                 guideOptions.Enabled = p.GetValue(guide) == "on";
                 plan = new MigrationPlan(p.GetValue(domain)!, src, dst, p.GetValue(mode)!, ParseBandwidth(p.GetValue(bandwidth)), secretBytes,
-                    ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)), Guide: guideOptions);
+                    ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)), Guide: guideOptions, BeforeCommit: HoldBeforeCommit());
             }
             catch (Exception e) when (e is LabException or AgentException or FormatException or ArgumentException)
             {
@@ -66,6 +66,20 @@ internal static class MigrateCommand
         });
         return cmd;
     }
+
+    /// <summary>
+    /// Fault injection for the fault-matrix tests (GUIDECOPY_FAULT_HOLD=before-commit): the
+    /// controller stops between the device-state load and the resume, so a test can kill it in
+    /// the one window where only the agents' lease can undo the migration. Unset in normal use.
+    /// </summary>
+    private static Func<Task>? HoldBeforeCommit() =>
+        Environment.GetEnvironmentVariable("GUIDECOPY_FAULT_HOLD") == "before-commit"
+            ? () =>
+            {
+                Console.Error.WriteLine("guidecopy migrate: holding before the commit point (GUIDECOPY_FAULT_HOLD)");
+                return Task.Delay(Timeout.Infinite);
+            }
+            : null;
 
     /// <summary>Runs one migration in the plan's mode, with progress on a terminal's stderr.</summary>
     internal static async Task<MigrationReport> RunAsync(MigrationPlan plan, bool showProgress, CancellationToken ct)

@@ -351,7 +351,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
         catch
         {
             _sources.TryRemove(req.MigrationId, out _);
-            side.Dispose();
+            Try(() => side.Abort("the guide did not start"));
             throw;
         }
     }

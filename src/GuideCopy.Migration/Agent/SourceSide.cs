@@ -107,6 +107,8 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         }
 
         IncomingQemu.CreateWorkDir(WorkDir);
+        // Journaled before the guide's QEMU exists: a restarted agent destroys a guide it finds.
+        Record(new JournalEntry { Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.Preflight, Note = "guide prepared" });
         _guide = new GuideRun(Options, WorkDir, Id, Log);
         try
         {
@@ -141,7 +143,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         // resumes the domain (nothing was decided yet).
         Record(new JournalEntry
         {
-            Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.SourcePaused,
+            Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.SourcePaused, StartedAt = _entry?.StartedAt ?? DateTimeOffset.UtcNow,
             Persistent = prepared.Persistent, PageListen = Options.PageListen, PageSize = PageSizeOf(prepared.RamPath),
             BandwidthBytesPerSecond = req.BandwidthBytesPerSecond,
         });
@@ -450,6 +452,10 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         side.DestroyGuide();
         switch (entry.Stage)
         {
+            case MigrationStage.Preflight:
+                side.Record(entry with { Stage = MigrationStage.RolledBack, Note = "the source agent restarted before the switchover" });
+                side.Dispose();
+                return null;
             case MigrationStage.SourcePaused or MigrationStage.DeviceStateSaved:
                 log($"{entry.Id}: found a migration of {entry.Domain} that was not committed: rolling back");
                 side.Abort("the source agent restarted before the commit point");

@@ -59,8 +59,7 @@ public sealed class FaultMatrixTests
         Domain, Target(_on), Target(Other), "guide", 8_000_000, AgentServer.ReadSecret(_lab.SecretFile),
         ObserveAfter: TimeSpan.Zero, BeforeCommit: beforeCommit, AfterCommit: afterCommit);
 
-    private static MigrationTarget Target(LabHost h) =>
-        new($"lab:{h.Layout.Name}/{h.Name}", h.LibvirtUri, new AgentEndpoint(h.AgentSocket, null, 0), h.PeerLibvirtUri, h.Address);
+    private static MigrationTarget Target(LabHost h) => MigrationLab.Target(h);
 
     private static void Kill9(int pid) => CommandRunner.Check("kill", "-9", pid.ToString());
 
@@ -263,9 +262,121 @@ public sealed class FaultMatrixTests
         AssertRunsOnlyOn(source, TimeSpan.FromSeconds(30));
     }
 
-    private static Process StartCli(params string[] args)
+
+    [Test]
+    public async Task SourceAgentKilledBeforeTheSwitchoverLeavesNoGuide()
+    {
+        var source = _on;
+        var plan = Hop() with
+        {
+            Guide = new GuideCopy.Migration.Guide.GuideOptions { Enabled = true },
+            BeforeSwitchover = async () =>
+            {
+                Kill9(AgentOf(source));
+                await Task.Delay(2000);
+                _lab.StartAgent(source, MigrationLab.AgentLaunch);
+            },
+        };
+        var report = await new GuideCopyMigration(plan).RunAsync(CancellationToken.None);
+        // The switchover request died with the agent: the controller cannot know whether it
+        // arrived, so it rolls back as if the source had paused (it had not).
+        Assert.That(report.Outcome, Is.AnyOf(MigrationOutcome.Refused, MigrationOutcome.RolledBack), report.Error);
+        Assert.That(File.ReadAllText(Path.Combine(_lab.Layout.HostDir(source.Name), "agent.log")), Does.Contain("destroyed the guide an earlier agent left running"));
+        // AssertRunsOnlyOn counts QEMUs matching guest=fm-kv: the guide (fm-kv-guide) would be a second.
+        AssertRunsOnlyOn(source, TimeSpan.FromSeconds(30));
+    }
+
+    [Test]
+    public async Task SourceAgentKilledWithTheDeviceStateSavedRollsBack()
+    {
+        // The switchover is done (suspended, device state saved, DeviceStateSaved journaled) but
+        // its reply never comes: the agent dies right there and starts again.
+        var source = _on;
+        Kill9(AgentOf(source));
+        _lab.StartAgent(source, MigrationLab.AgentLaunch, ["Agent:DropReplyTo=source.switchover"]);
+        var killer = Task.Run(async () =>
+        {
+            string log = Path.Combine(_lab.Layout.HostDir(source.Name), "agent.log");
+            int seen = File.ReadAllText(log).Split("reply dropped").Length;
+            var deadline = DateTime.UtcNow.AddSeconds(120);
+            while (File.ReadAllText(log).Split("reply dropped").Length == seen && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(20);
+            }
+
+            Kill9(AgentOf(source));
+            await Task.Delay(2000);
+            _lab.StartAgent(source, MigrationLab.AgentLaunch);
+        });
+        var report = await new GuideCopyMigration(Hop()).RunAsync(CancellationToken.None);
+        await killer;
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.RolledBack), report.Error);
+        AssertRunsOnlyOn(source, TimeSpan.FromSeconds(30));
+    }
+
+    [Test]
+    public void ControllerKilledBetweenLoadAndResumeTheLeaseRollsBack()
+    {
+        var source = _on;
+        var destination = Other;
+        using var cli = StartCli(new Dictionary<string, string> { ["GUIDECOPY_FAULT_HOLD"] = "before-commit" },
+            "migrate", Domain, "--from", $"lab:{Name}/{source.Name}", "--to", $"lab:{Name}/{destination.Name}", "--json");
+        string id = WaitForStage(destination, MigrationStage.DestinationLoaded, TimeSpan.FromSeconds(120));
+        Thread.Sleep(500);
+        Kill9(cli.Id);
+        cli.WaitForExit();
+        // Paused on the source, loaded on the destination, nobody to commit or undo it: the leases run out.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while ((Journaled(source, id)?.Stage != MigrationStage.RolledBack || Journaled(destination, id)?.Stage != MigrationStage.RolledBack) && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(500);
+        }
+
+        Assert.That(Journaled(source, id)!.Stage, Is.EqualTo(MigrationStage.RolledBack));
+        Assert.That(Journaled(destination, id)!.Stage, Is.EqualTo(MigrationStage.RolledBack));
+        AssertRunsOnlyOn(source, TimeSpan.FromSeconds(30));
+    }
+
+    [Test]
+    public async Task LinkCutFor30SecondsMidTransferCompletes()
+    {
+        var destination = Other;
+        var report = await new GuideCopyMigration(Hop(afterCommit: async () =>
+        {
+            await Task.Delay(1000);
+            _lab.SetLink(up: false);
+            await Task.Delay(30_000);
+            _lab.SetLink(up: true);
+        })).RunAsync(CancellationToken.None);
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Completed), report.Error);
+        AssertRunsOnlyOn(destination);
+    }
+
+    [Test]
+    public void CtrlCMidTransferDetachesAndTheAgentsFinish()
+    {
+        var destination = Other;
+        using var cli = StartCli("migrate", Domain, "--from", $"lab:{Name}/{_on.Name}", "--to", $"lab:{Name}/{destination.Name}", "--bandwidth", "8MB/s", "--json");
+        WaitForStage(destination, MigrationStage.Committed, TimeSpan.FromSeconds(120));
+        CommandRunner.Check("kill", "-INT", cli.Id.ToString());
+        Assert.That(cli.WaitForExit(TimeSpan.FromSeconds(60)), Is.True, "the controller did not exit after SIGINT");
+        var report = JsonSerializer.Deserialize<MigrationReport>(cli.StandardOutput.ReadToEnd(), MigrationReport.Json)!;
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Detached), report.Error);
+        Assert.That(cli.ExitCode, Is.EqualTo(13));
+        Assert.That(report.Error, Does.Contain($"guidecopy job {report.Id}"));
+        AssertRunsOnlyOn(destination);
+    }
+
+    private static Process StartCli(params string[] args) => StartCli(new Dictionary<string, string>(), args);
+
+    private static Process StartCli(Dictionary<string, string> env, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var (k, v) in env)
+        {
+            psi.Environment[k] = v;
+        }
+
         psi.ArgumentList.Add(CliProcess.DllPath);
         foreach (var a in args)
         {

@@ -1,5 +1,7 @@
 using System.Text.Json;
 using GuideCopy.Lab;
+using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Controller;
 using GuideCopy.Migration.Report;
 
 namespace GuideCopy.Kvm.Tests.Migration;
@@ -15,6 +17,10 @@ internal static class MigrationLab
         lab.StartAgents(AgentLaunch, NativeBuild.Shim);
         return lab;
     }
+
+    /// <summary>A lab host as the in-process controller reaches it (its agent socket seen through /proc/PID/root).</summary>
+    public static MigrationTarget Target(LabHost h) =>
+        new($"lab:{h.Layout.Name}/{h.Name}", h.LibvirtUri, new AgentEndpoint(h.AgentSocket, null, 0), h.PeerLibvirtUri, h.Address);
 
     /// <summary>Runs `guidecopy migrate ... --json` and returns the exit code and the parsed report.</summary>
     public static (int ExitCode, MigrationReport? Report, string StdErr) Migrate(LabRig lab, string domain, string from, string to, params string[] extra)

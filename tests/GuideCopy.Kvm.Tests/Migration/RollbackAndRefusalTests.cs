@@ -36,8 +36,7 @@ public sealed class RollbackAndRefusalTests
         Domain, Target(_lab.A), Target(_lab.B), "guide", 0, AgentServer.ReadSecret(_lab.SecretFile),
         ObserveAfter: TimeSpan.Zero, BeforeCommit: beforeCommit);
 
-    private static MigrationTarget Target(LabHost h) =>
-        new($"lab:{h.Layout.Name}/{h.Name}", h.LibvirtUri, new AgentEndpoint(h.AgentSocket, null, 0), h.PeerLibvirtUri, h.Address);
+    private static MigrationTarget Target(LabHost h) => MigrationLab.Target(h);
 
     private void AssertSourceRunsAndDestinationIsClean()
     {
