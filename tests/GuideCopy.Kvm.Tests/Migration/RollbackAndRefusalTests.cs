@@ -48,6 +48,7 @@ public sealed class RollbackAndRefusalTests
     }
 
     [Test]
+    [Category("FaultMatrix")]
     public async Task DestinationQemuKilledWhilePausedRollsBack()
     {
         var report = await new GuideCopyMigration(Plan(() =>
@@ -64,6 +65,7 @@ public sealed class RollbackAndRefusalTests
     }
 
     [Test]
+    [Category("FaultMatrix")]
     public async Task DestinationAgentStoppedBeforeCommitRollsBack()
     {
         try
@@ -85,6 +87,7 @@ public sealed class RollbackAndRefusalTests
     }
 
     [Test]
+    [Category("FaultMatrix")]
     public async Task DestinationAgentKilledAfterCommitStallsThenCompletes()
     {
         // Push capped at 40 Mbit/s so the transfer is still running when the agent dies.
