@@ -164,7 +164,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
                     _sources.TryRemove(id, out _);
                     Try(() => side.Abort("the controller went away before the commit point"));
                 }
-                else if (side.Stage.IsFinal())
+                else if (side.Settled)
                 {
                     _sources.TryRemove(id, out _);
                 }
@@ -178,7 +178,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
                     _destinations.TryRemove(id, out _);
                     Try(() => side.Abort("the controller went away before the commit point"));
                 }
-                else if (side.Stage.IsFinal() && side.Entry is not { Stage: MigrationStage.Completed, SourceReleased: false })
+                else if (side.Settled)
                 {
                     _destinations.TryRemove(id, out _);
                 }

@@ -297,17 +297,22 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             using var defined = _conn!.DefineDomain(_entry.PersistentXml);
         }
 
-        _final = status with { Stage = nameof(MigrationStage.Completed) };
+        var final = status with { Stage = nameof(MigrationStage.Completed) };
         lock (_lock)
         {
-            Record(_entry with { Stage = MigrationStage.Completed, Result = JsonSerializer.SerializeToNode(_final, ControlChannel.Json)!.AsObject() });
+            Record(_entry with { Stage = MigrationStage.Completed, Result = JsonSerializer.SerializeToNode(final, ControlChannel.Json)!.AsObject() });
         }
 
+        // Everything of ours on this host goes before anyone hears "done" (work dir, shim socket).
+        Dispose();
+        _final = final;
         Log($"{Id}: complete: {status.DonePages} pages, {status.Faults} faults");
         _release = Task.Run(ReleaseSource);
         await _release;
-        Dispose();
     }
+
+    /// <summary>Nothing of this migration is left to do here: ended, cleaned up, the source told (or given up on).</summary>
+    public bool Settled => Stage.IsFinal() && _completion is null or { IsCompleted: true } && _release is null or { IsCompleted: true };
 
     /// <summary>Tells the source every page is in (it then destroys its copy); retried, for at most <see cref="AgentOptions.SourceReleaseSeconds"/>.</summary>
     private void ReleaseSource()
@@ -402,7 +407,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             return final;
         }
 
-        if (Stage.IsFinal())
+        if (Stage.IsFinal() && _completion is null)
         {
             return _entry!.Result?.Deserialize<DestinationStatus>(ControlChannel.Json) is { } kept
                 ? kept with { Done = Stage == MigrationStage.Completed, Stage = Stage.ToString(), Note = _entry.Note, ResumedAtUnixMs = _entry.ResumedAtUnixMs }

@@ -240,7 +240,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
             Log = m => Log($"{Id}: page server: {m}"),
             CommitRequested = DecideCommit,
             DoneReported = OnDestinationDone,
-            DoneAcknowledged = () => _cleanup ??= Task.Run(DestroySourceCopy),
+            DoneAcknowledged = StartCleanup,
         };
         server.Start();
         return server;
@@ -310,15 +310,23 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
             throw new AgentException($"migration {Id} is {Stage} on the source: nothing to finish");
         }
 
+        StartCleanup();
+        _cleanup!.Wait(TimeSpan.FromSeconds(60));
+        return _result ?? _entry!.Result.Deserialize<SourceFinishResult>(ControlChannel.Json)
+            ?? new SourceFinishResult(0, 0, 0, 0, 0, 0);
+    }
+
+    /// <summary>Destroys the source copy once, whoever asks first (the destination's Done, or the controller's finish).</summary>
+    private void StartCleanup()
+    {
         lock (_decision)
         {
             _cleanup ??= Task.Run(DestroySourceCopy);
         }
-
-        _cleanup.Wait(TimeSpan.FromSeconds(60));
-        return _result ?? _entry!.Result.Deserialize<SourceFinishResult>(ControlChannel.Json)
-            ?? new SourceFinishResult(0, 0, 0, 0, 0, 0);
     }
+
+    /// <summary>Nothing of this migration is left to do here: ended, and its source copy (if any) removed.</summary>
+    public bool Settled => Stage.IsFinal() && (Stage != MigrationStage.Completed || _cleanup is { IsCompleted: true });
 
     private void DestroySourceCopy()
     {
