@@ -8,6 +8,8 @@ namespace GuideCopy.Transport;
 /// One lane: length-prefixed frames over a TCP socket, read on one thread, written under a
 /// lock from any thread. The receive buffer is pinned and reused (no per-frame allocation);
 /// every header is checked against <see cref="Wire.MaxPayload"/> before a byte of payload is read.
+/// Once <see cref="Handshake"/> has set a <see cref="FrameSeal"/>, every frame is sealed: its
+/// length then counts the <see cref="FrameSeal.TagSize"/>-byte tag after the payload.
 /// </summary>
 public sealed class FrameConnection : IDisposable
 {
@@ -15,6 +17,8 @@ public sealed class FrameConnection : IDisposable
     private readonly object _sendLock = new();
     private byte[] _receive;
     private readonly byte[] _header = new byte[Wire.HeaderSize];
+    private byte[] _sendScratch = [];
+    private FrameSeal? _seal;
     private long _lastSendTicks;
     private long _bytesSent, _bytesReceived;
     private int _disposed;
@@ -39,6 +43,15 @@ public sealed class FrameConnection : IDisposable
     /// </summary>
     public bool Authenticated { get; set; }
 
+    /// <summary>Frames are sealed (AES-GCM) from here on; set once, by the handshake, on both sides at the same frame.</summary>
+    public void StartSealing(FrameSeal seal) => _seal = seal;
+
+    /// <summary>The lane's frames are encrypted and authenticated.</summary>
+    public bool IsSealed => _seal is not null;
+
+    /// <summary>Room a caller of <see cref="SendPrepared"/> leaves after the payload (the tag goes there while it is sent).</summary>
+    public const int TrailerRoom = FrameSeal.TagSize;
+
     /// <summary>Page size of the session (bounds Pages frames); 4096 until the handshake sets it.</summary>
     public int PageSize { get; set; } = 4096;
     public long BytesSent => Interlocked.Read(ref _bytesSent);
@@ -50,7 +63,7 @@ public sealed class FrameConnection : IDisposable
     public Span<byte> Payload => _receive.AsSpan(0, PayloadLength);
     public int PayloadLength { get; private set; }
 
-    /// <summary>Reads one frame. Throws <see cref="ProtocolException"/> on anything malformed, IOException on link loss or timeout.</summary>
+    /// <summary>Reads one frame. Throws <see cref="ProtocolException"/> on anything malformed or failing its seal, IOException on link loss or timeout.</summary>
     public FrameType ReadFrame()
     {
         ReceiveExactly(_header);
@@ -61,11 +74,20 @@ public sealed class FrameConnection : IDisposable
         if (_header[3] != 0) throw new ProtocolException("reserved header byte set");
         int max = Wire.MaxPayload(type, PageSize);
         if (max < 0) throw new ProtocolException($"unknown frame type {(byte)type}");
-        if (length > (uint)max) throw new ProtocolException($"{type} frame of {length} bytes exceeds the limit of {max}");
+        var seal = _seal;
+        uint trailer = seal is null ? 0u : FrameSeal.TagSize;
+        if (length < trailer) throw new ProtocolException($"{type} frame of {length} bytes is shorter than its tag");
+        if (length - trailer > (uint)max) throw new ProtocolException($"{type} frame of {length - trailer} bytes exceeds the limit of {max}");
         if (!Authenticated && length > Wire.MaxErrorBytes) throw new ProtocolException($"{type} frame of {length} bytes before authentication");
-        if (length > (uint)_receive.Length) _receive = GC.AllocateUninitializedArray<byte>((int)Math.Max(length, Wire.PagesHeaderSize + (uint)Wire.MaxBatchBytes), pinned: true);
-        PayloadLength = (int)length;
+        if (length > (uint)_receive.Length) _receive = GC.AllocateUninitializedArray<byte>((int)Math.Max(length, Wire.PagesHeaderSize + (uint)Wire.MaxBatchBytes + trailer), pinned: true);
         ReceiveExactly(_receive.AsSpan(0, (int)length));
+        PayloadLength = (int)(length - trailer);
+        if (seal is not null && !seal.TryOpen(_header, _receive.AsSpan(0, PayloadLength), _receive.AsSpan(PayloadLength, FrameSeal.TagSize)))
+        {
+            PayloadLength = 0;
+            throw new ProtocolException($"a {type} frame failed authentication (altered, forged, replayed or out of order)");
+        }
+
         if (type == FrameType.Error)
             throw new ProtocolException("peer error: " + System.Text.Encoding.UTF8.GetString(Payload));
         return type;
@@ -100,22 +122,69 @@ public sealed class FrameConnection : IDisposable
         }
     }
 
-    /// <summary>Sends a frame whose payload is already in place after <see cref="Wire.HeaderSize"/> bytes of room.</summary>
+    /// <summary>
+    /// Sends a frame whose payload is already in place after <see cref="Wire.HeaderSize"/> bytes
+    /// of room, with <see cref="TrailerRoom"/> bytes after it. A sealed lane encrypts the payload
+    /// in place (the caller's copy is ciphertext afterwards) and lends the trailer bytes to the
+    /// tag for the one send, then puts them back: they may be the next run's page data.
+    /// </summary>
     public void SendPrepared(Span<byte> frame, FrameType type, int payloadLength)
     {
-        WriteHeader(frame, type, payloadLength);
-        lock (_sendLock) SendAll(frame[..(Wire.HeaderSize + payloadLength)]);
-    }
+        var seal = _seal;
+        if (seal is null)
+        {
+            WriteHeader(frame, type, payloadLength);
+            lock (_sendLock) SendAll(frame[..(Wire.HeaderSize + payloadLength)]);
+            return;
+        }
 
-    /// <summary>Sends a small frame (handshake, demand, heartbeat, error).</summary>
-    public void Send(FrameType type, ReadOnlySpan<byte> payload)
-    {
-        Span<byte> header = stackalloc byte[Wire.HeaderSize];
-        WriteHeader(header, type, payload.Length);
+        int end = Wire.HeaderSize + payloadLength;
+        if (frame.Length < end + TrailerRoom) throw new ArgumentException("no room for the tag after the payload", nameof(frame));
+        WriteHeader(frame, type, payloadLength + FrameSeal.TagSize);
+        Span<byte> lent = stackalloc byte[FrameSeal.TagSize];
+        var trailer = frame.Slice(end, FrameSeal.TagSize);
+        trailer.CopyTo(lent);
         lock (_sendLock)
         {
-            SendAll(header);
-            if (payload.Length > 0) SendAll(payload);
+            try
+            {
+                seal.Seal(frame[..Wire.HeaderSize], frame[Wire.HeaderSize..end], trailer);
+                SendAll(frame[..(end + FrameSeal.TagSize)]);
+            }
+            finally
+            {
+                lent.CopyTo(trailer);
+            }
+        }
+    }
+
+    /// <summary>Sends a small frame (handshake, demand, heartbeat, error, bitmaps).</summary>
+    public void Send(FrameType type, ReadOnlySpan<byte> payload)
+    {
+        var seal = _seal;
+        if (seal is null)
+        {
+            Span<byte> header = stackalloc byte[Wire.HeaderSize];
+            WriteHeader(header, type, payload.Length);
+            lock (_sendLock)
+            {
+                SendAll(header);
+                if (payload.Length > 0) SendAll(payload);
+            }
+            return;
+        }
+
+        lock (_sendLock)
+        {
+            // Sealed: header, payload and tag go out as one write from a reused buffer (the
+            // caller's payload stays as it was).
+            int total = Wire.HeaderSize + payload.Length + FrameSeal.TagSize;
+            if (_sendScratch.Length < total) _sendScratch = GC.AllocateUninitializedArray<byte>(Math.Max(total, 4096), pinned: true);
+            var frame = _sendScratch.AsSpan(0, total);
+            WriteHeader(frame, type, payload.Length + FrameSeal.TagSize);
+            payload.CopyTo(frame[Wire.HeaderSize..]);
+            seal.Seal(frame[..Wire.HeaderSize], frame.Slice(Wire.HeaderSize, payload.Length), frame[^FrameSeal.TagSize..]);
+            SendAll(frame);
         }
     }
 
@@ -172,5 +241,6 @@ public sealed class FrameConnection : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { }
         _socket.Dispose();
+        // The seal is left to its finalizer: the reading thread may be inside TryOpen right now.
     }
 }

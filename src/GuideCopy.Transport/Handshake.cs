@@ -7,29 +7,44 @@ namespace GuideCopy.Transport;
 public readonly record struct SessionInfo(int PageSize, long PageCount, ulong SessionId);
 
 /// <summary>
-/// Versioned handshake with mutual shared-secret challenge-response (HMAC-SHA256 over both
-/// nonces and the lane). The secret never crosses the wire; a peer that cannot prove it gets
-/// an Error frame and a closed connection, and no page.
-///   C->S ClientHello(version u32, lane u8, client nonce[32])
+/// Versioned handshake with mutual challenge-response over the migration's key
+/// (<see cref="LaneKeys.ForMigration"/>), then, unless both sides chose clear text, AES-GCM on
+/// every later frame with keys derived from both nonces (<see cref="LaneKeys.Derive"/>).
+/// The key never crosses the wire; a peer that cannot prove it gets an Error frame and a
+/// closed connection, and no page. Everything the client acts on is inside a MAC: its lane and
+/// protection choice (so neither can be downgraded in flight) and the welcome's page size,
+/// page count and session id (so a page server of another migration or session is refused).
+///   C->S ClientHello(version u32, lane u8, protection u8, client nonce[32])
 ///   S->C ServerChallenge(version u32, server nonce[32])
-///   C->S ClientProof(HMAC(secret, "GCv1-client" | lane | cnonce | snonce))
-///   S->C ServerWelcome(HMAC(secret, "GCv1-server" | lane | snonce | cnonce), page size u32, page count u64, session id u64)
+///   C->S ClientProof(HMAC(key, "GCv2-client" | lane | protection | cnonce | snonce))
+///   S->C ServerWelcome(page size u32, page count u64, session id u64,
+///                      HMAC(key, "GCv2-server" | lane | protection | snonce | cnonce | those 20 bytes))
 /// </summary>
 public static class Handshake
 {
-    private static ReadOnlySpan<byte> ClientLabel => "GCv1-client"u8;
-    private static ReadOnlySpan<byte> ServerLabel => "GCv1-server"u8;
+    private static ReadOnlySpan<byte> ClientLabel => "GCv2-client"u8;
+    private static ReadOnlySpan<byte> ServerLabel => "GCv2-server"u8;
+    private const int HelloSize = 4 + 1 + 1 + Wire.NonceSize;
+    private const int SessionFieldsSize = 4 + 8 + 8;
 
-    public static SessionInfo Client(FrameConnection c, Lane lane, ReadOnlySpan<byte> secret)
+    /// <summary>The longest a server waits for a connection to pass the handshake, in ms.</summary>
+    public const int DeadlineMs = 5000;
+
+    public static SessionInfo Client(FrameConnection c, Lane lane, ReadOnlySpan<byte> key, LaneProtection protection = LaneProtection.Sealed)
     {
-        Span<byte> hello = stackalloc byte[4 + 1 + Wire.NonceSize];
+        Span<byte> hello = stackalloc byte[HelloSize];
         BinaryPrimitives.WriteUInt32LittleEndian(hello, Wire.ProtocolVersion);
         hello[4] = (byte)lane;
-        Span<byte> cnonce = hello[5..];
+        hello[5] = (byte)protection;
+        Span<byte> cnonce = hello[6..];
         RandomNumberGenerator.Fill(cnonce);
         c.Send(FrameType.ClientHello, hello);
 
-        c.Expect(FrameType.ServerChallenge);
+        try { c.Expect(FrameType.ServerChallenge); }
+        catch (ProtocolException e) when (e.Message.StartsWith("peer error", StringComparison.Ordinal))
+        {
+            throw new AuthenticationFailedException($"source refused us: {e.Message}");
+        }
         var ch = c.Payload;
         if (ch.Length != 4 + Wire.NonceSize) throw new ProtocolException("bad challenge length");
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(ch);
@@ -38,7 +53,7 @@ public static class Handshake
         ch.Slice(4, Wire.NonceSize).CopyTo(snonce);
 
         Span<byte> mac = stackalloc byte[Wire.MacSize];
-        Mac(secret, ClientLabel, lane, cnonce, snonce, mac);
+        Mac(key, ClientLabel, lane, protection, cnonce, snonce, default, mac);
         c.Send(FrameType.ClientProof, mac);
 
         try { c.Expect(FrameType.ServerWelcome); }
@@ -47,36 +62,45 @@ public static class Handshake
             throw new AuthenticationFailedException($"source refused us: {e.Message}");
         }
         var w = c.Payload;
-        if (w.Length != Wire.MacSize + 20) throw new ProtocolException("bad welcome length");
-        Mac(secret, ServerLabel, lane, snonce, cnonce, mac);
-        if (!CryptographicOperations.FixedTimeEquals(mac, w[..Wire.MacSize]))
-            throw new AuthenticationFailedException("the source could not prove it knows the secret");
-        int pageSize = (int)BinaryPrimitives.ReadUInt32LittleEndian(w[32..]);
-        long pageCount = (long)BinaryPrimitives.ReadUInt64LittleEndian(w[36..]);
-        ulong session = BinaryPrimitives.ReadUInt64LittleEndian(w[44..]);
+        if (w.Length != SessionFieldsSize + Wire.MacSize) throw new ProtocolException("bad welcome length");
+        Mac(key, ServerLabel, lane, protection, snonce, cnonce, w[..SessionFieldsSize], mac);
+        if (!CryptographicOperations.FixedTimeEquals(mac, w[SessionFieldsSize..]))
+            throw new AuthenticationFailedException("the source could not prove it knows this migration's key (another migration's page server, or another secret)");
+        int pageSize = (int)BinaryPrimitives.ReadUInt32LittleEndian(w);
+        long pageCount = (long)BinaryPrimitives.ReadUInt64LittleEndian(w[4..]);
+        ulong sessionId = BinaryPrimitives.ReadUInt64LittleEndian(w[12..]);
         if (pageSize < 4096 || (pageSize & (pageSize - 1)) != 0 || pageSize > (1 << 30)) throw new ProtocolException($"bad page size {pageSize}");
         if (pageCount <= 0 || pageCount > Wire.MaxPageCount) throw new ProtocolException($"bad page count {pageCount}");
+        var session = new SessionInfo(pageSize, pageCount, sessionId);
         c.PageSize = pageSize;
+        if (protection == LaneProtection.Sealed) c.StartSealing(LaneKeys.Derive(key, lane, cnonce, snonce, session, forClient: true));
         c.Authenticated = true;
-        return new SessionInfo(pageSize, pageCount, session);
+        return session;
     }
 
-    /// <summary>Server side; returns the lane the authenticated client asked for.</summary>
-    public static Lane Server(FrameConnection c, ReadOnlySpan<byte> secret, SessionInfo session)
+    /// <summary>Server side; returns the lane the authenticated client asked for. A client that asks for another protection than ours is refused.</summary>
+    public static Lane Server(FrameConnection c, ReadOnlySpan<byte> key, SessionInfo session, LaneProtection protection = LaneProtection.Sealed)
     {
         c.Expect(FrameType.ClientHello);
         var h = c.Payload;
-        if (h.Length != 4 + 1 + Wire.NonceSize) throw new ProtocolException("bad hello length");
+        if (h.Length < 4) throw new ProtocolException("bad hello length");
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(h);
         if (version != Wire.ProtocolVersion)
         {
-            c.TrySendError($"unsupported protocol version {version}");
+            c.TrySendError($"unsupported protocol version {version}, this source speaks {Wire.ProtocolVersion}: install the same guidecopy version on both hosts");
             throw new ProtocolException($"client speaks protocol {version}");
         }
+        if (h.Length != HelloSize) throw new ProtocolException("bad hello length");
         var lane = (Lane)h[4];
         if (lane is not (Lane.Demand or Lane.Push or Lane.Control)) throw new ProtocolException($"unknown lane {(byte)lane}");
+        var asked = (LaneProtection)h[5];
+        if (asked != protection)
+        {
+            c.TrySendError($"this source's lanes are {Describe(protection)}, the destination asked for {Describe(asked)}: run both sides of the migration with the same encryption setting");
+            throw new ProtocolException($"client asked for {Describe(asked)} lanes");
+        }
         Span<byte> cnonce = stackalloc byte[Wire.NonceSize];
-        h.Slice(5, Wire.NonceSize).CopyTo(cnonce);
+        h.Slice(6, Wire.NonceSize).CopyTo(cnonce);
 
         Span<byte> challenge = stackalloc byte[4 + Wire.NonceSize];
         BinaryPrimitives.WriteUInt32LittleEndian(challenge, Wire.ProtocolVersion);
@@ -86,32 +110,48 @@ public static class Handshake
 
         c.Expect(FrameType.ClientProof);
         Span<byte> mac = stackalloc byte[Wire.MacSize];
-        Mac(secret, ClientLabel, lane, cnonce, snonce, mac);
+        Mac(key, ClientLabel, lane, protection, cnonce, snonce, default, mac);
         if (c.PayloadLength != Wire.MacSize || !CryptographicOperations.FixedTimeEquals(mac, c.Payload))
         {
-            c.TrySendError("authentication failed");
+            c.TrySendError("authentication failed: the destination does not hold this migration's key (check that both agents use the same secret file)");
             throw new AuthenticationFailedException("client failed the challenge");
         }
-        Span<byte> welcome = stackalloc byte[Wire.MacSize + 20];
-        Mac(secret, ServerLabel, lane, snonce, cnonce, welcome[..Wire.MacSize]);
-        BinaryPrimitives.WriteUInt32LittleEndian(welcome[32..], (uint)session.PageSize);
-        BinaryPrimitives.WriteUInt64LittleEndian(welcome[36..], (ulong)session.PageCount);
-        BinaryPrimitives.WriteUInt64LittleEndian(welcome[44..], session.SessionId);
+        Span<byte> welcome = stackalloc byte[SessionFieldsSize + Wire.MacSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(welcome, (uint)session.PageSize);
+        BinaryPrimitives.WriteUInt64LittleEndian(welcome[4..], (ulong)session.PageCount);
+        BinaryPrimitives.WriteUInt64LittleEndian(welcome[12..], session.SessionId);
+        Mac(key, ServerLabel, lane, protection, snonce, cnonce, welcome[..SessionFieldsSize], welcome[SessionFieldsSize..]);
         c.Send(FrameType.ServerWelcome, welcome);
         c.PageSize = session.PageSize;
+        if (protection == LaneProtection.Sealed) c.StartSealing(LaneKeys.Derive(key, lane, cnonce, snonce, session, forClient: false));
         c.Authenticated = true;
         return lane;
     }
 
-    private static void Mac(ReadOnlySpan<byte> secret, ReadOnlySpan<byte> label, Lane lane,
-        ReadOnlySpan<byte> first, ReadOnlySpan<byte> second, Span<byte> into)
+    /// <summary>The words a report and an error use for a protection.</summary>
+    public static string Describe(LaneProtection p) => p switch
     {
-        Span<byte> data = stackalloc byte[16 + 1 + 2 * Wire.NonceSize];
+        LaneProtection.Sealed => "aes-256-gcm",
+        LaneProtection.ClearText => "clear text",
+        _ => $"unknown protection {(byte)p}",
+    };
+
+    private static void Mac(ReadOnlySpan<byte> key, ReadOnlySpan<byte> label, Lane lane, LaneProtection protection,
+        ReadOnlySpan<byte> first, ReadOnlySpan<byte> second, ReadOnlySpan<byte> fields, Span<byte> into)
+    {
+        Span<byte> data = stackalloc byte[16 + 2 + 2 * Wire.NonceSize + SessionFieldsSize];
+        int n = 0;
         label.CopyTo(data);
-        data[label.Length] = (byte)lane;
-        first.CopyTo(data[(label.Length + 1)..]);
-        second.CopyTo(data[(label.Length + 1 + Wire.NonceSize)..]);
-        HMACSHA256.HashData(secret, data[..(label.Length + 1 + 2 * Wire.NonceSize)], into);
+        n += label.Length;
+        data[n++] = (byte)lane;
+        data[n++] = (byte)protection;
+        first.CopyTo(data[n..]);
+        n += Wire.NonceSize;
+        second.CopyTo(data[n..]);
+        n += Wire.NonceSize;
+        fields.CopyTo(data[n..]);
+        n += fields.Length;
+        HMACSHA256.HashData(key, data[..n], into);
     }
 
     /// <summary>Reads a secret file: its bytes with trailing whitespace removed; refuses an empty one.</summary>

@@ -9,8 +9,10 @@ namespace GuideCopy.Transport;
 /// <summary>Knobs of a <see cref="PageServer"/>; defaults and units here.</summary>
 public sealed class PageServerOptions
 {
-    /// <summary>Shared secret both agents hold (read with <see cref="Handshake.ReadSecretFile"/>).</summary>
+    /// <summary>The migration's key both agents derive (<see cref="LaneKeys.ForMigration"/> of the secret file's bytes).</summary>
     public required byte[] Secret { get; init; }
+    /// <summary>Sealed (AES-GCM, the default) or clear text (an explicit choice for closed lab links); the pager must ask for the same.</summary>
+    public LaneProtection Protection { get; init; } = LaneProtection.Sealed;
     /// <summary>Where to listen; port 0 picks one (see <see cref="PageServer.LocalEndPoint"/>).</summary>
     public IPEndPoint Listen { get; init; } = new(IPAddress.Any, 7480);
     /// <summary>Cap on push/locality/background bytes per second; 0 = none. Never applied to demand pages.</summary>
@@ -50,6 +52,8 @@ public readonly record struct PageServerCounters(
 public sealed class PageServer : IDisposable
 {
     private const int MaxConnections = 32;
+    /// <summary>Connections still in their handshake: a peer that cannot authenticate holds at most these slots, each for at most <see cref="Handshake.DeadlineMs"/>.</summary>
+    private const int MaxUnauthenticated = 4;
     private readonly PageServerOptions _options;
     private readonly FrozenRam _ram;
     private readonly PageBitmap _sent;
@@ -65,6 +69,7 @@ public sealed class PageServer : IDisposable
     private volatile bool _stopped;
     private long _zeroFound; // all-zero data pages announced instead of sent (diagnostics)
     private long _demand, _push, _locality, _background, _closedBytes, _connections, _authFailures, _protocolErrors, _resumes;
+    private int _handshaking;
     private long _nextSendTicks; // bandwidth cap: when the next capped byte may go
 
     public PageServer(string frozenRamFilePath, PageServerOptions options)
@@ -163,14 +168,25 @@ public sealed class PageServer : IDisposable
             Interlocked.Increment(ref _connections);
             int open;
             lock (_lanesLock) open = _lanes.Count;
-            if (open >= MaxConnections)
+            if (open >= MaxConnections || Volatile.Read(ref _handshaking) >= MaxUnauthenticated)
             {
-                // One destination needs two lanes (plus a few stale ones during a reconnect).
-                Log?.Invoke($"{s.RemoteEndPoint}: refused, {open} connections open");
+                // One destination needs two lanes (plus a few stale ones during a reconnect), and
+                // has at most three handshakes going at once.
+                Log?.Invoke($"{s.RemoteEndPoint}: refused, {open} connections open, {_handshaking} in their handshake");
                 s.Dispose();
                 continue;
             }
-            new Thread(() => Serve(s)) { IsBackground = true, Name = "pages-lane" }.Start();
+            Interlocked.Increment(ref _handshaking);
+            try
+            {
+                new Thread(() => Serve(s)) { IsBackground = true, Name = "pages-lane" }.Start();
+            }
+            catch (OutOfMemoryException)
+            {
+                // No thread for it: refuse this one, keep serving the others.
+                Interlocked.Decrement(ref _handshaking);
+                s.Dispose();
+            }
         }
     }
 
@@ -179,9 +195,16 @@ public sealed class PageServer : IDisposable
         var lane = new FrameConnection(socket, _options.LinkTimeoutMs);
         string peer = socket.RemoteEndPoint?.ToString() ?? "?";
         lock (_lanesLock) _lanes.Add(lane);
+        int handshaking = 1;
         try
         {
-            Lane kind = Handshake.Server(lane, _options.Secret, _session);
+            Lane kind;
+            // One deadline for the whole handshake: a peer trickling a byte per receive timeout
+            // would otherwise hold the slot for minutes.
+            using (new Timer(_ => { if (!lane.Authenticated) lane.Dispose(); }, null, Handshake.DeadlineMs, Timeout.Infinite))
+                kind = Handshake.Server(lane, _options.Secret, _session, _options.Protection);
+            Interlocked.Decrement(ref _handshaking);
+            handshaking = 0;
             LaneSocket.Tune(socket, kind);
             if (kind == Lane.Push) LaneSocket.Pace(socket, _options.BandwidthBytesPerSecond);
             Log?.Invoke($"{peer}: {kind} lane up");
@@ -215,6 +238,7 @@ public sealed class PageServer : IDisposable
         }
         finally
         {
+            if (handshaking != 0) Interlocked.Decrement(ref _handshaking);
             lock (_lanesLock)
             {
                 _lanes.Remove(lane);
@@ -227,27 +251,19 @@ public sealed class PageServer : IDisposable
     private void ServeDemand(FrameConnection lane)
     {
         // The zero map first: the destination resolves those faults itself.
-        var map = new byte[8 + _ram.ZeroPages.ByteLength];
-        BinaryPrimitives.WriteUInt64LittleEndian(map, (ulong)PageCount);
-        _ram.ZeroPages.CopyTo(map.AsSpan(8));
-        lane.Send(FrameType.ZeroMap, map);
+        lane.Send(FrameType.ZeroMap, FrameCodec.EncodeBitmap(_ram.ZeroPages));
 
         int pageSize = _ram.PageSize;
-        byte[] frame = GC.AllocateUninitializedArray<byte>(Wire.HeaderSize + Wire.PagesHeaderSize + pageSize, pinned: true);
+        byte[] frame = GC.AllocateUninitializedArray<byte>(Wire.HeaderSize + Wire.PagesHeaderSize + pageSize + FrameConnection.TrailerRoom, pinned: true);
         while (!_stopped)
         {
             var type = lane.ReadFrame();
             if (type == FrameType.Heartbeat) continue;
             if (type != FrameType.Demand) throw new ProtocolException($"unexpected {type} on the demand lane");
-            var p = lane.Payload;
-            if (p.Length < 4) throw new ProtocolException("short demand frame");
-            uint count = BinaryPrimitives.ReadUInt32LittleEndian(p);
-            if (count == 0 || count > Wire.MaxDemandPerFrame || p.Length != 4 + 8 * (int)count)
-                throw new ProtocolException($"demand frame with count {count} and {p.Length} bytes");
-            for (int i = 0; i < (int)count; i++)
+            int count = FrameCodec.ReadDemandCount(lane.Payload);
+            for (int i = 0; i < count; i++)
             {
-                long page = (long)BinaryPrimitives.ReadUInt64LittleEndian(p[(4 + 8 * i)..]);
-                if ((ulong)page >= (ulong)PageCount) throw new ProtocolException($"demand for page {page} of {PageCount}");
+                long page = FrameCodec.DemandPage(lane.Payload, i, PageCount);
                 // Answer even if already sent (it may be in flight on the push lane): a fault waits for it.
                 bool alreadySent = _sent.IsSet(page);
                 int sent = SendRun(lane, frame, page, 1, PageOrigin.Demand);
@@ -289,9 +305,7 @@ public sealed class PageServer : IDisposable
     private void ServePush(FrameConnection lane)
     {
         lane.Expect(FrameType.Resume);
-        var p = lane.Payload;
-        if (p.Length != 8 + _sent.ByteLength || BinaryPrimitives.ReadUInt64LittleEndian(p) != (ulong)PageCount)
-            throw new ProtocolException($"resume bitmap of {p.Length} bytes does not match {PageCount} pages");
+        var bitmap = FrameCodec.ReadBitmap(lane.Payload, PageCount, "resume bitmap");
         // One push lane at a time: stop the old one before trusting the new bitmap, so no page
         // is marked sent by a lane whose bytes will never arrive.
         FrameConnection? old;
@@ -305,7 +319,7 @@ public sealed class PageServer : IDisposable
         }
         old?.Dispose();
         if (oldThread is not null && oldThread != Thread.CurrentThread) oldThread.Join(_options.LinkTimeoutMs * 2);
-        _sent.ResetTo(p[8..]);
+        _sent.ResetTo(bitmap);
         _order.RestartBackground();
         Interlocked.Increment(ref _resumes);
         if (!_options.PushEnabled)
@@ -315,7 +329,7 @@ public sealed class PageServer : IDisposable
         }
 
         int pageSize = _ram.PageSize, perFrame = Wire.PagesPerFrame(pageSize);
-        byte[] frame = GC.AllocateUninitializedArray<byte>(Wire.HeaderSize + Wire.PagesHeaderSize + perFrame * pageSize, pinned: true);
+        byte[] frame = GC.AllocateUninitializedArray<byte>(Wire.HeaderSize + Wire.PagesHeaderSize + perFrame * pageSize + FrameConnection.TrailerRoom, pinned: true);
         AnnounceZeroPagesAgain(lane, frame);
         bool completeSent = false;
         while (!_stopped && !lane.IsDisposed)
@@ -428,14 +442,8 @@ public sealed class PageServer : IDisposable
     }
 
     /// <summary>The Pages / ZeroPages header (first page, count, origin) after the frame header of <paramref name="frame"/>.</summary>
-    private static void WritePagesHeader(Span<byte> frame, long first, int count, PageOrigin origin)
-    {
-        var h = frame[Wire.HeaderSize..];
-        BinaryPrimitives.WriteUInt64LittleEndian(h, (ulong)first);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)count);
-        h[12] = (byte)origin;
-        h[13] = h[14] = h[15] = 0;
-    }
+    private static void WritePagesHeader(Span<byte> frame, long first, int count, PageOrigin origin) =>
+        FrameCodec.WritePagesHeader(frame[Wire.HeaderSize..], first, count, origin);
 
     private void Throttle(long bytes)
     {

@@ -27,6 +27,8 @@ public sealed class PagerOptions
     public int DemandRealtimePriority { get; init; }
     /// <summary>SCHED_FIFO priority of the push lane's receiver, 0: fair class.</summary>
     public int PushRealtimePriority { get; init; }
+    /// <summary>Sealed (AES-GCM, the default) or clear text; must match the page server's.</summary>
+    public LaneProtection Protection { get; init; } = LaneProtection.Sealed;
 }
 
 /// <summary>What a pager did; also the live view while it runs.</summary>
@@ -60,11 +62,12 @@ public sealed class Pager : IDemandSink, IDisposable
     private long _closedBytes, _presentAtStart;
     private InstallOutcome? _outcome;
 
-    public Pager(ShimRegistration registration, EndPoint sourceEndpoint, byte[] secret, PagerOptions? options = null)
+    /// <param name="key">The migration's key (<see cref="LaneKeys.ForMigration"/>), the page server's too.</param>
+    public Pager(ShimRegistration registration, EndPoint sourceEndpoint, byte[] key, PagerOptions? options = null)
     {
         _reg = registration;
         _source = sourceEndpoint;
-        _secret = secret;
+        _secret = key;
         _options = options ?? new PagerOptions();
     }
 
@@ -159,11 +162,8 @@ public sealed class Pager : IDemandSink, IDisposable
     private PageBitmap ReadZeroMap(FrameConnection lane)
     {
         lane.Expect(FrameType.ZeroMap);
-        var p = lane.Payload;
         var zero = new PageBitmap(_reg.PageCount);
-        if (p.Length != 8 + zero.ByteLength || BinaryPrimitives.ReadUInt64LittleEndian(p) != (ulong)_reg.PageCount)
-            throw new ProtocolException($"zero map of {p.Length} bytes does not match {_reg.PageCount} pages");
-        zero.ResetTo(p[8..]);
+        zero.ResetTo(FrameCodec.ReadBitmap(lane.Payload, _reg.PageCount, "zero map"));
         return zero;
     }
 
@@ -182,7 +182,7 @@ public sealed class Pager : IDemandSink, IDisposable
             using (new Timer(_ => socket.Dispose(), null, _options.LinkTimeoutMs, Timeout.Infinite))
                 socket.Connect(_source);
             lane = new FrameConnection(socket, _options.LinkTimeoutMs);
-            var session = Handshake.Client(lane, kind, _secret);
+            var session = Handshake.Client(lane, kind, _secret, _options.Protection);
             if (session.PageSize != _reg.PageSize || session.PageCount != _reg.PageCount)
                 throw new ProtocolException($"source serves {session.PageCount} pages of {session.PageSize} B, the mapping has {_reg.PageCount} of {_reg.PageSize} B");
             // A page server that restarted keeps its journaled session id; another migration's has another.
@@ -268,11 +268,7 @@ public sealed class Pager : IDemandSink, IDisposable
                         else
                         {
                             // Resume: the source skips every page we already have.
-                            var done = installer.Done;
-                            var resume = new byte[8 + done.ByteLength];
-                            BinaryPrimitives.WriteUInt64LittleEndian(resume, (ulong)done.PageCount);
-                            done.CopyTo(resume.AsSpan(8));
-                            lane.Send(FrameType.Resume, resume);
+                            lane.Send(FrameType.Resume, FrameCodec.EncodeBitmap(installer.Done));
                             _pushLane = lane;
                             completeAt = 0;
                         }
@@ -334,32 +330,15 @@ public sealed class Pager : IDemandSink, IDisposable
     private static unsafe void InstallFrame(PageInstaller installer, FrameConnection lane)
     {
         var p = lane.Payload;
-        if (p.Length < Wire.PagesHeaderSize) throw new ProtocolException("short pages frame");
-        long first = (long)BinaryPrimitives.ReadUInt64LittleEndian(p);
-        uint count = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]);
-        var origin = (PageOrigin)p[12];
-        if (origin is < PageOrigin.Demand or > PageOrigin.Background || p[13] != 0 || p[14] != 0 || p[15] != 0)
-            throw new ProtocolException("bad pages frame header");
-        if (count == 0 || (long)count * lane.PageSize != p.Length - Wire.PagesHeaderSize)
-            throw new ProtocolException($"pages frame says {count} pages but carries {p.Length - Wire.PagesHeaderSize} bytes");
-        if (first < 0 || first + count > installer.PageCount)
-            throw new ProtocolException($"pages [{first}, +{count}) outside {installer.PageCount}");
+        var h = FrameCodec.ReadPages(p, lane.PageSize, installer.PageCount);
         fixed (byte* data = p) // the receive buffer is pinned: this costs nothing
-            installer.Install(first, (int)count, data + Wire.PagesHeaderSize, origin);
+            installer.Install(h.First, h.Count, data + Wire.PagesHeaderSize, h.Origin);
     }
 
     private static void ZeroFrame(PageInstaller installer, FrameConnection lane)
     {
-        var p = lane.Payload;
-        if (p.Length != Wire.PagesHeaderSize) throw new ProtocolException("bad zero-pages frame length");
-        long first = (long)BinaryPrimitives.ReadUInt64LittleEndian(p);
-        uint count = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]);
-        var origin = (PageOrigin)p[12];
-        if (origin is < PageOrigin.Demand or > PageOrigin.Background || p[13] != 0 || p[14] != 0 || p[15] != 0)
-            throw new ProtocolException("bad zero-pages frame header");
-        if (count == 0 || first < 0 || first + count > installer.PageCount)
-            throw new ProtocolException($"zero pages [{first}, +{count}) outside {installer.PageCount}");
-        installer.MarkZero(first, (int)count);
+        var h = FrameCodec.ReadZeroPages(lane.Payload, installer.PageCount);
+        installer.MarkZero(h.First, h.Count);
     }
 
     /// <summary>Fault thread: ask the source for these pages on the demand lane.</summary>
@@ -367,13 +346,12 @@ public sealed class Pager : IDemandSink, IDisposable
     {
         var lane = _demandLane;
         if (lane is null || lane.IsDisposed) return; // re-asked after the reconnect
-        Span<byte> frame = stackalloc byte[4 + 8 * Math.Min(pages.Length, 256)];
+        Span<byte> frame = stackalloc byte[FrameCodec.DemandSize(Math.Min(pages.Length, 256))];
         while (pages.Length > 0)
         {
             int n = Math.Min(pages.Length, 256);
-            BinaryPrimitives.WriteUInt32LittleEndian(frame, (uint)n);
-            for (int i = 0; i < n; i++) BinaryPrimitives.WriteUInt64LittleEndian(frame[(4 + 8 * i)..], (ulong)pages[i]);
-            try { lane.Send(FrameType.Demand, frame[..(4 + 8 * n)]); }
+            int size = FrameCodec.WriteDemand(frame, pages[..n]);
+            try { lane.Send(FrameType.Demand, frame[..size]); }
             catch (IOException) { lane.Dispose(); return; } // the demand thread reconnects and re-asks
             pages = pages[n..];
         }

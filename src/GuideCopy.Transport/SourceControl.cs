@@ -12,20 +12,18 @@ namespace GuideCopy.Transport;
 public static class SourceControl
 {
     /// <summary>Asks whether the destination may resume. Throws IOException when no answer came (ask again).</summary>
-    public static CommitDecision AskCommit(EndPoint source, ReadOnlySpan<byte> secret, ulong expectedSession, int timeoutMs)
+    public static CommitDecision AskCommit(EndPoint source, ReadOnlySpan<byte> key, LaneProtection protection, ulong expectedSession, int timeoutMs)
     {
-        using var lane = Connect(source, secret, expectedSession, timeoutMs);
+        using var lane = Connect(source, key, protection, expectedSession, timeoutMs);
         lane.Send(FrameType.Commit, default);
         WaitFor(lane, FrameType.CommitDecision);
-        if (lane.PayloadLength != 1 || lane.Payload[0] is not ((byte)CommitDecision.Committed or (byte)CommitDecision.RolledBack))
-            throw new ProtocolException("bad commit decision");
-        return (CommitDecision)lane.Payload[0];
+        return FrameCodec.ReadCommitDecision(lane.Payload);
     }
 
     /// <summary>Tells the source every page is in; returns once it recorded that. Throws IOException otherwise.</summary>
-    public static void ReportDone(EndPoint source, ReadOnlySpan<byte> secret, ulong expectedSession, int timeoutMs)
+    public static void ReportDone(EndPoint source, ReadOnlySpan<byte> key, LaneProtection protection, ulong expectedSession, int timeoutMs)
     {
-        using var lane = Connect(source, secret, expectedSession, timeoutMs);
+        using var lane = Connect(source, key, protection, expectedSession, timeoutMs);
         lane.Send(FrameType.Done, default);
         WaitFor(lane, FrameType.DoneAck);
     }
@@ -37,7 +35,7 @@ public static class SourceControl
         if (t != expected) throw new ProtocolException($"expected {expected}, got {t}");
     }
 
-    private static FrameConnection Connect(EndPoint source, ReadOnlySpan<byte> secret, ulong expectedSession, int timeoutMs)
+    private static FrameConnection Connect(EndPoint source, ReadOnlySpan<byte> key, LaneProtection protection, ulong expectedSession, int timeoutMs)
     {
         var socket = new Socket(source.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         FrameConnection? lane = null;
@@ -47,7 +45,7 @@ public static class SourceControl
             using (new Timer(_ => socket.Dispose(), null, timeoutMs, Timeout.Infinite))
                 socket.Connect(source);
             lane = new FrameConnection(socket, timeoutMs);
-            var session = Handshake.Client(lane, Lane.Control, secret);
+            var session = Handshake.Client(lane, Lane.Control, key, protection);
             if (expectedSession != 0 && session.SessionId != expectedSession)
                 throw new ProtocolException($"the page server at {source} serves session {session.SessionId:x16}, not this migration's {expectedSession:x16}");
             return lane;

@@ -4,7 +4,7 @@ namespace GuideCopy.Transport;
 public static class Wire
 {
     public const ushort Magic = 0x4347;        // "GC"
-    public const uint ProtocolVersion = 1;
+    public const uint ProtocolVersion = 2;      // 2: the welcome inside the MAC, sealed frames
     public const int HeaderSize = 8;           // u16 magic, u8 type, u8 reserved(0), u32 payload length
     public const int NonceSize = 32;
     public const int MacSize = 32;
@@ -20,10 +20,10 @@ public static class Wire
     /// <summary>Largest payload accepted for a type, given the session's page size.</summary>
     public static int MaxPayload(FrameType type, int pageSize) => type switch
     {
-        FrameType.ClientHello => 4 + 1 + NonceSize,
+        FrameType.ClientHello => 4 + 1 + 1 + NonceSize,
         FrameType.ServerChallenge => 4 + NonceSize,
         FrameType.ClientProof => MacSize,
-        FrameType.ServerWelcome => MacSize + 4 + 8 + 8,
+        FrameType.ServerWelcome => 4 + 8 + 8 + MacSize,
         FrameType.ZeroMap or FrameType.Resume => 8 + MaxBitmapBytes,
         FrameType.Demand => 4 + 8 * MaxDemandPerFrame,
         FrameType.Pages => PagesHeaderSize + Math.Max(MaxBatchBytes, pageSize),

@@ -31,8 +31,8 @@ public class SourceControlTests
             committed = true; // the first question takes the decision; later ones hear it again
             return committed;
         };
-        Assert.That(SourceControl.AskCommit(s.Server.LocalEndPoint, Secret, s.Server.SessionId, 2000), Is.EqualTo(CommitDecision.Committed));
-        Assert.That(SourceControl.AskCommit(s.Server.LocalEndPoint, Secret, s.Server.SessionId, 2000), Is.EqualTo(CommitDecision.Committed));
+        Assert.That(SourceControl.AskCommit(s.Server.LocalEndPoint, Secret, LaneProtection.Sealed, s.Server.SessionId, 2000), Is.EqualTo(CommitDecision.Committed));
+        Assert.That(SourceControl.AskCommit(s.Server.LocalEndPoint, Secret, LaneProtection.Sealed, s.Server.SessionId, 2000), Is.EqualTo(CommitDecision.Committed));
         Assert.That(asked, Is.EqualTo(2));
     }
 
@@ -41,7 +41,7 @@ public class SourceControlTests
     {
         using var s = Server("rolledback");
         s.Server.CommitRequested = () => false;
-        Assert.That(SourceControl.AskCommit(s.Server.LocalEndPoint, Secret, s.Server.SessionId, 2000), Is.EqualTo(CommitDecision.RolledBack));
+        Assert.That(SourceControl.AskCommit(s.Server.LocalEndPoint, Secret, LaneProtection.Sealed, s.Server.SessionId, 2000), Is.EqualTo(CommitDecision.RolledBack));
     }
 
     [Test]
@@ -51,7 +51,7 @@ public class SourceControlTests
         var order = new List<string>();
         s.Server.DoneReported = () => order.Add("recorded");
         s.Server.DoneAcknowledged = () => order.Add("acknowledged");
-        SourceControl.ReportDone(s.Server.LocalEndPoint, Secret, s.Server.SessionId, 2000);
+        SourceControl.ReportDone(s.Server.LocalEndPoint, Secret, LaneProtection.Sealed, s.Server.SessionId, 2000);
         var deadline = DateTime.UtcNow.AddSeconds(5);
         while (order.Count < 2 && DateTime.UtcNow < deadline) Thread.Sleep(10);
         Assert.That(order, Is.EqualTo(new[] { "recorded", "acknowledged" }));
@@ -63,7 +63,7 @@ public class SourceControlTests
         using var s = Server("session");
         bool asked = false;
         s.Server.CommitRequested = () => asked = true;
-        var e = Assert.Throws<ProtocolException>(() => SourceControl.AskCommit(s.Server.LocalEndPoint, Secret, s.Server.SessionId ^ 1, 2000));
+        var e = Assert.Throws<ProtocolException>(() => SourceControl.AskCommit(s.Server.LocalEndPoint, Secret, LaneProtection.Sealed, s.Server.SessionId ^ 1, 2000));
         Assert.That(e!.Message, Does.Contain("not this migration's"));
         Assert.That(asked, Is.False, "the question must not reach another migration's source");
     }
@@ -74,13 +74,13 @@ public class SourceControlTests
         using var s = Server("secret");
         bool asked = false;
         s.Server.CommitRequested = () => asked = true;
-        Assert.Throws<AuthenticationFailedException>(() => SourceControl.AskCommit(s.Server.LocalEndPoint, "not the secret"u8, 0, 2000));
+        Assert.Throws<AuthenticationFailedException>(() => SourceControl.AskCommit(s.Server.LocalEndPoint, "not the secret"u8, LaneProtection.Sealed, 0, 2000));
         Assert.That(asked, Is.False);
     }
 
     [Test]
     public void NoSourceIsAnIOExceptionToRetry()
     {
-        Assert.Throws<IOException>(() => SourceControl.AskCommit(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 1), Secret, 0, 1000));
+        Assert.Throws<IOException>(() => SourceControl.AskCommit(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 1), Secret, LaneProtection.Sealed, 0, 1000));
     }
 }

@@ -28,10 +28,11 @@ internal static class MigrateCommand
         var observe = new Option<double>("--observe") { Description = "Seconds to keep watching the guest's heartbeats after completion, for the report.", DefaultValueFactory = _ => 5 };
         var guide = new Option<string>("--guide") { Description = "With --mode guide: run the guide clone on the source (on) or not (off: demand, locality and background only).", DefaultValueFactory = _ => "on" };
         guide.AcceptOnlyFromAmong("on", "off");
+        var insecure = InsecureLanesOption();
         var config = AgentCommand.ConfigOption();
         var cmd = new Command("migrate", "Migrate a running domain between two hosts and print the report.")
         {
-            domain, from, to, mode, guide, bandwidth, json, fromAgent, toAgent, secret, observe, config,
+            domain, from, to, mode, guide, bandwidth, json, fromAgent, toAgent, secret, observe, insecure, config,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -47,7 +48,8 @@ internal static class MigrateCommand
                 var guideOptions = cfg.Section<GuideCopy.Migration.Guide.GuideOptions>("Guide");
                 guideOptions.Enabled = p.GetValue(guide) == "on";
                 plan = new MigrationPlan(p.GetValue(domain)!, src, dst, p.GetValue(mode)!, ParseBandwidth(p.GetValue(bandwidth)), secretBytes,
-                    ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)), Guide: guideOptions, BeforeCommit: HoldBeforeCommit());
+                    ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)), Guide: guideOptions, BeforeCommit: HoldBeforeCommit(),
+                    ClearTextLanes: p.GetValue(insecure) || cfg["Controller:InsecureLanes"] is "true" or "True");
             }
             catch (Exception e) when (e is LabException or AgentException or FormatException or ArgumentException)
             {
@@ -93,6 +95,12 @@ internal static class MigrateCommand
     }
 
     /// <summary>lab:a, lab:NAME/a, or a libvirt URI (the agent is then found at the URI's host).</summary>
+    /// <summary>Guide mode's page lanes in clear text: the same option for migrate, compare and demo.</summary>
+    internal static Option<bool> InsecureLanesOption() => new("--insecure-lanes")
+    {
+        Description = "Send guide mode's pages without encryption (still authenticated at each lane's handshake): only on a closed lab link. Default: AES-256-GCM. Config: Controller:InsecureLanes.",
+    };
+
     internal static MigrationTarget ResolveTarget(string text, string? agentOverride, out string? secretFile)
     {
         secretFile = null;

@@ -26,6 +26,17 @@ internal static class PagesCommand
         DefaultValueFactory = _ => new GuideCopy.Migration.Agent.AgentOptions().DemandRealtimePriority,
     };
 
+    /// <summary>Both ends derive the migration key from the secret file and this id, as the agents do.</summary>
+    private static Option<string> MigrationId() => new("--migration-id") { Description = "Migration id both ends bind their keys to.", DefaultValueFactory = _ => "pages" };
+
+    private static Option<bool> InsecureLanes() => new("--insecure-lanes") { Description = "Clear-text frames after the handshake (both ends must agree): measures what the encryption costs." };
+
+    private static byte[] Key(ParseResult p, Option<string> secret, Option<string> id) =>
+        LaneKeys.ForMigration(Handshake.ReadSecretFile(p.GetValue(secret)!), p.GetValue(id)!);
+
+    private static LaneProtection Protection(ParseResult p, Option<bool> insecure) =>
+        p.GetValue(insecure) ? LaneProtection.ClearText : LaneProtection.Sealed;
+
     private static Option<string> SecretFile() => new("--secret-file") { Description = "File holding the shared secret (trailing newline ignored).", Required = true };
 
     private static Command Serve()
@@ -38,12 +49,15 @@ internal static class PagesCommand
         var noPush = new Option<bool>("--no-push") { Description = "Serve demand only (measures remote fault latency)." };
         var progress = new Option<int>("--progress-ms") { Description = "Print COUNTERS every N ms (0: only at the end)." };
         var demandPriority = DemandPriority();
-        var cmd = new Command("serve", "Serve a frozen RAM file to one destination pager.") { file, listen, secret, bandwidth, pageSize, noPush, progress, demandPriority };
+        var id = MigrationId();
+        var insecure = InsecureLanes();
+        var cmd = new Command("serve", "Serve a frozen RAM file to one destination pager.") { file, listen, secret, bandwidth, pageSize, noPush, progress, demandPriority, id, insecure };
         cmd.SetAction(async (p, ct) =>
         {
             var options = new PageServerOptions
             {
-                Secret = Handshake.ReadSecretFile(p.GetValue(secret)!),
+                Secret = Key(p, secret, id),
+                Protection = Protection(p, insecure),
                 Listen = PagesHost.ParseEndpoint(p.GetValue(listen)!),
                 BandwidthBytesPerSecond = p.GetValue(bandwidth) is { } b ? PagesHost.ParseRate(b) : 0,
                 PageSize = p.GetValue(pageSize),
@@ -64,12 +78,14 @@ internal static class PagesCommand
         var once = new Option<bool>("--once") { Description = "Exit after the first registration is done." };
         var linkTimeout = new Option<int>("--link-timeout-ms") { Description = "Reconnect a lane silent this long.", DefaultValueFactory = _ => 3000 };
         var demandPriority = DemandPriority();
-        var cmd = new Command("receive", "Take uffds from the shim and fill them from a page server.") { socket, source, secret, once, linkTimeout, demandPriority };
+        var id = MigrationId();
+        var insecure = InsecureLanes();
+        var cmd = new Command("receive", "Take uffds from the shim and fill them from a page server.") { socket, source, secret, once, linkTimeout, demandPriority, id, insecure };
         cmd.SetAction(async (p, ct) =>
         {
             using var cts = CancelOnSigterm(ct);
             return await PagesHost.ReceiveAsync(p.GetValue(socket)!, PagesHost.ParseEndpoint(p.GetValue(source)!),
-                Handshake.ReadSecretFile(p.GetValue(secret)!), new PagerOptions { LinkTimeoutMs = p.GetValue(linkTimeout), DemandRealtimePriority = p.GetValue(demandPriority) },
+                Key(p, secret, id), new PagerOptions { LinkTimeoutMs = p.GetValue(linkTimeout), DemandRealtimePriority = p.GetValue(demandPriority), Protection = Protection(p, insecure) },
                 p.GetValue(once), Console.Out, cts.Token);
         });
         return cmd;

@@ -13,18 +13,18 @@ public sealed record SourcePrepareResult(
     string Name, string Uuid, string MigratableXml, string PersistentXml, bool Persistent, string RamPath,
     long RamBytes, string RamFileSystem, IReadOnlyList<string> Problems);
 
-public sealed record SwitchoverRequest(string MigrationId, string Domain, long BandwidthBytesPerSecond, bool Push, GuideCopy.Migration.Guide.GuideOptions? Guide = null);
+public sealed record SwitchoverRequest(string MigrationId, string Domain, long BandwidthBytesPerSecond, bool Push, GuideCopy.Migration.Guide.GuideOptions? Guide = null, bool ClearTextLanes = false);
 
 public sealed record GuidePrepareRequest(string MigrationId, string Domain);
 
 public sealed record SwitchoverResult(
     string DeviceState, int DeviceStateBytes, string PageServer, long PageCount, long ZeroPages,
-    long SuspendedAtUnixMs, double DeviceStateSaveMs, ulong SessionId = 0);
+    long SuspendedAtUnixMs, double DeviceStateSaveMs, ulong SessionId = 0, string Lanes = "");
 
 /// <summary>PersistentXml: the source's definition, defined on the destination when every page is in (null: the domain stays transient).</summary>
 public sealed record DestinationPrepareRequest(string MigrationId, string MigratableXml, string Domain = "", string? PersistentXml = null);
 
-public sealed record DestinationLoadRequest(string MigrationId, string DeviceState, string PageServer, ulong SessionId = 0);
+public sealed record DestinationLoadRequest(string MigrationId, string DeviceState, string PageServer, ulong SessionId = 0, bool ClearTextLanes = false);
 
 public sealed record DestinationStartResult(double StartMs, double LoadMs, int QemuPid);
 

@@ -100,7 +100,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             throw new AgentException($"destination not prepared (migration {Id} is {Stage} here)");
         }
 
-        Record(_entry! with { Stage = MigrationStage.DestinationLoaded, PageServer = req.PageServer, SessionId = req.SessionId });
+        Record(_entry! with { Stage = MigrationStage.DestinationLoaded, PageServer = req.PageServer, SessionId = req.SessionId, ClearTextLanes = req.ClearTextLanes });
         StartPager(_registration, req.PageServer, trustRamFile: false);
         var sw = Stopwatch.StartNew();
         await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(WorkDir, "incoming.sock"), Convert.FromBase64String(req.DeviceState),
@@ -112,7 +112,11 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
 
     private void StartPager(ShimRegistration registration, string pageServer, bool trustRamFile)
     {
-        _pager = new Pager(registration, PagesHost.ParseEndpoint(pageServer), Secret, new PagerOptions { TrustRamFile = trustRamFile, DemandRealtimePriority = Options.DemandRealtimePriority, PushRealtimePriority = Options.PushRealtimePriority })
+        _pager = new Pager(registration, PagesHost.ParseEndpoint(pageServer), MigrationKey, new PagerOptions
+        {
+            TrustRamFile = trustRamFile, DemandRealtimePriority = Options.DemandRealtimePriority, PushRealtimePriority = Options.PushRealtimePriority,
+            Protection = ProtectionOf(_entry),
+        })
         {
             Log = m => Log($"{Id}: pager: {m}"),
         };
@@ -186,7 +190,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             _stop.Token.ThrowIfCancellationRequested();
             try
             {
-                var answer = SourceControl.AskCommit(source, Secret, _entry.SessionId, 3000);
+                var answer = SourceControl.AskCommit(source, MigrationKey, ProtectionOf(_entry), _entry.SessionId, 3000);
                 if (answer == CommitDecision.Committed)
                 {
                     ApplyCommit();
@@ -324,7 +328,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         {
             try
             {
-                SourceControl.ReportDone(source, Secret, _entry.SessionId, 3000);
+                SourceControl.ReportDone(source, MigrationKey, ProtectionOf(_entry), _entry.SessionId, 3000);
                 lock (_lock)
                 {
                     Record(_entry with { SourceReleased = true });

@@ -145,7 +145,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         {
             Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.SourcePaused, StartedAt = _entry?.StartedAt ?? DateTimeOffset.UtcNow,
             Persistent = prepared.Persistent, PageListen = Options.PageListen, PageSize = PageSizeOf(prepared.RamPath),
-            BandwidthBytesPerSecond = req.BandwidthBytesPerSecond,
+            BandwidthBytesPerSecond = req.BandwidthBytesPerSecond, ClearTextLanes = req.ClearTextLanes,
         });
         _domain.Suspend();
         long suspendedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
@@ -183,7 +183,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
 
             Log($"{Id}: device state {state.Length} bytes in {saveMs:0} ms; serving {frozen} ({_server.PageCount} pages, {_server.ZeroPages} zero)");
             return new SwitchoverResult(Convert.ToBase64String(state), state.Length, HostFactsReader.AdvertisedPageEndpoint(Options),
-                _server.PageCount, _server.ZeroPages, suspendedAt, saveMs, _server.SessionId);
+                _server.PageCount, _server.ZeroPages, suspendedAt, saveMs, _server.SessionId, Handshake.Describe(ProtectionOf(_entry)));
         }
         catch
         {
@@ -228,7 +228,8 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
     {
         var server = new PageServer(frozen, new PageServerOptions
         {
-            Secret = Secret,
+            Secret = MigrationKey,
+            Protection = ProtectionOf(_entry),
             Listen = IPEndPoint.Parse(Options.PageListen),
             BandwidthBytesPerSecond = bandwidth,
             PushEnabled = push,

@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using GuideCopy.Transport;
 
 namespace GuideCopy.Migration.Control;
 
@@ -20,19 +21,28 @@ public sealed class AgentException(string message, bool connectionLost = false) 
 /// The controller-to-agent channel: length-prefixed JSON messages (u32 little-endian length,
 /// at most <see cref="MaxMessageBytes"/>) after a mutual shared-secret challenge-response, so
 /// no unauthenticated peer can pause, start or destroy a domain. One request, one response.
+/// Every message after the handshake is sealed with AES-256-GCM (<see cref="FrameSeal"/>, keys
+/// from both nonces, <see cref="LaneKeys.DeriveControl"/>): the device state travels here, and
+/// a forged or replayed request must not reach an agent. Before the handshake no message may
+/// exceed <see cref="MaxHandshakeBytes"/>.
 /// </summary>
 public sealed class ControlChannel : IAsyncDisposable
 {
     /// <summary>The largest message either side accepts (device state travels base64 inside one).</summary>
     public const int MaxMessageBytes = 64 * 1024 * 1024;
 
-    private const int ProtocolVersion = 1;
-    private static ReadOnlySpan<byte> ClientLabel => "GCv1-control-client"u8;
-    private static ReadOnlySpan<byte> ServerLabel => "GCv1-control-server"u8;
+    /// <summary>The largest message before the peer is authenticated (the handshake's are ~200 bytes).</summary>
+    public const int MaxHandshakeBytes = 1024;
+
+    private const int ProtocolVersion = 2;
+    private static ReadOnlySpan<byte> ClientLabel => "GCv2-control-client"u8;
+    private static ReadOnlySpan<byte> ServerLabel => "GCv2-control-server"u8;
 
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
     private readonly SemaphoreSlim _lock = new(1, 1);
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private FrameSeal? _seal;
 
     private ControlChannel(Socket socket)
     {
@@ -91,6 +101,7 @@ public sealed class ControlChannel : IAsyncDisposable
                 throw new AgentException($"agent at {endpoint} could not prove it knows the secret");
             }
 
+            c._seal = LaneKeys.DeriveControl(secret, cnonce, snonce, forClient: true);
             return c;
         }
         catch (Exception e) when (e is IOException or JsonException or FormatException or OperationCanceledException or InvalidOperationException)
@@ -131,6 +142,7 @@ public sealed class ControlChannel : IAsyncDisposable
             }
 
             await c.WriteAsync(new JsonObject { ["proof"] = Convert.ToBase64String(Mac(secret, ServerLabel, cnonce, snonce)) }, timeout.Token);
+            c._seal = LaneKeys.DeriveControl(secret, cnonce, snonce, forClient: false);
             return c;
         }
         catch (Exception e) when (e is IOException or JsonException or FormatException or OperationCanceledException or InvalidOperationException or SocketException)
@@ -170,29 +182,53 @@ public sealed class ControlChannel : IAsyncDisposable
         byte[] header = new byte[4];
         await _stream.ReadExactlyAsync(header, ct);
         int length = BinaryPrimitives.ReadInt32LittleEndian(header);
-        if (length is <= 0 or > MaxMessageBytes)
+        var seal = _seal;
+        int max = seal is null ? MaxHandshakeBytes : MaxMessageBytes + FrameSeal.TagSize;
+        if (length <= (seal is null ? 0 : FrameSeal.TagSize) || length > max)
         {
-            throw new IOException($"control message of {length} bytes is out of bounds (max {MaxMessageBytes})");
+            throw new IOException($"control message of {length} bytes is out of bounds (max {max}{(seal is null ? " before authentication" : "")})");
         }
 
         byte[] body = new byte[length];
         await _stream.ReadExactlyAsync(body, ct);
-        return JsonNode.Parse(body) as JsonObject ?? throw new JsonException("control message is not a JSON object");
+        int plain = length;
+        if (seal is not null)
+        {
+            plain = length - FrameSeal.TagSize;
+            if (!seal.TryOpen(header, body.AsSpan(0, plain), body.AsSpan(plain)))
+            {
+                throw new IOException("a control message failed authentication (altered, forged or replayed): connection closed");
+            }
+        }
+
+        return JsonNode.Parse(body.AsSpan(0, plain)) as JsonObject ?? throw new JsonException("control message is not a JSON object");
     }
 
     public async Task WriteAsync(JsonObject message, CancellationToken ct)
     {
-        byte[] body = Encoding.UTF8.GetBytes(message.ToJsonString(Json));
-        if (body.Length > MaxMessageBytes)
+        byte[] json = Encoding.UTF8.GetBytes(message.ToJsonString(Json));
+        if (json.Length > MaxMessageBytes)
         {
-            throw new IOException($"control message of {body.Length} bytes is too large");
+            throw new IOException($"control message of {json.Length} bytes is too large");
         }
 
-        byte[] header = new byte[4];
-        BinaryPrimitives.WriteInt32LittleEndian(header, body.Length);
-        await _stream.WriteAsync(header, ct);
-        await _stream.WriteAsync(body, ct);
-        await _stream.FlushAsync(ct);
+        await _writeLock.WaitAsync(ct);
+        try
+        {
+            var seal = _seal;
+            int length = json.Length + (seal is null ? 0 : FrameSeal.TagSize);
+            byte[] frame = new byte[4 + length];
+            BinaryPrimitives.WriteInt32LittleEndian(frame, length);
+            json.CopyTo(frame, 4);
+            // The nonce is the message's number: sealed under the lock, in the order sent.
+            seal?.Seal(frame.AsSpan(0, 4), frame.AsSpan(4, json.Length), frame.AsSpan(4 + json.Length));
+            await _stream.WriteAsync(frame, ct);
+            await _stream.FlushAsync(ct);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
     }
 
     private static byte[] Mac(byte[] secret, ReadOnlySpan<byte> label, byte[] first, byte[] second)
@@ -206,5 +242,6 @@ public sealed class ControlChannel : IAsyncDisposable
         await _stream.DisposeAsync();
         _socket.Dispose();
         _lock.Dispose();
+        _writeLock.Dispose();
     }
 }

@@ -174,7 +174,7 @@ public sealed partial class GuideCopyMigration
         _switchoverAt = DateTime.UtcNow;
         _stage = MigrationStage.SourcePaused;
         _switched = await _src!.SwitchoverAsync(
-            new SwitchoverRequest(_id, _plan.Domain, _plan.BandwidthBytesPerSecond, _plan.Push, _guidePrepared ? _plan.Guide : null), ct);
+            new SwitchoverRequest(_id, _plan.Domain, _plan.BandwidthBytesPerSecond, _plan.Push, _guidePrepared ? _plan.Guide : null, _plan.ClearTextLanes), ct);
         _stage = MigrationStage.DeviceStateSaved;
         _phases["deviceStateSave"] = Math.Round(_switched.DeviceStateSaveMs, 1);
     }
@@ -183,7 +183,7 @@ public sealed partial class GuideCopyMigration
     private async Task LoadAsync(CancellationToken ct)
     {
         var loaded = await _dst!.LoadAsync(
-            new DestinationLoadRequest(_id, _switched!.DeviceState, _switched.PageServer, _switched.SessionId), ct);
+            new DestinationLoadRequest(_id, _switched!.DeviceState, _switched.PageServer, _switched.SessionId, _plan.ClearTextLanes), ct);
         _stage = MigrationStage.DestinationLoaded;
         _phases["deviceStateLoad"] = Math.Round(loaded.LoadMs, 1);
         if (_plan.BeforeCommit is { } hook)
@@ -411,6 +411,7 @@ public sealed partial class GuideCopyMigration
             DowntimeMs = downtime,
             BytesOnWire = (served?.BytesOnWire ?? status.BytesReceived) + switched.DeviceStateBytes,
             DeviceStateBytes = switched.DeviceStateBytes,
+            Lanes = switched.Lanes,
             Pages = new PageCounts(status.PageCount, status.DemandPages, status.PushPages, status.LocalityPages,
                 status.BackgroundPages, switched.ZeroPages, status.DuplicatePages),
             DestinationFaults = new FaultStats(status.Faults, status.StallCount, R(status.StallP50Ms), R(status.StallP99Ms),

@@ -19,6 +19,7 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 /// <param name="AfterCommit">Runs right after the destination resumed (fault-injection drills and tests).</param>
 /// <param name="Agents">How to reach the two agents; null: control channels to From.Agent and To.Agent with Secret (unit tests pass fakes).</param>
 /// <param name="CommitAsk">How long a controller that lost the resume's reply asks the destination before the source arbitrates; null: 30 s.</param>
+/// <param name="ClearTextLanes">Page lanes without encryption (--insecure-lanes, for closed lab links); the handshake still authenticates them.</param>
 /// <param name="BeforeSwitchover">Runs once the destination (and guide) are prepared, before the source pauses (fault drills, tests).</param>
 /// <param name="BeforeCommit">
 /// Runs after the destination loaded the device state and before it is resumed: the window in
@@ -28,7 +29,8 @@ public sealed record MigrationPlan(
     string Domain, MigrationTarget From, MigrationTarget To, string Mode, long BandwidthBytesPerSecond, byte[] Secret,
     bool Push = true, string? ConsoleFile = null, TimeSpan? ObserveAfter = null, Func<Task>? BeforeCommit = null,
     GuideCopy.Migration.Guide.GuideOptions? Guide = null, TimeSpan? Timeout = null, Func<Task>? AfterCommit = null,
-    GuideCopy.Migration.Agent.IAgentConnector? Agents = null, Func<Task>? BeforeSwitchover = null, TimeSpan? CommitAsk = null);
+    GuideCopy.Migration.Agent.IAgentConnector? Agents = null, Func<Task>? BeforeSwitchover = null, TimeSpan? CommitAsk = null,
+    bool ClearTextLanes = false);
 
 /// <summary>Live progress for a terminal.</summary>
 public sealed record MigrationProgress(string Phase, long PagesDone, long PagesTotal, long Faults, long BytesOnWire, double Seconds);

@@ -43,6 +43,9 @@ public sealed record JournalEntry
 
     public long SuspendedAtUnixMs { get; init; }
 
+    /// <summary>Page lanes in clear text (an explicit --insecure-lanes): a restarted agent serves or fetches the same way.</summary>
+    public bool ClearTextLanes { get; init; }
+
     /// <summary>Completed and the source copy destroyed: a later agent must not look for it (the VM may be back on this host).</summary>
     public bool SourceRemoved { get; init; }
 
