@@ -41,7 +41,8 @@ public sealed class FrameConnection : IDisposable
     /// Set by <see cref="Handshake"/> once the peer proved the secret. Before that no frame may
     /// exceed <see cref="Wire.MaxErrorBytes"/>: an unauthenticated peer cannot make us allocate.
     /// </summary>
-    public bool Authenticated { get; set; }
+    public bool Authenticated { get => Volatile.Read(ref _authenticated); set => Volatile.Write(ref _authenticated, value); }
+    private bool _authenticated;
 
     /// <summary>Frames are sealed (AES-GCM) from here on; set once, by the handshake, on both sides at the same frame.</summary>
     public void StartSealing(FrameSeal seal) => _seal = seal;
@@ -191,7 +192,9 @@ public sealed class FrameConnection : IDisposable
     /// <summary>Sends a heartbeat if nothing was sent for <paramref name="idleMs"/>.</summary>
     public void HeartbeatIfIdle(int idleMs)
     {
-        if (Stopwatch.GetElapsedTime(Volatile.Read(ref _lastSendTicks)).TotalMilliseconds >= idleMs)
+        // Never inside a handshake: the peer expects its next handshake frame, and a heartbeat
+        // sent between the welcome and the switch to sealed frames would not open.
+        if (Authenticated && Stopwatch.GetElapsedTime(Volatile.Read(ref _lastSendTicks)).TotalMilliseconds >= idleMs)
             Send(FrameType.Heartbeat, default);
     }
 

@@ -128,3 +128,103 @@ public class HandshakeTests
         RightSecretGetsZeroMapAndPages();
     }
 }
+
+/// <summary>The v2 handshake's bindings: migration, protection choice, welcome fields.</summary>
+public class HandshakeBindingTests
+{
+    private static readonly byte[] Secret = "right secret"u8.ToArray();
+    private string _file = "";
+
+    [SetUp]
+    public void SetUp()
+    {
+        _file = $"/dev/shm/gcmp-hb-{Environment.ProcessId}";
+        using var f = new FileStream(_file, FileMode.Create);
+        f.SetLength(64 * 4096);
+    }
+
+    [TearDown]
+    public void TearDown() => File.Delete(_file);
+
+    private PageServer Serve(byte[] key, LaneProtection protection = LaneProtection.Sealed)
+    {
+        var s = new PageServer(_file, new PageServerOptions { Secret = key, Listen = new IPEndPoint(IPAddress.Loopback, 0), LinkTimeoutMs = 2000, Protection = protection });
+        s.Start();
+        return s;
+    }
+
+    private static FrameConnection Connect(PageServer server)
+    {
+        var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        s.Connect(server.LocalEndPoint);
+        return new FrameConnection(s, 2000);
+    }
+
+    [Test]
+    public void PageServerOfAnotherMigrationIsRefused()
+    {
+        // Same secret file, another migration id: the keys differ, so neither side passes.
+        using var other = Serve(LaneKeys.ForMigration(Secret, "migration-a"));
+        using var c = Connect(other);
+        Assert.Throws<AuthenticationFailedException>(() => Handshake.Client(c, Lane.Demand, LaneKeys.ForMigration(Secret, "migration-b")));
+        Assert.That(other.Counters.PagesSent, Is.Zero);
+    }
+
+    [Test]
+    public void ProtectionMismatchNamesTheFix()
+    {
+        using var server = Serve(Secret, LaneProtection.Sealed);
+        using var c = Connect(server);
+        var e = Assert.Throws<AuthenticationFailedException>(() => Handshake.Client(c, Lane.Demand, Secret, LaneProtection.ClearText));
+        Assert.That(e!.Message, Does.Contain("same encryption setting"));
+    }
+
+    [Test]
+    public void SealedHandshakeThenPages()
+    {
+        using var server = Serve(Secret);
+        using var c = Connect(server);
+        var info = Handshake.Client(c, Lane.Demand, Secret);
+        Assert.That(c.IsSealed, Is.True);
+        Assert.That(info.SessionId, Is.EqualTo(server.SessionId));
+        c.Expect(FrameType.ZeroMap);
+        Span<byte> demand = stackalloc byte[FrameCodec.DemandSize(1)];
+        FrameCodec.WriteDemand(demand, [1]);
+        c.Send(FrameType.Demand, demand);
+        FrameType t;
+        while ((t = c.ReadFrame()) == FrameType.Heartbeat) { }
+        Assert.That(t, Is.EqualTo(FrameType.ZeroPages), "page 1 of a sparse file is zero");
+    }
+
+    [Test]
+    public void TricklingPeerIsCutAtTheHandshakeDeadline()
+    {
+        using var server = Serve(Secret);
+        var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        s.Connect(server.LocalEndPoint);
+        using var _ = s;
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        bool closed = false;
+        // A well-formed ClientHello, one byte a second: each receive is within the 2 s link
+        // timeout, the whole is not.
+        var hello = new byte[Wire.HeaderSize + 38];
+        BinaryPrimitives.WriteUInt16LittleEndian(hello, Wire.Magic);
+        hello[2] = (byte)FrameType.ClientHello;
+        BinaryPrimitives.WriteUInt32LittleEndian(hello.AsSpan(4), 38);
+        try
+        {
+            for (int i = 0; i < hello.Length && !closed; i++)
+            {
+                s.Send(hello.AsSpan(i, 1));
+                closed = s.Poll(1_000_000, SelectMode.SelectRead) && s.Available == 0; // readable with nothing to read: closed
+            }
+        }
+        catch (SocketException)
+        {
+            closed = true;
+        }
+
+        Assert.That(closed, Is.True, $"the server never closed a peer that does not finish its handshake ({sw.Elapsed.TotalSeconds:0.0} s)");
+        Assert.That(sw.Elapsed.TotalMilliseconds, Is.LessThan(Handshake.DeadlineMs + 2500), "the server held a slot past its handshake deadline");
+    }
+}

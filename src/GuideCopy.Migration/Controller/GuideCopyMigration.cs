@@ -183,7 +183,7 @@ public sealed partial class GuideCopyMigration
     private async Task LoadAsync(CancellationToken ct)
     {
         var loaded = await _dst!.LoadAsync(
-            new DestinationLoadRequest(_id, _switched!.DeviceState, _switched.PageServer, _switched.SessionId, _plan.ClearTextLanes), ct);
+            new DestinationLoadRequest(_id, _switched!.DeviceState, _plan.PageServerRoute?.Invoke(_switched.PageServer) ?? _switched.PageServer, _switched.SessionId, _plan.ClearTextLanes), ct);
         _stage = MigrationStage.DestinationLoaded;
         _phases["deviceStateLoad"] = Math.Round(loaded.LoadMs, 1);
         if (_plan.BeforeCommit is { } hook)

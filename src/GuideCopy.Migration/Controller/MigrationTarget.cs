@@ -20,6 +20,7 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 /// <param name="Agents">How to reach the two agents; null: control channels to From.Agent and To.Agent with Secret (unit tests pass fakes).</param>
 /// <param name="CommitAsk">How long a controller that lost the resume's reply asks the destination before the source arbitrates; null: 30 s.</param>
 /// <param name="ClearTextLanes">Page lanes without encryption (--insecure-lanes, for closed lab links); the handshake still authenticates them.</param>
+/// <param name="PageServerRoute">Rewrites the page-server address the destination is given (a relay on the link: drills and the man-in-the-middle test); null: as the source says.</param>
 /// <param name="BeforeSwitchover">Runs once the destination (and guide) are prepared, before the source pauses (fault drills, tests).</param>
 /// <param name="BeforeCommit">
 /// Runs after the destination loaded the device state and before it is resumed: the window in
@@ -30,7 +31,7 @@ public sealed record MigrationPlan(
     bool Push = true, string? ConsoleFile = null, TimeSpan? ObserveAfter = null, Func<Task>? BeforeCommit = null,
     GuideCopy.Migration.Guide.GuideOptions? Guide = null, TimeSpan? Timeout = null, Func<Task>? AfterCommit = null,
     GuideCopy.Migration.Agent.IAgentConnector? Agents = null, Func<Task>? BeforeSwitchover = null, TimeSpan? CommitAsk = null,
-    bool ClearTextLanes = false);
+    bool ClearTextLanes = false, Func<string, string>? PageServerRoute = null);
 
 /// <summary>Live progress for a terminal.</summary>
 public sealed record MigrationProgress(string Phase, long PagesDone, long PagesTotal, long Faults, long BytesOnWire, double Seconds);
