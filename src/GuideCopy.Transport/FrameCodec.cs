@@ -15,6 +15,29 @@ public readonly record struct PagesHeader(long First, int Count, PageOrigin Orig
 /// </summary>
 public static class FrameCodec
 {
+    // Frame header: u16 magic, u8 type, u8 reserved (0), u32 length (payload, plus the tag once sealed).
+
+    /// <summary>
+    /// Checks a frame header before a byte of its payload is read: known type, length within that
+    /// type's limit (<see cref="Wire.MaxPayload"/>) and, before authentication, within
+    /// <see cref="Wire.MaxErrorBytes"/>. Returns the type and the bytes to read after the header.
+    /// </summary>
+    public static (FrameType Type, int Length) ReadHeader(ReadOnlySpan<byte> header, int pageSize, bool authenticated, bool isSealed)
+    {
+        ushort magic = BinaryPrimitives.ReadUInt16LittleEndian(header);
+        var type = (FrameType)header[2];
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
+        if (magic != Wire.Magic) throw new ProtocolException($"bad frame magic 0x{magic:x4}");
+        if (header[3] != 0) throw new ProtocolException("reserved header byte set");
+        int max = Wire.MaxPayload(type, pageSize);
+        if (max < 0) throw new ProtocolException($"unknown frame type {(byte)type}");
+        uint trailer = isSealed ? (uint)FrameSeal.TagSize : 0u;
+        if (length < trailer) throw new ProtocolException($"{type} frame of {length} bytes is shorter than its tag");
+        if (length - trailer > (uint)max) throw new ProtocolException($"{type} frame of {length - trailer} bytes exceeds the limit of {max}");
+        if (!authenticated && length > Wire.MaxErrorBytes) throw new ProtocolException($"{type} frame of {length} bytes before authentication");
+        return (type, (int)length);
+    }
+
     // Pages / ZeroPages: u64 first page, u32 count, u8 origin, 3 reserved (0).
 
     public static void WritePagesHeader(Span<byte> payload, long first, int count, PageOrigin origin)

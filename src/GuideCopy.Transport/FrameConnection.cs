@@ -68,21 +68,12 @@ public sealed class FrameConnection : IDisposable
     public FrameType ReadFrame()
     {
         ReceiveExactly(_header);
-        ushort magic = BinaryPrimitives.ReadUInt16LittleEndian(_header);
-        var type = (FrameType)_header[2];
-        uint length = BinaryPrimitives.ReadUInt32LittleEndian(_header.AsSpan(4));
-        if (magic != Wire.Magic) throw new ProtocolException($"bad frame magic 0x{magic:x4}");
-        if (_header[3] != 0) throw new ProtocolException("reserved header byte set");
-        int max = Wire.MaxPayload(type, PageSize);
-        if (max < 0) throw new ProtocolException($"unknown frame type {(byte)type}");
         var seal = _seal;
+        var (type, length) = FrameCodec.ReadHeader(_header, PageSize, Authenticated, seal is not null);
         uint trailer = seal is null ? 0u : FrameSeal.TagSize;
-        if (length < trailer) throw new ProtocolException($"{type} frame of {length} bytes is shorter than its tag");
-        if (length - trailer > (uint)max) throw new ProtocolException($"{type} frame of {length - trailer} bytes exceeds the limit of {max}");
-        if (!Authenticated && length > Wire.MaxErrorBytes) throw new ProtocolException($"{type} frame of {length} bytes before authentication");
         if (length > (uint)_receive.Length) _receive = GC.AllocateUninitializedArray<byte>((int)Math.Max(length, Wire.PagesHeaderSize + (uint)Wire.MaxBatchBytes + trailer), pinned: true);
-        ReceiveExactly(_receive.AsSpan(0, (int)length));
-        PayloadLength = (int)(length - trailer);
+        ReceiveExactly(_receive.AsSpan(0, length));
+        PayloadLength = length - (int)trailer;
         if (seal is not null && !seal.TryOpen(_header, _receive.AsSpan(0, PayloadLength), _receive.AsSpan(PayloadLength, FrameSeal.TagSize)))
         {
             PayloadLength = 0;

@@ -25,6 +25,7 @@ public static class Handshake
     private static ReadOnlySpan<byte> ClientLabel => "GCv2-client"u8;
     private static ReadOnlySpan<byte> ServerLabel => "GCv2-server"u8;
     private const int HelloSize = 4 + 1 + 1 + Wire.NonceSize;
+    public const int HelloLength = HelloSize;
     private const int SessionFieldsSize = 4 + 8 + 8;
 
     /// <summary>The longest a server waits for a connection to pass the handshake, in ms.</summary>
@@ -45,12 +46,8 @@ public static class Handshake
         {
             throw new AuthenticationFailedException($"source refused us: {e.Message}");
         }
-        var ch = c.Payload;
-        if (ch.Length != 4 + Wire.NonceSize) throw new ProtocolException("bad challenge length");
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(ch);
-        if (version != Wire.ProtocolVersion) throw new ProtocolException($"source speaks protocol {version}, we speak {Wire.ProtocolVersion}");
         Span<byte> snonce = stackalloc byte[Wire.NonceSize];
-        ch.Slice(4, Wire.NonceSize).CopyTo(snonce);
+        ParseChallenge(c.Payload).CopyTo(snonce);
 
         Span<byte> mac = stackalloc byte[Wire.MacSize];
         Mac(key, ClientLabel, lane, protection, cnonce, snonce, default, mac);
@@ -63,16 +60,12 @@ public static class Handshake
         }
         var w = c.Payload;
         if (w.Length != SessionFieldsSize + Wire.MacSize) throw new ProtocolException("bad welcome length");
+        // The MAC first: nothing of the welcome is believed before it passed.
         Mac(key, ServerLabel, lane, protection, snonce, cnonce, w[..SessionFieldsSize], mac);
         if (!CryptographicOperations.FixedTimeEquals(mac, w[SessionFieldsSize..]))
             throw new AuthenticationFailedException("the source could not prove it knows this migration's key (another migration's page server, or another secret)");
-        int pageSize = (int)BinaryPrimitives.ReadUInt32LittleEndian(w);
-        long pageCount = (long)BinaryPrimitives.ReadUInt64LittleEndian(w[4..]);
-        ulong sessionId = BinaryPrimitives.ReadUInt64LittleEndian(w[12..]);
-        if (pageSize < 4096 || (pageSize & (pageSize - 1)) != 0 || pageSize > (1 << 30)) throw new ProtocolException($"bad page size {pageSize}");
-        if (pageCount <= 0 || pageCount > Wire.MaxPageCount) throw new ProtocolException($"bad page count {pageCount}");
-        var session = new SessionInfo(pageSize, pageCount, sessionId);
-        c.PageSize = pageSize;
+        var session = ParseWelcome(w);
+        c.PageSize = session.PageSize;
         if (protection == LaneProtection.Sealed) c.StartSealing(LaneKeys.Derive(key, lane, cnonce, snonce, session, forClient: true));
         c.Authenticated = true;
         return session;
@@ -83,17 +76,12 @@ public static class Handshake
     {
         c.Expect(FrameType.ClientHello);
         var h = c.Payload;
-        if (h.Length < 4) throw new ProtocolException("bad hello length");
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(h);
+        var (version, lane, asked) = ParseHello(h);
         if (version != Wire.ProtocolVersion)
         {
             c.TrySendError($"unsupported protocol version {version}, this source speaks {Wire.ProtocolVersion}: install the same guidecopy version on both hosts");
             throw new ProtocolException($"client speaks protocol {version}");
         }
-        if (h.Length != HelloSize) throw new ProtocolException("bad hello length");
-        var lane = (Lane)h[4];
-        if (lane is not (Lane.Demand or Lane.Push or Lane.Control)) throw new ProtocolException($"unknown lane {(byte)lane}");
-        var asked = (LaneProtection)h[5];
         if (asked != protection)
         {
             c.TrySendError($"this source's lanes are {Describe(protection)}, the destination asked for {Describe(asked)}: run both sides of the migration with the same encryption setting");
@@ -126,6 +114,44 @@ public static class Handshake
         if (protection == LaneProtection.Sealed) c.StartSealing(LaneKeys.Derive(key, lane, cnonce, snonce, session, forClient: false));
         c.Authenticated = true;
         return lane;
+    }
+
+    /// <summary>
+    /// A ClientHello: the version (checked by the caller, which answers an old client in words),
+    /// the lane and the protection asked for; the nonce is the last <see cref="Wire.NonceSize"/> bytes.
+    /// </summary>
+    public static (uint Version, Lane Lane, LaneProtection Protection) ParseHello(ReadOnlySpan<byte> h)
+    {
+        if (h.Length < 4) throw new ProtocolException("bad hello length");
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(h);
+        if (version != Wire.ProtocolVersion) return (version, default, default);
+        if (h.Length != HelloSize) throw new ProtocolException("bad hello length");
+        var lane = (Lane)h[4];
+        if (lane is not (Lane.Demand or Lane.Push or Lane.Control)) throw new ProtocolException($"unknown lane {(byte)lane}");
+        var protection = (LaneProtection)h[5];
+        if (protection is not (LaneProtection.Sealed or LaneProtection.ClearText)) throw new ProtocolException($"unknown protection {(byte)protection}");
+        return (version, lane, protection);
+    }
+
+    /// <summary>A ServerChallenge: returns the server's nonce.</summary>
+    public static ReadOnlySpan<byte> ParseChallenge(ReadOnlySpan<byte> ch)
+    {
+        if (ch.Length != 4 + Wire.NonceSize) throw new ProtocolException("bad challenge length");
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(ch);
+        if (version != Wire.ProtocolVersion) throw new ProtocolException($"source speaks protocol {version}, we speak {Wire.ProtocolVersion}: install the same guidecopy version on both hosts");
+        return ch.Slice(4, Wire.NonceSize);
+    }
+
+    /// <summary>The session fields of a ServerWelcome whose MAC passed.</summary>
+    public static SessionInfo ParseWelcome(ReadOnlySpan<byte> w)
+    {
+        if (w.Length != SessionFieldsSize + Wire.MacSize) throw new ProtocolException("bad welcome length");
+        uint pageSize = BinaryPrimitives.ReadUInt32LittleEndian(w);
+        ulong pageCount = BinaryPrimitives.ReadUInt64LittleEndian(w[4..]);
+        ulong sessionId = BinaryPrimitives.ReadUInt64LittleEndian(w[12..]);
+        if (pageSize < 4096 || (pageSize & (pageSize - 1)) != 0 || pageSize > (1u << 30)) throw new ProtocolException($"bad page size {pageSize}");
+        if (pageCount == 0 || pageCount > (ulong)Wire.MaxPageCount) throw new ProtocolException($"bad page count {pageCount}");
+        return new SessionInfo((int)pageSize, (long)pageCount, sessionId);
     }
 
     /// <summary>The words a report and an error use for a protection.</summary>
