@@ -11,7 +11,9 @@ namespace GuideCopy.Cli.Commands;
 /// <summary>
 /// `guidecopy bench memory-plane`: the memory plane's figures in one run (docs/memory-plane.md):
 /// in-process uffd round trip (C baseline), remote fault latency and push throughput across the
-/// lab's veth link (loopback without a lab), and allocations per page in steady state.
+/// lab's veth link (loopback without a lab), and allocations per page in steady state; the
+/// lane runs once per protection asked for (sealed and clear text by default), side by side,
+/// so what the encryption costs is read off one run.
 /// </summary>
 internal static class BenchCommand
 {
@@ -29,19 +31,30 @@ internal static class BenchCommand
         var faultPages = new Option<int>("--fault-pages") { Description = "Pages touched in the remote-fault run.", DefaultValueFactory = _ => 8192 };
         var json = new Option<bool>("--json") { Description = "Print the figures as JSON." };
         var demandPriority = PagesCommand.DemandPriority();
-        var cmd = new Command("memory-plane", "uffd round trip, remote fault latency, push throughput, allocations per page.") { lab, pages, faultPages, json, demandPriority };
-        cmd.SetAction(p => Run(p.GetValue(lab), p.GetValue(pages), p.GetValue(faultPages), p.GetValue(json), p.GetValue(demandPriority)));
+        var lanes = new Option<string>("--lanes") { Description = "Lane protection to measure: both (sealed, then clear text, side by side), sealed or clear.", DefaultValueFactory = _ => "both" };
+        lanes.AcceptOnlyFromAmong("both", "sealed", "clear");
+        var cmd = new Command("memory-plane", "uffd round trip, remote fault latency, push throughput, allocations per page.") { lab, pages, faultPages, json, demandPriority, lanes };
+        cmd.SetAction(p => Run(p.GetValue(lab), p.GetValue(pages), p.GetValue(faultPages), p.GetValue(json), p.GetValue(demandPriority),
+            p.GetValue(lanes) switch
+            {
+                "sealed" => [LaneProtection.Sealed],
+                "clear" => [LaneProtection.ClearText],
+                _ => [LaneProtection.Sealed, LaneProtection.ClearText],
+            }));
         return cmd;
     }
 
-    private sealed record Figures(
-        string Link, double RoundTripP50Us, double RoundTripP99Us,
+    private sealed record Figures(string Link, double RoundTripP50Us, double RoundTripP99Us, IReadOnlyList<LaneFigures> Lanes);
+
+    /// <summary>The figures of one lane protection.</summary>
+    private sealed record LaneFigures(
+        string Lanes,
         double RemoteFaultP50Us, double RemoteFaultP99Us, double PagerStallP50Us, double PagerStallP99Us, long RemoteFaults,
         double BusyFaultP50Us, double BusyFaultP99Us, double BusyStallP50Us, double BusyStallP99Us, long BusyDemandFaults,
         double PushGiBps, long PushPages, double InProcessPushGiBps, double InProcessSteadyGiBps, double CpuSecondsPerGiB,
         double AllocatedBytesPerPage, long SteadyStatePages);
 
-    private static int Run(string? labName, int pages, int faultPages, bool json, int demandPriority)
+    private static int Run(string? labName, int pages, int faultPages, bool json, int demandPriority, LaneProtection[] protections)
     {
         var tools = NativeBuild.Tools;
         foreach (var f in new[] { Path.Combine(tools, "uffd-roundtrip"), Path.Combine(tools, "ramtouch"), NativeBuild.Shim })
@@ -66,39 +79,22 @@ internal static class BenchCommand
             var rt = ChildRun.Fields(ChildRun.Start("uffd-roundtrip", Path.Combine(tools, "uffd-roundtrip"), ["4096"]).Line("ROUNDTRIP", 60));
             Note(json, $"in-process uffd round trip: p50 {rt["p50_us"]} us, p99 {rt["p99_us"]} us");
 
-            // 2. Remote fault latency: demand only (no push), random touches, across the link.
             string faultSrc = $"/dev/shm/gcmp-bench-fsrc-{Environment.ProcessId}";
             env.Source("gen", [Path.Combine(tools, "ramtouch"), "gen", faultSrc, faultPages.ToString()]).Exit(120);
             cleanup.Add((env.Source, faultSrc));
-            var fault = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: true, demandPriority, cleanup);
-            Note(json, $"remote fault ({env.Name}): p50 {fault.touch["p50_us"]} us, p99 {fault.touch["p99_us"]} us as the program saw it; " +
-                       $"pager stall p50 {fault.done["stall_p50_us"]} us, p99 {fault.done["stall_p99_us"]} us over {fault.done["stalls"]} faults");
-
-            // 2b. The same faults while the push lane streams uncapped: demand must not queue behind it.
-            var busy = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: false, demandPriority, cleanup);
-            Note(json, $"remote fault while pushing ({env.Name}): p50 {busy.touch["p50_us"]} us, p99 {busy.touch["p99_us"]} us as the program saw it; " +
-                       $"pager stall p50 {busy.done["stall_p50_us"]} us, p99 {busy.done["stall_p99_us"]} us over {busy.done["stalls"]} demand faults");
-
-            // 3. Push throughput: nothing faults, the source pushes every non-zero page.
             string src = $"/dev/shm/gcmp-bench-src-{Environment.ProcessId}";
             env.Source("gen", [Path.Combine(tools, "ramtouch"), "gen", src, pages.ToString()]).Exit(120);
             cleanup.Add((env.Source, src));
-            var push = Transfer(env, tools, secret, src, pages, "hold", noPush: false, demandPriority, cleanup);
-            long pushed = long.Parse(push.done["installed"]);
-            double pushGiBps = pushed * 4096.0 / (1L << 30) / (double.Parse(push.done["elapsed_ms"]) / 1000);
-            Note(json, $"push ({env.Name}): {pushed} pages in {push.done["elapsed_ms"]} ms = {pushGiBps:0.00} GiB/s");
+            var runs = protections.Select(p => MeasureLanes(env, tools, secret, faultSrc, faultPages, src, pages, demandPriority, p, json, cleanup)).ToList();
+            if (!json && runs.Count == 2)
+            {
+                var (s, c) = (runs[0], runs[1]);
+                Console.WriteLine($"sealed vs clear: remote fault p50 {s.RemoteFaultP50Us:0} vs {c.RemoteFaultP50Us:0} us ({Percent(s.RemoteFaultP50Us, c.RemoteFaultP50Us)}), " +
+                                  $"p99 {s.RemoteFaultP99Us:0} vs {c.RemoteFaultP99Us:0} us; push {s.PushGiBps:0.00} vs {c.PushGiBps:0.00} GiB/s; " +
+                                  $"in-process {s.InProcessSteadyGiBps:0.00} vs {c.InProcessSteadyGiBps:0.00} GiB/s steady, {s.CpuSecondsPerGiB:0.00} vs {c.CpuSecondsPerGiB:0.00} CPU-s/GiB");
+            }
 
-            // 4. Allocations per page in steady state: server and pager in this process over loopback.
-            var (inProcGiBps, perPage, steadyPages, steadyGiBps, cpuPerGib) = InProcessPush(tools, pages);
-            Note(json, $"in-process push (loopback, server+pager here): {inProcGiBps:0.00} GiB/s end to end, {steadyGiBps:0.00} GiB/s steady, " +
-                       $"{cpuPerGib:0.00} CPU-s per GiB (server+pager); allocated {perPage:0.00} bytes/page over {steadyPages} steady-state pages");
-
-            var fig = new Figures(env.Name, double.Parse(rt["p50_us"]), double.Parse(rt["p99_us"]),
-                double.Parse(fault.touch["p50_us"]), double.Parse(fault.touch["p99_us"]),
-                double.Parse(fault.done["stall_p50_us"]), double.Parse(fault.done["stall_p99_us"]), long.Parse(fault.done["stalls"]),
-                double.Parse(busy.touch["p50_us"]), double.Parse(busy.touch["p99_us"]),
-                double.Parse(busy.done["stall_p50_us"]), double.Parse(busy.done["stall_p99_us"]), long.Parse(busy.done["stalls"]),
-                pushGiBps, pushed, inProcGiBps, steadyGiBps, cpuPerGib, perPage, steadyPages);
+            var fig = new Figures(env.Name, double.Parse(rt["p50_us"]), double.Parse(rt["p99_us"]), runs);
             if (json) Console.WriteLine(JsonSerializer.Serialize(fig, new JsonSerializerOptions { WriteIndented = true }));
             return ExitCodes.Success;
         }
@@ -109,15 +105,51 @@ internal static class BenchCommand
         }
     }
 
+    private static string Percent(double a, double b) => b > 0 ? $"{(a - b) / b * 100:+0;-0}%" : "n/a";
+
+    private static LaneFigures MeasureLanes(Sides env, string tools, string secret, string faultSrc, int faultPages, string src, int pages,
+        int demandPriority, LaneProtection protection, bool json, List<(Func<string, string[], ChildRun>, string)> cleanup)
+    {
+        string lanes = Handshake.Describe(protection);
+        // 2. Remote fault latency: demand only (no push), random touches, across the link.
+        var fault = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: true, demandPriority, protection, cleanup);
+        Note(json, $"[{lanes}] remote fault ({env.Name}): p50 {fault.touch["p50_us"]} us, p99 {fault.touch["p99_us"]} us as the program saw it; " +
+                   $"pager stall p50 {fault.done["stall_p50_us"]} us, p99 {fault.done["stall_p99_us"]} us over {fault.done["stalls"]} faults");
+
+        // 2b. The same faults while the push lane streams uncapped: demand must not queue behind it.
+        var busy = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: false, demandPriority, protection, cleanup);
+        Note(json, $"[{lanes}] remote fault while pushing ({env.Name}): p50 {busy.touch["p50_us"]} us, p99 {busy.touch["p99_us"]} us as the program saw it; " +
+                   $"pager stall p50 {busy.done["stall_p50_us"]} us, p99 {busy.done["stall_p99_us"]} us over {busy.done["stalls"]} demand faults");
+
+        // 3. Push throughput: nothing faults, the source pushes every non-zero page.
+        var push = Transfer(env, tools, secret, src, pages, "hold", noPush: false, demandPriority, protection, cleanup);
+        long pushed = long.Parse(push.done["installed"]);
+        double pushGiBps = pushed * 4096.0 / (1L << 30) / (double.Parse(push.done["elapsed_ms"]) / 1000);
+        Note(json, $"[{lanes}] push ({env.Name}): {pushed} pages in {push.done["elapsed_ms"]} ms = {pushGiBps:0.00} GiB/s");
+
+        // 4. Allocations per page in steady state: server and pager in this process over loopback.
+        var (inProcGiBps, perPage, steadyPages, steadyGiBps, cpuPerGib) = InProcessPush(tools, pages, protection);
+        Note(json, $"[{lanes}] in-process push (loopback, server+pager here): {inProcGiBps:0.00} GiB/s end to end, {steadyGiBps:0.00} GiB/s steady, " +
+                   $"{cpuPerGib:0.00} CPU-s per GiB (server+pager); allocated {perPage:0.00} bytes/page over {steadyPages} steady-state pages");
+
+        return new LaneFigures(lanes,
+            double.Parse(fault.touch["p50_us"]), double.Parse(fault.touch["p99_us"]),
+            double.Parse(fault.done["stall_p50_us"]), double.Parse(fault.done["stall_p99_us"]), long.Parse(fault.done["stalls"]),
+            double.Parse(busy.touch["p50_us"]), double.Parse(busy.touch["p99_us"]),
+            double.Parse(busy.done["stall_p50_us"]), double.Parse(busy.done["stall_p99_us"]), long.Parse(busy.done["stalls"]),
+            pushGiBps, pushed, inProcGiBps, steadyGiBps, cpuPerGib, perPage, steadyPages);
+    }
+
     private static void Note(bool json, string line)
     {
         if (!json) Console.WriteLine(line);
     }
 
     private static (Dictionary<string, string> touch, Dictionary<string, string> done) Transfer(
-        Sides env, string tools, string secret, string src, int pages, string mode, bool noPush, int demandPriority,
+        Sides env, string tools, string secret, string src, int pages, string mode, bool noPush, int demandPriority, LaneProtection protection,
         List<(Func<string, string[], ChildRun>, string)> cleanup)
     {
+        string[] insecure = protection == LaneProtection.ClearText ? ["--insecure-lanes"] : [];
         int port = 7790 + Random.Shared.Next(200);
         string endpoint = $"{env.SourceAddress}:{port}";
         string socket = $"/run/guidecopy/gcmp-bench-{Environment.ProcessId}-{mode}.sock";
@@ -126,10 +158,10 @@ internal static class BenchCommand
         env.Dest("mkdir", ["mkdir", "-p", "/run/guidecopy"]).Exit(30);
         cleanup.Add((env.Dest, dst));
         using var serve = env.Source("serve", [.. Self(), "pages", "serve", "--file", src, "--listen", endpoint, "--secret-file", secret,
-            "--demand-priority", demandPriority.ToString(System.Globalization.CultureInfo.InvariantCulture), .. (noPush ? new[] { "--no-push" } : [])]);
+            "--demand-priority", demandPriority.ToString(System.Globalization.CultureInfo.InvariantCulture), .. insecure, .. (noPush ? new[] { "--no-push" } : [])]);
         serve.Line("LISTENING", 60);
         using var receive = env.Dest("receive", [.. Self(), "pages", "receive", "--agent-socket", socket, "--source", endpoint, "--secret-file", secret, "--once",
-            "--demand-priority", demandPriority.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            "--demand-priority", demandPriority.ToString(System.Globalization.CultureInfo.InvariantCulture), .. insecure]);
         receive.Line("LISTENING", 60);
         using var touch = env.Dest("ramtouch", [Path.Combine(tools, "ramtouch"), "run", dst, pages.ToString(), mode, "99"],
             new Dictionary<string, string> { ["LD_PRELOAD"] = NativeBuild.Shim, ["GUIDECOPY_RAM_PATH"] = dst, ["GUIDECOPY_AGENT_SOCKET"] = socket },
@@ -152,7 +184,7 @@ internal static class BenchCommand
     }
 
     /// <summary>PageServer and Pager in this process over loopback; a C program holds the mapping.</summary>
-    private static (double gibps, double bytesPerPage, long pages, double steadyGibps, double cpuSecondsPerGib) InProcessPush(string tools, int pages)
+    private static (double gibps, double bytesPerPage, long pages, double steadyGibps, double cpuSecondsPerGib) InProcessPush(string tools, int pages, LaneProtection protection)
     {
         string src = $"/dev/shm/gcmp-bench-inproc-src-{Environment.ProcessId}";
         string dst = $"/dev/shm/gcmp-bench-inproc-dst-{Environment.ProcessId}";
@@ -161,13 +193,13 @@ internal static class BenchCommand
         try
         {
             var secret = System.Security.Cryptography.RandomNumberGenerator.GetBytes(16);
-            using var server = new PageServer(src, new PageServerOptions { Secret = secret, Listen = new IPEndPoint(IPAddress.Loopback, 0) });
+            using var server = new PageServer(src, new PageServerOptions { Secret = secret, Listen = new IPEndPoint(IPAddress.Loopback, 0), Protection = protection });
             server.Start();
             using var listener = new ShimListener(socket);
             using var touch = ChildRun.Start("ramtouch", Path.Combine(tools, "ramtouch"), ["run", dst, pages.ToString(), "hold"],
                 new Dictionary<string, string> { ["LD_PRELOAD"] = NativeBuild.Shim, ["GUIDECOPY_RAM_PATH"] = dst, ["GUIDECOPY_AGENT_SOCKET"] = socket }, stdin: true);
             using var reg = listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult();
-            using var pager = new Pager(reg, server.LocalEndPoint, secret);
+            using var pager = new Pager(reg, server.LocalEndPoint, secret, new PagerOptions { Protection = protection });
             var run = pager.RunAsync();
             long total = pages - server.ZeroPages;
             // Steady state: from 20% to 90% of the pages installed.

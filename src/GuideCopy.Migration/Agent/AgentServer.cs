@@ -228,9 +228,31 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
         }
     }
 
+    /// <summary>Control connections still in their handshake: a peer without the secret holds at most these, each for at most the handshake's 10 s.</summary>
+    private const int MaxUnauthenticatedControl = 8;
+    private int _handshaking;
+
     private async Task Serve(Socket conn, CancellationToken ct)
     {
-        await using var channel = await ControlChannel.AcceptAsync(conn, _secret, ct);
+        if (Interlocked.Increment(ref _handshaking) > MaxUnauthenticatedControl)
+        {
+            Interlocked.Decrement(ref _handshaking);
+            _log($"refused a control connection: {MaxUnauthenticatedControl} others are in their handshake");
+            conn.Dispose();
+            return;
+        }
+
+        ControlChannel? accepted;
+        try
+        {
+            accepted = await ControlChannel.AcceptAsync(conn, _secret, ct);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _handshaking);
+        }
+
+        await using var channel = accepted;
         if (channel is null)
         {
             _log("refused a control connection: it did not prove the shared secret");
@@ -249,13 +271,17 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
                 return; // controller went away; its migrations roll back when its lease runs out
             }
 
-            string op = request["op"]?.GetValue<string>() ?? "";
-            JsonNode? args = request["args"];
+            string op = "";
             JsonObject reply;
             string? id = null;
             try
             {
-                id = args?["migrationId"]?.GetValue<string>();
+                // A peer's JSON of the wrong shape is a failed request, never a dead connection task.
+                op = request["op"] is JsonValue v && v.TryGetValue(out string? name) ? name : throw new AgentException("request without an 'op' string");
+                JsonNode? args = request["args"];
+                id = args is JsonObject o && o["migrationId"] is { } idNode
+                    ? (idNode is JsonValue iv && iv.TryGetValue(out string? s) ? s : throw new AgentException("migrationId is not a string"))
+                    : null;
                 if (id is not null)
                 {
                     MigrationJournal.CheckId(id);
@@ -263,7 +289,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
                     _inFlight.AddOrUpdate(id, 1, (_, n) => n + 1);
                 }
 
-                object result = await Dispatch(op, args, ct);
+                object result = await Dispatch(op, request["args"], ct);
                 reply = new JsonObject { ["ok"] = true, ["result"] = JsonSerializer.SerializeToNode(result, ControlChannel.Json) };
             }
             catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
