@@ -164,7 +164,14 @@ public sealed class PageServer : IDisposable
         {
             Socket s;
             try { s = _listener!.Accept(); }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException) { if (_stopped) return; continue; }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                if (_stopped) return;
+                // EMFILE, ECONNABORTED ...: say so, breathe, and keep serving the lanes we have.
+                Log?.Invoke($"accept failed: {(e as SocketException)?.SocketErrorCode.ToString() ?? e.Message}");
+                Thread.Sleep(50);
+                continue;
+            }
             Interlocked.Increment(ref _connections);
             int open;
             lock (_lanesLock) open = _lanes.Count;

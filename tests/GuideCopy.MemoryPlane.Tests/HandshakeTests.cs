@@ -69,9 +69,8 @@ public class HandshakeTests
         Assert.That(info.PageCount, Is.EqualTo(64));
         c.Expect(FrameType.ZeroMap);
         Assert.That(c.Payload[8], Is.EqualTo(0xfd)); // page 1 is the only data page among 0..7
-        Span<byte> demand = stackalloc byte[12];
-        BinaryPrimitives.WriteUInt32LittleEndian(demand, 1);
-        BinaryPrimitives.WriteUInt64LittleEndian(demand[4..], 1);
+        Span<byte> demand = stackalloc byte[FrameCodec.DemandSize(1)];
+        FrameCodec.WriteDemand(demand, [1]);
         c.Send(FrameType.Demand, demand);
         FrameType t;
         while ((t = c.ReadFrame()) == FrameType.Heartbeat) { }
@@ -108,9 +107,8 @@ public class HandshakeTests
         {
             Handshake.Client(c, Lane.Demand, Secret);
             c.Expect(FrameType.ZeroMap);
-            Span<byte> demand = stackalloc byte[12];
-            BinaryPrimitives.WriteUInt32LittleEndian(demand, 1);
-            BinaryPrimitives.WriteUInt64LittleEndian(demand[4..], 1UL << 40); // out of range
+            Span<byte> demand = stackalloc byte[FrameCodec.DemandSize(1)];
+            FrameCodec.WriteDemand(demand, [1L << 40]); // out of range
             c.Send(FrameType.Demand, demand);
             var e = Assert.Throws<ProtocolException>(() => { while (c.ReadFrame() == FrameType.Heartbeat) { } });
             Assert.That(e!.Message, Does.Contain("demand for page"));

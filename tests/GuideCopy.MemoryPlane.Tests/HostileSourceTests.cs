@@ -84,17 +84,14 @@ public class HostileSourceTests
 
     private static void ZeroMap(FrameConnection c, long pages)
     {
-        var map = new byte[8 + (int)((pages + 7) / 8)];
-        BinaryPrimitives.WriteUInt64LittleEndian(map, (ulong)pages);
-        c.Send(FrameType.ZeroMap, map);
+        c.Send(FrameType.ZeroMap, FrameCodec.EncodeBitmap(new PageBitmap(pages)));
     }
 
     private static void Pages_(FrameConnection c, ulong first, uint count, byte origin, int dataBytes)
     {
+        // The codec writes what it is given: a hostile source's fields go out as they are.
         var p = new byte[Wire.PagesHeaderSize + dataBytes];
-        BinaryPrimitives.WriteUInt64LittleEndian(p, first);
-        BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(8), count);
-        p[12] = origin;
+        FrameCodec.WritePagesHeader(p, (long)first, (int)count, (PageOrigin)origin);
         c.Send(FrameType.Pages, p);
     }
 

@@ -42,19 +42,17 @@ public class PushResumeTests
         s.Connect(_source.Server.LocalEndPoint);
         using var lane = new FrameConnection(s, 2000);
         Handshake.Client(lane, Lane.Push, Secret);
-        var resume = new byte[8 + Pages / 8];
-        BinaryPrimitives.WriteUInt64LittleEndian(resume, Pages);
-        foreach (long p in present) resume[8 + p / 8] |= (byte)(1 << (int)(p % 8));
-        lane.Send(FrameType.Resume, resume);
+        var have = new PageBitmap(Pages);
+        foreach (long p in present) have.TrySet(p);
+        lane.Send(FrameType.Resume, FrameCodec.EncodeBitmap(have));
         var zero = new HashSet<long>();
         var sent = new HashSet<long>();
         FrameType t;
         while ((t = lane.ReadFrame()) != FrameType.Complete)
         {
             if (t == FrameType.Heartbeat) continue;
-            long first = (long)BinaryPrimitives.ReadUInt64LittleEndian(lane.Payload);
-            uint count = BinaryPrimitives.ReadUInt32LittleEndian(lane.Payload[8..]);
-            for (long p = first; p < first + count; p++) (t == FrameType.ZeroPages ? zero : sent).Add(p);
+            var h = t == FrameType.ZeroPages ? FrameCodec.ReadZeroPages(lane.Payload, Pages) : FrameCodec.ReadPages(lane.Payload, 4096, Pages);
+            for (long p = h.First; p < h.First + h.Count; p++) (t == FrameType.ZeroPages ? zero : sent).Add(p);
         }
 
         return (zero, sent);
