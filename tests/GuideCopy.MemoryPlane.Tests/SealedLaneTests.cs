@@ -123,6 +123,23 @@ public class SealedLaneTests
     }
 
     [Test]
+    public void ShortenedFrameIsRefused()
+    {
+        // The length is not associated data: GCM's tag covers the ciphertext's length.
+        using var tap = new Wiretap();
+        var frame = PreparedPages(3, out int payload);
+        tap.Sender.SendPrepared(frame, FrameType.Pages, payload);
+        var wire = tap.Capture();
+        var shorter = new byte[wire.Length - 4096];
+        wire.AsSpan(0, Wire.HeaderSize + Wire.PagesHeaderSize + 4096).CopyTo(shorter);
+        wire.AsSpan(wire.Length - FrameSeal.TagSize).CopyTo(shorter.AsSpan(shorter.Length - FrameSeal.TagSize));
+        BinaryPrimitives.WriteUInt32LittleEndian(shorter.AsSpan(4), (uint)(shorter.Length - Wire.HeaderSize));
+        FrameCodec.WritePagesHeader(shorter.AsSpan(Wire.HeaderSize), 3, 1, PageOrigin.Push); // as if it said one page
+        tap.Deliver(shorter);
+        Assert.Throws<ProtocolException>(() => tap.Receiver.ReadFrame());
+    }
+
+    [Test]
     public void ReplayedFrameIsRefused()
     {
         using var tap = new Wiretap();
@@ -182,14 +199,16 @@ public class SealedLaneTests
         using var otherSession = LaneKeys.Derive(Key, Lane.Push, cn, sn, Session with { SessionId = 99 }, forClient: true);
         using var sameDirection = LaneKeys.Derive(Key, Lane.Push, cn, sn, Session, forClient: false);
         using var right = LaneKeys.Derive(Key, Lane.Push, cn, sn, Session, forClient: true);
-        Span<byte> header = stackalloc byte[8];
+        const byte type = (byte)FrameType.Pages;
         byte[] sealedPayload = new byte[32];
         byte[] tag = new byte[16];
-        push.Seal(header, sealedPayload, tag);
-        Assert.That(demand.TryOpen(header, sealedPayload.ToArray(), tag), Is.False);
-        Assert.That(otherSession.TryOpen(header, sealedPayload.ToArray(), tag), Is.False);
-        Assert.That(sameDirection.TryOpen(header, sealedPayload.ToArray(), tag), Is.False, "a frame reflected back to its sender");
-        Assert.That(right.TryOpen(header, sealedPayload, tag), Is.True);
+        push.Seal(type, sealedPayload, tag);
+        Assert.That(demand.TryOpen(type, sealedPayload.ToArray(), tag), Is.False);
+        Assert.That(otherSession.TryOpen(type, sealedPayload.ToArray(), tag), Is.False);
+        Assert.That(sameDirection.TryOpen(type, sealedPayload.ToArray(), tag), Is.False, "a frame reflected back to its sender");
+        Assert.That(right.TryOpen((byte)FrameType.ZeroPages, sealedPayload.ToArray(), tag), Is.False, "the same bytes as another frame type");
+        Assert.That(right.TryOpen(type, sealedPayload[..16].ToArray(), tag), Is.False, "a shortened frame");
+        Assert.That(right.TryOpen(type, sealedPayload, tag), Is.True);
         Assert.That(sealedPayload, Is.All.EqualTo(0));
     }
 }

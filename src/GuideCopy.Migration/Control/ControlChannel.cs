@@ -42,6 +42,7 @@ public sealed class ControlChannel : IAsyncDisposable
     private readonly NetworkStream _stream;
     private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private const byte ControlMessageType = 0; // the one message type of this channel, in the seal's nonce
     private FrameSeal? _seal;
 
     private ControlChannel(Socket socket)
@@ -195,7 +196,8 @@ public sealed class ControlChannel : IAsyncDisposable
         if (seal is not null)
         {
             plain = length - FrameSeal.TagSize;
-            if (!seal.TryOpen(header, body.AsSpan(0, plain), body.AsSpan(plain)))
+            // The length prefix is covered by the tag (GCM authenticates the ciphertext's length).
+            if (!seal.TryOpen(ControlMessageType, body.AsSpan(0, plain), body.AsSpan(plain)))
             {
                 throw new IOException("a control message failed authentication (altered, forged or replayed): connection closed");
             }
@@ -221,7 +223,7 @@ public sealed class ControlChannel : IAsyncDisposable
             BinaryPrimitives.WriteInt32LittleEndian(frame, length);
             json.CopyTo(frame, 4);
             // The nonce is the message's number: sealed under the lock, in the order sent.
-            seal?.Seal(frame.AsSpan(0, 4), frame.AsSpan(4, json.Length), frame.AsSpan(4 + json.Length));
+            seal?.Seal(ControlMessageType, frame.AsSpan(4, json.Length), frame.AsSpan(4 + json.Length));
             await _stream.WriteAsync(frame, ct);
             await _stream.FlushAsync(ct);
         }
