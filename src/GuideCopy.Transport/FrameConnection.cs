@@ -44,7 +44,7 @@ public sealed class FrameConnection : IDisposable
     public bool Authenticated { get => Volatile.Read(ref _authenticated); set => Volatile.Write(ref _authenticated, value); }
     private bool _authenticated;
 
-    /// <summary>Frames are sealed (AES-GCM) from here on; set once, by the handshake, on both sides at the same frame.</summary>
+    /// <summary>Frames are sealed (AEGIS-256) from here on; set once, by the handshake, on both sides at the same frame.</summary>
     public void StartSealing(FrameSeal seal) => _seal = seal;
 
     /// <summary>The lane's frames are encrypted and authenticated.</summary>
@@ -74,7 +74,7 @@ public sealed class FrameConnection : IDisposable
         if (length > (uint)_receive.Length) _receive = GC.AllocateUninitializedArray<byte>((int)Math.Max(length, Wire.PagesHeaderSize + (uint)Wire.MaxBatchBytes + trailer), pinned: true);
         ReceiveExactly(_receive.AsSpan(0, length));
         PayloadLength = length - (int)trailer;
-        if (seal is not null && !seal.TryOpen((byte)type, _receive.AsSpan(0, PayloadLength), _receive.AsSpan(PayloadLength, FrameSeal.TagSize)))
+        if (seal is not null && !seal.TryOpen((byte)type, _receive.AsSpan(0, length)))
         {
             PayloadLength = 0;
             throw new ProtocolException($"a {type} frame failed authentication (altered, forged, replayed or out of order)");
@@ -140,7 +140,7 @@ public sealed class FrameConnection : IDisposable
         {
             try
             {
-                seal.Seal((byte)type, frame[Wire.HeaderSize..end], trailer);
+                seal.Seal((byte)type, frame[Wire.HeaderSize..(end + FrameSeal.TagSize)], payloadLength);
                 SendAll(frame[..(end + FrameSeal.TagSize)]);
             }
             finally
@@ -175,7 +175,7 @@ public sealed class FrameConnection : IDisposable
             var frame = _sendScratch.AsSpan(0, total);
             WriteHeader(frame, type, payload.Length + FrameSeal.TagSize);
             payload.CopyTo(frame[Wire.HeaderSize..]);
-            seal.Seal((byte)type, frame.Slice(Wire.HeaderSize, payload.Length), frame[^FrameSeal.TagSize..]);
+            seal.Seal((byte)type, frame[Wire.HeaderSize..], payload.Length);
             SendAll(frame);
         }
     }

@@ -8,7 +8,7 @@ public readonly record struct SessionInfo(int PageSize, long PageCount, ulong Se
 
 /// <summary>
 /// Versioned handshake with mutual challenge-response over the migration's key
-/// (<see cref="LaneKeys.ForMigration"/>), then, unless both sides chose clear text, AES-GCM on
+/// (<see cref="LaneKeys.ForMigration"/>), then, unless both sides chose clear text, AEGIS-256 on
 /// every later frame with keys derived from both nonces (<see cref="LaneKeys.Derive"/>).
 /// The key never crosses the wire; a peer that cannot prove it gets an Error frame and a
 /// closed connection, and no page. Everything the client acts on is inside a MAC: its lane and
@@ -157,7 +157,7 @@ public static class Handshake
     /// <summary>The words a report and an error use for a protection.</summary>
     public static string Describe(LaneProtection p) => p switch
     {
-        LaneProtection.Sealed => "aes-256-gcm",
+        LaneProtection.Sealed => FrameSeal.Name,
         LaneProtection.ClearText => "clear text",
         _ => $"unknown protection {(byte)p}",
     };

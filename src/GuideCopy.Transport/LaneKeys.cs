@@ -7,7 +7,7 @@ namespace GuideCopy.Transport;
 /// <summary>How a lane's frames travel after its handshake.</summary>
 public enum LaneProtection : byte
 {
-    /// <summary>AES-256-GCM over every frame (<see cref="FrameSeal"/>): the default.</summary>
+    /// <summary>AEGIS-256 over every frame (<see cref="FrameSeal"/>): the default.</summary>
     Sealed = 1,
     /// <summary>Clear text, authenticated only at the handshake: an explicit choice for closed lab links.</summary>
     ClearText = 2,

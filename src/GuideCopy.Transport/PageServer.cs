@@ -11,7 +11,7 @@ public sealed class PageServerOptions
 {
     /// <summary>The migration's key both agents derive (<see cref="LaneKeys.ForMigration"/> of the secret file's bytes).</summary>
     public required byte[] Secret { get; init; }
-    /// <summary>Sealed (AES-GCM, the default) or clear text (an explicit choice for closed lab links); the pager must ask for the same.</summary>
+    /// <summary>Sealed (AEGIS-256, the default) or clear text (an explicit choice for closed lab links); the pager must ask for the same.</summary>
     public LaneProtection Protection { get; init; } = LaneProtection.Sealed;
     /// <summary>Where to listen; port 0 picks one (see <see cref="PageServer.LocalEndPoint"/>).</summary>
     public IPEndPoint Listen { get; init; } = new(IPAddress.Any, 7480);

@@ -27,7 +27,7 @@ public sealed class PagerOptions
     public int DemandRealtimePriority { get; init; }
     /// <summary>SCHED_FIFO priority of the push lane's receiver, 0: fair class.</summary>
     public int PushRealtimePriority { get; init; }
-    /// <summary>Sealed (AES-GCM, the default) or clear text; must match the page server's.</summary>
+    /// <summary>Sealed (AEGIS-256, the default) or clear text; must match the page server's.</summary>
     public LaneProtection Protection { get; init; } = LaneProtection.Sealed;
 }
 

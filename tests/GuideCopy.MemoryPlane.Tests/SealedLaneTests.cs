@@ -200,15 +200,14 @@ public class SealedLaneTests
         using var sameDirection = LaneKeys.Derive(Key, Lane.Push, cn, sn, Session, forClient: false);
         using var right = LaneKeys.Derive(Key, Lane.Push, cn, sn, Session, forClient: true);
         const byte type = (byte)FrameType.Pages;
-        byte[] sealedPayload = new byte[32];
-        byte[] tag = new byte[16];
-        push.Seal(type, sealedPayload, tag);
-        Assert.That(demand.TryOpen(type, sealedPayload.ToArray(), tag), Is.False);
-        Assert.That(otherSession.TryOpen(type, sealedPayload.ToArray(), tag), Is.False);
-        Assert.That(sameDirection.TryOpen(type, sealedPayload.ToArray(), tag), Is.False, "a frame reflected back to its sender");
-        Assert.That(right.TryOpen((byte)FrameType.ZeroPages, sealedPayload.ToArray(), tag), Is.False, "the same bytes as another frame type");
-        Assert.That(right.TryOpen(type, sealedPayload[..16].ToArray(), tag), Is.False, "a shortened frame");
-        Assert.That(right.TryOpen(type, sealedPayload, tag), Is.True);
-        Assert.That(sealedPayload, Is.All.EqualTo(0));
+        byte[] frame = new byte[32 + FrameSeal.TagSize];
+        push.Seal(type, frame, 32);
+        Assert.That(demand.TryOpen(type, frame.ToArray()), Is.False);
+        Assert.That(otherSession.TryOpen(type, frame.ToArray()), Is.False);
+        Assert.That(sameDirection.TryOpen(type, frame.ToArray()), Is.False, "a frame reflected back to its sender");
+        Assert.That(right.TryOpen((byte)FrameType.ZeroPages, frame.ToArray()), Is.False, "the same bytes as another frame type");
+        Assert.That(right.TryOpen(type, [.. frame[..16], .. frame[^FrameSeal.TagSize..]]), Is.False, "a shortened frame");
+        Assert.That(right.TryOpen(type, frame), Is.True);
+        Assert.That(frame[..32], Is.All.EqualTo(0));
     }
 }

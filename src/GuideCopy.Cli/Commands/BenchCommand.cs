@@ -33,8 +33,9 @@ internal static class BenchCommand
         var demandPriority = PagesCommand.DemandPriority();
         var lanes = new Option<string>("--lanes") { Description = "Lane protection to measure: both (sealed, then clear text, side by side), sealed or clear.", DefaultValueFactory = _ => "both" };
         lanes.AcceptOnlyFromAmong("both", "sealed", "clear");
-        var cmd = new Command("memory-plane", "uffd round trip, remote fault latency, push throughput, allocations per page.") { lab, pages, faultPages, json, demandPriority, lanes };
-        cmd.SetAction(p => Run(p.GetValue(lab), p.GetValue(pages), p.GetValue(faultPages), p.GetValue(json), p.GetValue(demandPriority),
+        var rounds = new Option<int>("--fault-rounds") { Description = "Remote-fault runs per lane protection, taking turns; the median is reported.", DefaultValueFactory = _ => 5 };
+        var cmd = new Command("memory-plane", "uffd round trip, remote fault latency, push throughput, allocations per page.") { lab, pages, faultPages, json, demandPriority, lanes, rounds };
+        cmd.SetAction(p => Run(p.GetValue(lab), p.GetValue(pages), p.GetValue(faultPages), p.GetValue(json), p.GetValue(demandPriority), Math.Max(1, p.GetValue(rounds)),
             p.GetValue(lanes) switch
             {
                 "sealed" => [LaneProtection.Sealed],
@@ -54,7 +55,7 @@ internal static class BenchCommand
         double PushGiBps, long PushPages, double InProcessPushGiBps, double InProcessSteadyGiBps, double CpuSecondsPerGiB,
         double AllocatedBytesPerPage, long SteadyStatePages);
 
-    private static int Run(string? labName, int pages, int faultPages, bool json, int demandPriority, LaneProtection[] protections)
+    private static int Run(string? labName, int pages, int faultPages, bool json, int demandPriority, int faultRounds, LaneProtection[] protections)
     {
         var tools = NativeBuild.Tools;
         foreach (var f in new[] { Path.Combine(tools, "uffd-roundtrip"), Path.Combine(tools, "ramtouch"), NativeBuild.Shim })
@@ -85,7 +86,21 @@ internal static class BenchCommand
             string src = $"/dev/shm/gcmp-bench-src-{Environment.ProcessId}";
             env.Source("gen", [Path.Combine(tools, "ramtouch"), "gen", src, pages.ToString()]).Exit(120);
             cleanup.Add((env.Source, src));
-            var runs = protections.Select(p => MeasureLanes(env, tools, secret, faultSrc, faultPages, src, pages, demandPriority, p, json, cleanup)).ToList();
+            // The remote-fault run is the one a budget is set on (encryption may cost the demand
+            // path at most 10% of its p50): the protections take turns, round after round, so a
+            // slow phase of this machine (10-60 s) hits both; the median round is kept.
+            var faults = protections.ToDictionary(p => p, _ => new List<(Dictionary<string, string> touch, Dictionary<string, string> done)>());
+            for (int round = 0; round < faultRounds; round++)
+            {
+                foreach (var p in protections)
+                {
+                    var f = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: true, demandPriority, p, cleanup);
+                    faults[p].Add(f);
+                    Note(json, $"[{Handshake.Describe(p)}] round {round + 1}: remote fault p50 {f.touch["p50_us"]} us, p99 {f.touch["p99_us"]} us");
+                }
+            }
+
+            var runs = protections.Select(p => MeasureLanes(env, tools, secret, MedianRun(faults[p]), faultSrc, faultPages, src, pages, demandPriority, p, json, cleanup)).ToList();
             if (!json && runs.Count == 2)
             {
                 var (s, c) = (runs[0], runs[1]);
@@ -107,12 +122,16 @@ internal static class BenchCommand
 
     private static string Percent(double a, double b) => b > 0 ? $"{(a - b) / b * 100:+0;-0}%" : "n/a";
 
-    private static LaneFigures MeasureLanes(Sides env, string tools, string secret, string faultSrc, int faultPages, string src, int pages,
+    private static (Dictionary<string, string> touch, Dictionary<string, string> done) MedianRun(
+        List<(Dictionary<string, string> touch, Dictionary<string, string> done)> runs) =>
+        runs.OrderBy(r => double.Parse(r.touch["p50_us"], System.Globalization.CultureInfo.InvariantCulture)).ElementAt(runs.Count / 2);
+
+    private static LaneFigures MeasureLanes(Sides env, string tools, string secret,
+        (Dictionary<string, string> touch, Dictionary<string, string> done) fault, string faultSrc, int faultPages, string src, int pages,
         int demandPriority, LaneProtection protection, bool json, List<(Func<string, string[], ChildRun>, string)> cleanup)
     {
         string lanes = Handshake.Describe(protection);
-        // 2. Remote fault latency: demand only (no push), random touches, across the link.
-        var fault = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: true, demandPriority, protection, cleanup);
+        // 2. Remote fault latency: demand only (no push), random touches, across the link (the median round).
         Note(json, $"[{lanes}] remote fault ({env.Name}): p50 {fault.touch["p50_us"]} us, p99 {fault.touch["p99_us"]} us as the program saw it; " +
                    $"pager stall p50 {fault.done["stall_p50_us"]} us, p99 {fault.done["stall_p99_us"]} us over {fault.done["stalls"]} faults");
 

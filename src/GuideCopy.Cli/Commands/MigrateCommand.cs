@@ -98,7 +98,7 @@ internal static class MigrateCommand
     /// <summary>Guide mode's page lanes in clear text: the same option for migrate, compare and demo.</summary>
     internal static Option<bool> InsecureLanesOption() => new("--insecure-lanes")
     {
-        Description = "Send guide mode's pages without encryption (still authenticated at each lane's handshake): only on a closed lab link. Default: AES-256-GCM. Config: Controller:InsecureLanes.",
+        Description = "Send guide mode's pages without encryption (still authenticated at each lane's handshake): only on a closed lab link. Default: AEGIS-256. Config: Controller:InsecureLanes.",
     };
 
     internal static MigrationTarget ResolveTarget(string text, string? agentOverride, out string? secretFile)

@@ -21,7 +21,7 @@ public sealed class AgentException(string message, bool connectionLost = false) 
 /// The controller-to-agent channel: length-prefixed JSON messages (u32 little-endian length,
 /// at most <see cref="MaxMessageBytes"/>) after a mutual shared-secret challenge-response, so
 /// no unauthenticated peer can pause, start or destroy a domain. One request, one response.
-/// Every message after the handshake is sealed with AES-256-GCM (<see cref="FrameSeal"/>, keys
+/// Every message after the handshake is sealed with AEGIS-256 (<see cref="FrameSeal"/>, keys
 /// from both nonces, <see cref="LaneKeys.DeriveControl"/>): the device state travels here, and
 /// a forged or replayed request must not reach an agent. Before the handshake no message may
 /// exceed <see cref="MaxHandshakeBytes"/>.
@@ -197,7 +197,7 @@ public sealed class ControlChannel : IAsyncDisposable
         {
             plain = length - FrameSeal.TagSize;
             // The length prefix is covered by the tag (GCM authenticates the ciphertext's length).
-            if (!seal.TryOpen(ControlMessageType, body.AsSpan(0, plain), body.AsSpan(plain)))
+            if (!seal.TryOpen(ControlMessageType, body))
             {
                 throw new IOException("a control message failed authentication (altered, forged or replayed): connection closed");
             }
@@ -223,7 +223,7 @@ public sealed class ControlChannel : IAsyncDisposable
             BinaryPrimitives.WriteInt32LittleEndian(frame, length);
             json.CopyTo(frame, 4);
             // The nonce is the message's number: sealed under the lock, in the order sent.
-            seal?.Seal(ControlMessageType, frame.AsSpan(4, json.Length), frame.AsSpan(4 + json.Length));
+            seal?.Seal(ControlMessageType, frame.AsSpan(4), json.Length);
             await _stream.WriteAsync(frame, ct);
             await _stream.FlushAsync(ct);
         }

@@ -84,7 +84,7 @@ public sealed record MigrationReport
 
     public long? DeviceStateBytes { get; init; }
 
-    /// <summary>How the page lanes travelled: "aes-256-gcm" or "clear text" (guide mode; the control channel is always sealed).</summary>
+    /// <summary>How the page lanes travelled: "aegis-256" or "clear text" (guide mode; the control channel is always sealed).</summary>
     public string? Lanes { get; init; }
 
     public PageCounts? Pages { get; init; }

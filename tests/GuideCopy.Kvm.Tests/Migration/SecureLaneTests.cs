@@ -75,7 +75,7 @@ public sealed class SecureLaneTests
         {
             Assert.That(relay.Done.Select(d => d.Attack), Is.EquivalentTo(new[] { RelayAttack.FlipByte, RelayAttack.ForgePages, RelayAttack.Replay }),
                 "the relay made every attack");
-            Assert.That(report.Lanes, Is.EqualTo("aes-256-gcm"));
+            Assert.That(report.Lanes, Is.EqualTo("aegis-256"));
             Assert.That(relay.Connections, Is.GreaterThan(relay.Done.Count + 1), "each attacked lane was dropped and asked for again");
             string log = File.ReadAllText(Path.Combine(_lab.Layout.HostDir(_on.Name), "agent.log"));
             Assert.That(log, Does.Contain("failed authentication"), "the pager says why it dropped the lanes");
