@@ -36,8 +36,12 @@ public sealed class AgentOptions
     /// <summary>The user libvirt runs QEMU as (qemu.conf <c>user</c>): the only uid whose shim may hand this agent a userfaultfd.</summary>
     public string QemuUser { get; set; } = "libvirt-qemu";
 
-    /// <summary>QEMU's group (qemu.conf <c>group</c>): the group of the work directories and their sockets, the only one that reaches them.</summary>
-    public string QemuGroup { get; set; } = "kvm";
+    /// <summary>
+    /// QEMU's group (qemu.conf <c>group</c>; Debian's libvirt runs QEMU as libvirt-qemu:libvirt-qemu):
+    /// the group of the work directories and their sockets, the only one that reaches them.
+    /// Not kvm: that group often holds people (it opens /dev/kvm).
+    /// </summary>
+    public string QemuGroup { get; set; } = "libvirt-qemu";
 
     /// <summary>Where libvirt keeps each running domain's pid file, NAME.pid (qemu:///system: /run/libvirt/qemu): a shim must come from that pid.</summary>
     public string QemuPidDir { get; set; } = "/run/libvirt/qemu";

@@ -5,7 +5,7 @@ namespace GuideCopy.Migration.Agent;
 
 /// <summary>
 /// The user and group libvirt runs QEMU as (qemu.conf <c>user</c>/<c>group</c>; Debian's
-/// build default libvirt-qemu:kvm): the only non-root identity that may reach a migration's
+/// build default libvirt-qemu:libvirt-qemu): the only non-root identity that may reach a migration's
 /// sockets (the group) or hand the agent a uffd (the uid).
 /// </summary>
 public sealed record QemuUser(string Name, uint Uid, uint Gid)
