@@ -68,7 +68,7 @@ public sealed class ShimListener : IDisposable
                 if (fd < 0) throw new InvalidDataException("shim message without a uffd");
                 if (!Userfaultfd.IsUserfaultfd(fd, out string kind)) throw new InvalidDataException($"the fd it sent is {kind}, not a userfaultfd");
                 if (!ShimHello.TryParse(buffer.AsSpan(0, n), out var hello, out var error)) throw new InvalidDataException(error);
-                if (_rules.RefuseHello(peer, hello, deadline) is { } refusal) throw new InvalidDataException(refusal);
+                if (_rules.RefuseHello(peer, hello) is { } refusal) throw new InvalidDataException(refusal);
                 return new ShimRegistration(conn, Userfaultfd.FromFd(fd), hello);
             }
             catch (Exception e) when (e is InvalidDataException or IOException)

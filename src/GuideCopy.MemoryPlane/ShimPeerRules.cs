@@ -19,7 +19,7 @@ public sealed class ShimPeerRules
 
     /// <summary>
     /// The pid the peer must have: the domain's QEMU as libvirt reports it; null while libvirt
-    /// has not said yet (the listener waits for it up to the hello deadline). Null function: any pid.
+    /// has not said yet, which refuses the peer at once (see <see cref="RefuseHello"/>). Null function: any pid.
     /// </summary>
     public Func<int?>? PeerPid { get; init; }
 
@@ -39,7 +39,7 @@ public sealed class ShimPeerRules
         peer.Uid != PeerUid ? $"uid {peer.Uid} is not {Describe}" : null;
 
     /// <summary>Null when <paramref name="hello"/> from <paramref name="peer"/> is acceptable, else why not.</summary>
-    internal string? RefuseHello(PeerCredentials peer, ShimHello hello, long deadlineTicks)
+    internal string? RefuseHello(PeerCredentials peer, ShimHello hello)
     {
         if (hello.Pid != peer.Pid)
         {
@@ -48,18 +48,15 @@ public sealed class ShimPeerRules
 
         if (PeerPid is not null)
         {
+            // No wait for a pid libvirt has not reported: libvirt writes the domain's pid file
+            // before it lets QEMU exec (virCommand's daemonize handshake), so a real shim, which
+            // connects from QEMU's first mmap of guest RAM, always finds it; a peer that comes
+            // earlier is not that QEMU. (A wait here would hold the listener, and the real
+            // shim's ack deadline with it.) A refused real shim would simply try again.
             int? expected = PeerPid();
-            // libvirt writes the pid file before it lets QEMU exec (virCommand's daemonize
-            // handshake), so a real shim finds it at once; the wait only covers a slow file system.
-            while (expected is null && Environment.TickCount64 < deadlineTicks)
-            {
-                Thread.Sleep(50);
-                expected = PeerPid();
-            }
-
             if (expected != peer.Pid)
             {
-                return expected is null ? $"libvirt reports no QEMU pid for {Describe}" : $"pid {peer.Pid} is not {Describe} (libvirt: pid {expected})";
+                return expected is null ? $"libvirt reports no QEMU pid yet for {Describe}" : $"pid {peer.Pid} is not {Describe} (libvirt: pid {expected})";
             }
         }
 

@@ -88,6 +88,12 @@ public sealed class ShimPeerTests
     }
 
     [Test]
+    public Task APeerBeforeLibvirtReportsTheQemuPidIsRefused() =>
+        // _qemuPid is null until the real process starts: the impostor comes "before libvirt wrote the pid file".
+        RefusedThenTheRealShimAccepted(Listener(checkPid: true), asAttacker: false, ["send", _socket, "uffd", ""],
+            @"libvirt reports no QEMU pid yet for the test's QEMU");
+
+    [Test]
     public async Task TheShimHandsNothingToAListenerThatIsNotRoot()
     {
         // The attacker got to bind the path first (here: a directory it may write; in the agent's

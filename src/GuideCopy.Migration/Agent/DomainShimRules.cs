@@ -30,11 +30,7 @@ public static class DomainShimRules
         };
     }
 
-    /// <summary>
-    /// The pid libvirt wrote for the domain; null while there is none. libvirt writes it before
-    /// it lets QEMU exec (virCommand's daemonize and handshake), so it is there when the shim
-    /// connects from QEMU's first mmap of guest RAM.
-    /// </summary>
+    /// <summary>The pid libvirt wrote for the domain; null while there is none (ShimPeerRules.RefuseHello says why that refuses).</summary>
     private static int? ReadPid(string pidFile)
     {
         try
