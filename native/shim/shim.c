@@ -9,6 +9,7 @@
  * registration stays (faults stall instead of reading zero-filled pages) and a monitor
  * thread hands the fd again to the agent's next incarnation. When the agent says "release"
  * (every page installed), the shim closes its copy so QEMU runs on plain shared memory.
+ * The fd goes only to a listener whose SO_PEERCRED uid is 0 (the agent runs as root).
  *
  * Environment (nothing happens unless GUIDECOPY_RAM_PATH is set and non-empty):
  *   GUIDECOPY_RAM_PATH          path of the RAM file, or a prefix of it (e.g. a directory/)
@@ -212,6 +213,29 @@ static int register_range(struct region *r, int fd_of_file)
 	return 0;
 }
 
+/* The agent runs as root. Whoever listens at the socket path is not proof of that: a process
+ * that could unlink and rebind the path would be handed the guest's uffd (and with it the
+ * guest's memory). SO_PEERCRED is the listener's credentials as of its listen(2) (unix(7)),
+ * which it cannot forge; anything else is treated as "no agent": the caller retries until
+ * its deadline and then fails the mapping (or, after an agent restart, keeps the uffd and
+ * waits), exactly as when no agent listens. */
+static int peer_is_root(int s)
+{
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return 0;
+	if (cred.uid == 0)
+		return 1;
+	static int reported_uid = -1;
+	if ((int)cred.uid != reported_uid) {
+		logmsg(1, "refusing the listener at %s: pid %d uid %u is not the agent (root); "
+		          "not handing it the uffd", agent_socket, (int)cred.pid, (unsigned)cred.uid);
+		reported_uid = (int)cred.uid;
+	}
+	return 0;
+}
+
 static int connect_agent(void)
 {
 	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -223,6 +247,11 @@ static int connect_agent(void)
 		int e = errno;
 		close(s);
 		errno = e;
+		return -1;
+	}
+	if (!peer_is_root(s)) {
+		close(s);
+		errno = EPERM;
 		return -1;
 	}
 	return s;

@@ -44,6 +44,20 @@ public sealed unsafe class Userfaultfd : SafeHandleZeroOrMinusOneIsInvalid
 
     public int Fd => (int)handle;
 
+    /// <summary>What readlink(2) of /proc/self/fd/N gives for a userfaultfd: the kernel makes
+    /// every uffd (syscall or USERFAULTFD_IOC_NEW) an anonymous inode named "[userfaultfd]".</summary>
+    public const string ProcLinkName = "anon_inode:[userfaultfd]";
+
+    /// <summary>
+    /// Whether <paramref name="fd"/> (an fd of this process, e.g. just received with SCM_RIGHTS)
+    /// really is a userfaultfd, by the kernel's name for its inode: a peer may send any fd.
+    /// </summary>
+    public static bool IsUserfaultfd(int fd, out string what)
+    {
+        what = Mono.Unix.UnixPath.TryReadLink($"/proc/self/fd/{fd}") ?? "unreadable";
+        return what == ProcLinkName;
+    }
+
     /// <summary>UFFDIO_API (once per fd). Returns the features the kernel offers.</summary>
     public ulong EnableApi(ulong features)
     {

@@ -19,7 +19,7 @@ public static class Paths
     /// <summary>Builds the shim and tools if missing (make -C native shim tools).</summary>
     public static void EnsureNative()
     {
-        if (File.Exists(Shim) && File.Exists(RamTouch)) return;
+        if (File.Exists(Shim) && File.Exists(RamTouch) && File.Exists(GuideCopy.Lab.LocalAttacker.ShimPeer)) return;
         var r = GuideCopy.Lab.CommandRunner.Run("make", "-C", Path.Combine(Repo, "native"), "shim", "tools");
         if (!r.Succeeded) Assert.Fail("make -C native failed: " + r.StdErr);
     }

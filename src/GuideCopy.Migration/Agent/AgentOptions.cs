@@ -30,8 +30,21 @@ public sealed class AgentOptions
     /// <summary>libvirt's memory_backing_dir (qemu.conf); must be on tmpfs or hugetlbfs.</summary>
     public string RamDir { get; set; } = "/dev/shm/libvirt-ram";
 
-    /// <summary>Per-migration sockets and files; removed when a migration ends.</summary>
+    /// <summary>Per-migration sockets and files (root:<see cref="QemuGroup"/> 0750); removed when a migration ends.</summary>
     public string WorkDir { get; set; } = "/run/guidecopy/work";
+
+    /// <summary>The user libvirt runs QEMU as (qemu.conf <c>user</c>): the only uid whose shim may hand this agent a userfaultfd.</summary>
+    public string QemuUser { get; set; } = "libvirt-qemu";
+
+    /// <summary>
+    /// QEMU's group (qemu.conf <c>group</c>; Debian's libvirt runs QEMU as libvirt-qemu:libvirt-qemu):
+    /// the group of the work directories and their sockets, the only one that reaches them.
+    /// Not kvm: that group often holds people (it opens /dev/kvm).
+    /// </summary>
+    public string QemuGroup { get; set; } = "libvirt-qemu";
+
+    /// <summary>Where libvirt keeps each running domain's pid file, NAME.pid (qemu:///system: /run/libvirt/qemu): a shim must come from that pid.</summary>
+    public string QemuPidDir { get; set; } = "/run/libvirt/qemu";
 
     /// <summary>
     /// The journal: one file per migration this host takes part in, its last stage and what is

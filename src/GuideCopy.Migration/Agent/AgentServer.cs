@@ -55,9 +55,8 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
 
     public async Task RunAsync(CancellationToken ct)
     {
-        Directory.CreateDirectory(_options.WorkDir);
-        // QEMU (user libvirt-qemu) creates and connects sockets under the work directory.
-        File.SetUnixFileMode(_options.WorkDir, (UnixFileMode)0b111_111_111 | UnixFileMode.StickyBit);
+        // root:QEMU's group 0750: QEMU only traverses it to its own migration's sockets (MigrationWorkDir).
+        MigrationWorkDir.CreateRoot(_options, QemuUser.Resolve(_options));
         _journal = new MigrationJournal(_options.JournalDir);
         _journal.Prune(TimeSpan.FromDays(_options.JournalKeepDays));
         TakeUpJournal();
@@ -369,7 +368,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
 
     public async Task PrepareGuideAsync(GuidePrepareRequest req, CancellationToken ct)
     {
-        var side = Add(_sources, req.MigrationId, new SourceSide(_options, _secret, req.MigrationId, Journal, _log));
+        var side = Add(_sources, req.MigrationId, () => new SourceSide(_options, _secret, req.MigrationId, Journal, _log));
         try
         {
             await side.PrepareGuideAsync(req, ct);
@@ -384,6 +383,12 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
 
     public async Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct)
     {
+        if (_destinations.ContainsKey(req.MigrationId))
+        {
+            throw new AgentException($"migration {req.MigrationId} is already known here (as a destination): use a new id");
+        }
+
+        // A side made here and not added (another request won the race) owns nothing: dropping it is harmless.
         var side = _sources.GetOrAdd(req.MigrationId, id => new SourceSide(_options, _secret, id, Journal, _log));
         if (side.Stage != MigrationStage.Preflight)
         {
@@ -430,7 +435,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
 
     public async Task<DestinationStartResult> PrepareDestinationAsync(DestinationPrepareRequest req, CancellationToken ct)
     {
-        var side = Add(_destinations, req.MigrationId, new DestinationSide(_options, _secret, req.MigrationId, Journal, _log));
+        var side = Add(_destinations, req.MigrationId, () => new DestinationSide(_options, _secret, req.MigrationId, Journal, _log));
         try
         {
             return await side.PrepareAsync(req, ct);
@@ -547,9 +552,21 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
         return jobs;
     }
 
-    private T Add<T>(ConcurrentDictionary<string, T> map, string id, T side) where T : IDisposable
+    /// <summary>
+    /// A new side for <paramref name="id"/>, refused if the id is in use here in either role or
+    /// known to the journal: the live migration is never touched (a refused side never made
+    /// its work directory, so its disposal removes nothing).
+    /// </summary>
+    private T Add<T>(ConcurrentDictionary<string, T> map, string id, Func<T> create) where T : IDisposable
     {
-        if (!map.TryAdd(id, side) || Journal.Read(id) is not null)
+        MigrationJournal.CheckId(id);
+        if (_sources.ContainsKey(id) || _destinations.ContainsKey(id) || Journal.Read(id) is not null)
+        {
+            throw new AgentException($"migration {id} is already known here: use a new id");
+        }
+
+        var side = create();
+        if (!map.TryAdd(id, side) || (typeof(T) == typeof(SourceSide) ? _destinations.ContainsKey(id) : _sources.ContainsKey(id)))
         {
             map.TryRemove(new KeyValuePair<string, T>(id, side));
             side.Dispose();

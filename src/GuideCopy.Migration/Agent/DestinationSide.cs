@@ -26,6 +26,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     private Connection? _conn;
     private LibvirtSharp.Domain? _domain;
     private ShimListener? _shim;
+    private string? _domainDir;
     private ShimRegistration? _registration;
     private Pager? _pager;
     private Task<PagerStats>? _paging;
@@ -81,9 +82,11 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             Id = Id, Role = MigrationRole.Destination, Domain = name, Stage = MigrationStage.DestinationPrepared,
             PersistentXml = req.PersistentXml,
         });
-        IncomingQemu.CreateWorkDir(WorkDir);
-        string shimSocket = Path.Combine(WorkDir, "shim.sock");
-        _shim = new ShimListener(shimSocket) { Rejected = m => Log($"{Id}: refused a shim: {m}") };
+        CreateWorkDir();
+        var definition = DomainDefinition.Parse(req.MigratableXml);
+        _domainDir = Work.CreateDomainDir(definition.Uuid, Qemu);
+        string shimSocket = Path.Combine(_domainDir, "shim.sock");
+        _shim = new ShimListener(shimSocket, DomainShimRules.For(Options, Qemu, definition.Name)) { Rejected = m => Log($"{Id}: refused a shim: {m}") };
         _conn = Connection.Open(Options.LibvirtUri);
         var sw = Stopwatch.StartNew();
         (_domain, _registration) = await IncomingQemu.StartPausedAsync(_conn, req.MigratableXml, xml => xml, Options, shimSocket, _shim, "destination", ct);
@@ -103,7 +106,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         Record(_entry! with { Stage = MigrationStage.DestinationLoaded, PageServer = req.PageServer, SessionId = req.SessionId, ClearTextLanes = req.ClearTextLanes });
         StartPager(_registration, req.PageServer, trustRamFile: false);
         var sw = Stopwatch.StartNew();
-        await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(WorkDir, "incoming.sock"), Convert.FromBase64String(req.DeviceState),
+        await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(_domainDir!, "incoming.sock"), Convert.FromBase64String(req.DeviceState),
             TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds), ct);
         double loadMs = sw.Elapsed.TotalMilliseconds;
         Log($"{Id}: device state loaded in {loadMs:0} ms");
@@ -365,6 +368,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     public static DestinationSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, Action<string> log)
     {
         var side = new DestinationSide(options, secret, entry.Id, journal, log) { _entry = entry };
+        side.AdoptWorkDir();
         switch (entry.Stage)
         {
             case MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded:
@@ -375,7 +379,16 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
                 return null;
             case MigrationStage.Committing or MigrationStage.Committed:
                 side._conn = Connection.Open(options.LibvirtUri);
-                side._shim = new ShimListener(Path.Combine(side.WorkDir, "shim.sock")) { Rejected = m => log($"{entry.Id}: refused a shim: {m}") };
+                // The shim connects again to the path it was started with: the domain's own directory.
+                using (var running = side._conn.LookupDomain(entry.Domain))
+                {
+                    side._domainDir = side.Work.DomainDir(running.Uuid);
+                }
+
+                side._shim = new ShimListener(Path.Combine(side._domainDir, "shim.sock"), DomainShimRules.For(options, side.Qemu, entry.Domain))
+                {
+                    Rejected = m => log($"{entry.Id}: refused a shim: {m}"),
+                };
                 side._recovery = Task.Run(async () =>
                 {
                     var registration = await side._shim.AcceptAsync(side._stop.Token);

@@ -26,13 +26,18 @@ public static class DeviceStateTransfer
     /// on; the agent reads the stream to EOF. Afterwards QEMU is in 'postmigrate' and can still
     /// be resumed (rollback): the RAM file is untouched.
     /// </summary>
-    public static async Task<byte[]> SaveAsync(LibvirtSharp.Domain domain, string socketPath, TimeSpan timeout, CancellationToken ct)
+    public static async Task<byte[]> SaveAsync(LibvirtSharp.Domain domain, string socketPath, uint qemuGid, TimeSpan timeout, CancellationToken ct)
     {
         File.Delete(socketPath);
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(socketPath));
-        // QEMU runs as libvirt-qemu, not as the agent's root.
-        File.SetUnixFileMode(socketPath, (UnixFileMode)0b110_110_110);
+        // QEMU runs as its own user (qemu.conf), not as the agent's root: its group, and nobody else, may connect.
+        if (Mono.Unix.Native.Syscall.chown(socketPath, -1, (int)qemuGid) != 0)
+        {
+            throw new IOException($"chown {socketPath} to group {qemuGid}: {Mono.Unix.Native.Stdlib.GetLastError()}");
+        }
+
+        File.SetUnixFileMode(socketPath, (UnixFileMode)0b110_110_000);
         listener.Listen(1);
         try
         {

@@ -6,6 +6,8 @@ namespace GuideCopy.Migration.Agent;
 /// <summary>What a host's part of one migration shares, source or destination: its settings, the migration's key, the migration's work directory.</summary>
 public abstract class HostRole(AgentOptions options, byte[] secret, string migrationId, Action<string> log)
 {
+    private bool _ownsWorkDir;
+
     protected AgentOptions Options { get; } = options;
 
     /// <summary>What this migration's page lanes prove and are sealed with: derived from the agents' secret and this id, so no other migration's peer passes.</summary>
@@ -14,21 +16,40 @@ public abstract class HostRole(AgentOptions options, byte[] secret, string migra
     protected static LaneProtection ProtectionOf(JournalEntry? entry) =>
         entry?.ClearTextLanes == true ? LaneProtection.ClearText : LaneProtection.Sealed;
 
-    protected string Id { get; } = migrationId;
+    /// <summary>The migration id: checked here too, since it names directories and files.</summary>
+    protected string Id { get; } = MigrationJournal.CheckId(migrationId);
 
     protected Action<string> Log { get; } = log;
 
     /// <summary>Sockets, the guide's console and disks of this migration; removed when it ends.</summary>
-    protected string WorkDir => Path.Combine(Options.WorkDir, Id);
+    protected MigrationWorkDir Work { get; } = new(options, migrationId);
 
+    protected string WorkDir => Work.Path;
+
+    private QemuUser? _qemu;
+
+    /// <summary>QEMU's user and group (<see cref="AgentOptions.QemuUser"/>).</summary>
+    protected QemuUser Qemu => _qemu ??= QemuUser.Resolve(Options);
+
+    /// <summary>Makes the work directory; from now on this side removes it when it ends.</summary>
+    protected void CreateWorkDir()
+    {
+        Work.Create(Qemu);
+        _ownsWorkDir = true;
+    }
+
+    /// <summary>A side taken up from the journal: the directory an earlier agent made for it is this side's.</summary>
+    protected void AdoptWorkDir() => _ownsWorkDir = true;
+
+    /// <summary>
+    /// Removes the work directory, only if this side made or adopted it: a side refused for a
+    /// duplicate id is disposed without touching the live migration's directory.
+    /// </summary>
     protected void RemoveWorkDir()
     {
-        try
+        if (_ownsWorkDir)
         {
-            Directory.Delete(WorkDir, recursive: true);
-        }
-        catch (DirectoryNotFoundException)
-        {
+            Work.Remove(Log);
         }
     }
 }

@@ -56,12 +56,5 @@ public static class IncomingQemu
         }
     }
 
-    /// <summary>A per-migration directory QEMU (user libvirt-qemu) can create sockets in.</summary>
-    public static void CreateWorkDir(string dir)
-    {
-        Directory.CreateDirectory(dir);
-        File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
-    }
-
     private static string Reason(Exception e) => e is LibvirtException le ? le.LibvirtMessage : e.Message;
 }

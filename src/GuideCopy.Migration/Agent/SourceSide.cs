@@ -106,10 +106,10 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
             throw new AgentException($"source: RAM dir {Options.RamDir} has {free >> 20} MiB free; the guide needs {prepared.RamBytes >> 20} MiB: enlarge the tmpfs or migrate with --guide off");
         }
 
-        IncomingQemu.CreateWorkDir(WorkDir);
+        CreateWorkDir();
         // Journaled before the guide's QEMU exists: a restarted agent destroys a guide it finds.
         Record(new JournalEntry { Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.Preflight, Note = "guide prepared" });
-        _guide = new GuideRun(Options, WorkDir, Id, Log);
+        _guide = new GuideRun(Options, Work, Qemu, Id, Log);
         try
         {
             await _guide.PrepareAsync(prepared.MigratableXml, req.Domain, ct);
@@ -136,7 +136,9 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
             throw new AgentException(string.Join("; ", prepared.Problems));
         }
 
-        IncomingQemu.CreateWorkDir(WorkDir);
+        CreateWorkDir();
+        // The source QEMU connects to the agent's devstate.sock, in its own domain's directory.
+        string domainDir = Work.CreateDomainDir(prepared.Uuid, Qemu);
         _conn = Connection.Open(Options.LibvirtUri);
         _domain = _conn.LookupDomain(req.Domain);
         // Journaled before the suspend: an agent that dies from here on finds the entry and
@@ -153,7 +155,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         try
         {
             var sw = Stopwatch.StartNew();
-            byte[] state = await DeviceStateTransfer.SaveAsync(_domain, Path.Combine(WorkDir, "devstate.sock"),
+            byte[] state = await DeviceStateTransfer.SaveAsync(_domain, Path.Combine(domainDir, "devstate.sock"), Qemu.Gid,
                 TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds), ct);
             double saveMs = sw.Elapsed.TotalMilliseconds;
             string frozen = HoldFrozenRam(prepared.RamPath);
@@ -458,6 +460,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
     public static SourceSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, Action<string> log)
     {
         var side = new SourceSide(options, secret, entry.Id, journal, log) { _entry = entry };
+        side.AdoptWorkDir();
         side.DestroyGuide();
         switch (entry.Stage)
         {

@@ -11,12 +11,13 @@ namespace GuideCopy.Migration.Definitions;
 public static class GuideXml
 {
     /// <param name="overlayFor">Maps a writable disk's source path to the overlay the guide writes instead.</param>
-    public static string From(string incomingXml, string guideName, string consolePath, Func<DiskInfo, string> overlayFor)
+    public static string From(string incomingXml, string guideName, string guideUuid, string consolePath, Func<DiskInfo, string> overlayFor)
     {
         var doc = XDocument.Parse(incomingXml);
         var root = doc.Root!;
         root.Element("name")!.Value = guideName;
-        root.Element("uuid")?.Remove(); // libvirt makes a new one
+        root.Element("uuid")?.Remove();
+        root.Element("name")!.AddAfterSelf(new XElement("uuid", guideUuid)); // the caller's: its sockets' directory is named after it
         var devices = root.Element("devices")!;
         foreach (var nic in devices.Elements("interface"))
         {

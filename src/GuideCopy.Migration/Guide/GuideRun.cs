@@ -24,6 +24,8 @@ public sealed class GuideRun : IDisposable
 {
     private readonly AgentOptions _options;
     private readonly string _workDir;
+    private readonly MigrationWorkDir _work;
+    private readonly QemuUser _qemu;
     private readonly string _id;
     private readonly Action<string> _log;
     private readonly Stopwatch _clock = new();
@@ -38,6 +40,7 @@ public sealed class GuideRun : IDisposable
     private PageServer? _server;
     private Timer? _timer;
     private double _startMs;
+    private string? _guideDir;
     private int _qemuPid;
     private long _demand, _misses, _late;
     private readonly MissWindows _missWindows = new();
@@ -51,10 +54,12 @@ public sealed class GuideRun : IDisposable
     private GuideStats? _final;
     private readonly object _stopLock = new();
 
-    public GuideRun(AgentOptions options, string workDir, string migrationId, Action<string> log)
+    public GuideRun(AgentOptions options, MigrationWorkDir work, QemuUser qemu, string migrationId, Action<string> log)
     {
         _options = options;
-        _workDir = workDir;
+        _work = work;
+        _qemu = qemu;
+        _workDir = work.Path;
         _id = migrationId;
         _log = log;
     }
@@ -65,11 +70,18 @@ public sealed class GuideRun : IDisposable
     public async Task PrepareAsync(string migratableXml, string domainName, CancellationToken ct)
     {
         var sw = Stopwatch.StartNew();
-        string shimSocket = Path.Combine(_workDir, "guide-shim.sock");
-        _shim = new ShimListener(shimSocket) { Rejected = m => _log($"{_id}: guide: refused a shim: {m}") };
+        // The guide is a domain of its own: its UUID is chosen here so that its sockets can be in
+        // its own directory (its AppArmor profile's name) before libvirt starts it.
+        string uuid = Guid.NewGuid().ToString("D");
+        _guideDir = _work.CreateDomainDir(uuid, _qemu);
+        string shimSocket = Path.Combine(_guideDir, "guide-shim.sock");
+        _shim = new ShimListener(shimSocket, DomainShimRules.For(_options, _qemu, GuideName(domainName)))
+        {
+            Rejected = m => _log($"{_id}: guide: refused a shim: {m}"),
+        };
         _conn = Connection.Open(_options.LibvirtUri);
         (_domain, _registration) = await IncomingQemu.StartPausedAsync(_conn, migratableXml,
-            xml => GuideXml.From(xml, GuideName(domainName), Path.Combine(_workDir, "guide-console.log"), CreateOverlay),
+            xml => GuideXml.From(xml, GuideName(domainName), uuid, Path.Combine(_workDir, "guide-console.log"), CreateOverlay),
             _options, shimSocket, _shim, "guide", ct);
         _qemuPid = _registration.QemuPid;
         // The guide is a helper: where it shares CPUs with VMs (the source host's other guests) and
@@ -107,7 +119,13 @@ public sealed class GuideRun : IDisposable
         string info = RunQemuImg("info", "-U", "--output=json", disk.Source!);
         long size = System.Text.Json.JsonDocument.Parse(info).RootElement.GetProperty("virtual-size").GetInt64();
         RunQemuImg("create", "-q", "-f", "qcow2", overlay, size.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        File.SetUnixFileMode(overlay, (UnixFileMode)0b110_110_110);
+        // QEMU's group may write it (libvirt's DAC driver hands disks to QEMU's user as well); nobody else.
+        if (Mono.Unix.Native.Syscall.chown(overlay, -1, (int)_qemu.Gid) != 0)
+        {
+            throw new AgentException($"chown {overlay} to group {_qemu.Gid} failed");
+        }
+
+        File.SetUnixFileMode(overlay, (UnixFileMode)0b110_110_000);
         return overlay;
     }
 
@@ -149,7 +167,7 @@ public sealed class GuideRun : IDisposable
         _installer.Start(_memory);
         server.PushLead = control.LeadPagesFor(server.BandwidthBytesPerSecond);
         server.DemandObserved = OnDemand;
-        await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(_workDir, "guide-incoming.sock"), deviceState,
+        await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(_guideDir!, "guide-incoming.sock"), deviceState,
             TimeSpan.FromSeconds(_options.DeviceStateTimeoutSeconds), ct);
         _domain.Resume();
         _clock.Start();
