@@ -10,7 +10,11 @@ public sealed class FrozenRam : IDisposable
 {
     private readonly SafeFileHandle _file;
 
-    public FrozenRam(string path, int pageSize = 4096)
+    /// <param name="scanHoles">
+    /// False for a page server armed before the source pauses: the file is still being written,
+    /// so its holes are found by <see cref="ScanHoles"/> once it is frozen (not in the pause).
+    /// </param>
+    public FrozenRam(string path, int pageSize = 4096, bool scanHoles = true)
     {
         if (pageSize < 4096 || (pageSize & (pageSize - 1)) != 0) throw new ArgumentException("page size must be a power of two >= 4096");
         Path = path;
@@ -19,8 +23,12 @@ public sealed class FrozenRam : IDisposable
         Length = RandomAccess.GetLength(_file);
         if (Length == 0 || Length % pageSize != 0) throw new InvalidDataException($"{path}: length {Length} is not a positive multiple of {pageSize}");
         PageCount = Length / pageSize;
-        ZeroPages = ZeroMap.Holes(_file, Length, pageSize);
+        ZeroPages = new PageBitmap(PageCount);
+        if (scanHoles) ScanHoles();
     }
+
+    /// <summary>Marks the file's holes in <see cref="ZeroPages"/> (SEEK_DATA/SEEK_HOLE: the kernel walks the file's page cache, no page is read).</summary>
+    public void ScanHoles() => ZeroMap.MarkHoles(_file, Length, PageSize, ZeroPages);
 
     public string Path { get; }
     public int PageSize { get; }

@@ -48,7 +48,7 @@ public sealed unsafe class PageInstaller : IDisposable
     private IDemandSink? _sink;
     private Thread? _faultThread;
     private volatile bool _stop;
-    private long _faults, _installed, _zeroResolved, _removedPages, _duplicates, _wakes;
+    private long _faults, _installed, _zeroResolved, _removedPages, _duplicates, _wakes, _zeroPages, _presentPages;
     private readonly long[] _byOrigin = new long[5];
 
     /// <summary>
@@ -70,7 +70,7 @@ public sealed unsafe class PageInstaller : IDisposable
         _done = new PageBitmap(PageCount);
         _removed = new PageBitmap(PageCount);
         for (long p = 0; p < PageCount; p++)
-            if (zeroMap.IsSet(p)) _done.TrySet(p);
+            if (zeroMap.IsSet(p)) MarkDone(p, ref _zeroPages);
     }
 
     private const int MaxRunBytes = 256 * 1024;
@@ -81,8 +81,17 @@ public sealed unsafe class PageInstaller : IDisposable
     public long Faults => Volatile.Read(ref _faults);
     public long InstalledPages => Volatile.Read(ref _installed);
     public long ZeroResolvedPages => Volatile.Read(ref _zeroResolved);
+    /// <summary>
+    /// Pages done because they are zero at the source (its holes, or all-zero pages it announced),
+    /// faulted or not. With <see cref="InstalledBy"/>, <see cref="RemovedPages"/> and
+    /// <see cref="PresentPages"/>: every page is counted once, by the route that first made it
+    /// done, so once complete they add up to <see cref="PageCount"/>.
+    /// </summary>
+    public long ZeroPages => Volatile.Read(ref _zeroPages);
+    /// <summary>Pages found already in the RAM file when a restarted agent took the uffd over.</summary>
+    public long PresentPages => Volatile.Read(ref _presentPages);
     public long RemovedPages => Volatile.Read(ref _removedPages);
-    /// <summary>Pages that arrived but were already there (EEXIST): idempotent re-sends.</summary>
+    /// <summary>Pages that arrived but were already done (a push behind a demand, a re-send after a reconnect): each is a second crossing.</summary>
     public long DuplicatePages => Volatile.Read(ref _duplicates);
     public long InstalledBy(PageOrigin origin) => Volatile.Read(ref _byOrigin[(int)origin]);
     public Task<InstallOutcome> Completion => _completion.Task;
@@ -107,7 +116,7 @@ public sealed unsafe class PageInstaller : IDisposable
                 long hole = Math.Min(FileExtents.NextHole(file, data), end);
                 // Only whole pages: UFFDIO_COPY installs a page atomically, so a data extent is page-aligned.
                 for (long p = (data - start) / _pageSize; p < (hole - start) / _pageSize; p++)
-                    if (_done.TrySet(p)) marked++;
+                    if (MarkDone(p, ref _presentPages)) marked++;
                 off = hole;
             }
             return marked;
@@ -224,7 +233,7 @@ public sealed unsafe class PageInstaller : IDisposable
         for (long p = first; p < last && p < PageCount; p++)
         {
             _removed.TrySet(p);
-            if (_done.TrySet(p)) Interlocked.Increment(ref _removedPages);
+            MarkDone(p, ref _removedPages);
         }
     }
 
@@ -251,7 +260,15 @@ public sealed unsafe class PageInstaller : IDisposable
         else if (err == Errno.ESRCH) _completion.TrySetResult(InstallOutcome.ProcessExited);
         else if (err == Errno.EAGAIN) Wake(page);  // an event is pending: the thread will re-fault
         else throw new IOException($"UFFDIO_ZEROPAGE page {page}: errno {err}");
-        if (!_removed.IsSet(page)) _done.TrySet(page);
+        if (!_removed.IsSet(page)) MarkDone(page, ref _zeroPages);
+    }
+
+    /// <summary>Sets the page's done bit and, if this call set it, counts it for its route (one route per page).</summary>
+    private bool MarkDone(long page, ref long route)
+    {
+        if (!_done.TrySet(page)) return false;
+        Interlocked.Increment(ref route);
+        return true;
     }
 
     private static byte[]? s_zeros;
@@ -278,7 +295,7 @@ public sealed unsafe class PageInstaller : IDisposable
         int installed = 0, i = 0;
         while (i < count && !_stop)
         {
-            if (_done.IsSet(firstPage + i)) { i++; continue; }
+            if (_done.IsSet(firstPage + i)) { Interlocked.Increment(ref _duplicates); i++; continue; }
             // Runs of at most MaxRunBytes: a copy holds _gate, and a demand install waiting behind a
             // long push copy is fault latency (64 KiB-2 MiB calls all run at 4-5 GiB/s here).
             int run = 1, maxRun = Math.Max(1, MaxRunBytes / _pageSize);
@@ -303,8 +320,7 @@ public sealed unsafe class PageInstaller : IDisposable
             {
                 // Page `page + got` is already present (re-send after resume, or a zero page the
                 // fault loop resolved). COPY woke nobody for it: wake explicitly.
-                Interlocked.Increment(ref _duplicates);
-                _done.TrySet(page + got);
+                if (!MarkDone(page + got, ref _byOrigin[(int)origin])) Interlocked.Increment(ref _duplicates);
                 CompletePending(page + got);
                 Wake(page + got);
                 i += got + 1;
@@ -351,9 +367,26 @@ public sealed unsafe class PageInstaller : IDisposable
                 ResolveZero(p);
                 CompletePending(p);
             }
-            _done.TrySet(p);
+            MarkDone(p, ref _zeroPages);
         }
         CheckComplete();
+    }
+
+    /// <summary>
+    /// The source's zero map (its RAM file's holes), which may come after the first faults:
+    /// every page it names is <see cref="MarkZero"/>ed, run by run. Thread-safe.
+    /// </summary>
+    public void MarkZeroMap(ReadOnlySpan<byte> bits)
+    {
+        long pages = Math.Min(PageCount, (long)bits.Length * 8);
+        long p = 0;
+        while (p < pages)
+        {
+            if ((bits[(int)(p >> 3)] & (1 << (int)(p & 7))) == 0 || _done.IsSet(p)) { p++; continue; }
+            long first = p;
+            while (p < pages && p - first < int.MaxValue && (bits[(int)(p >> 3)] & (1 << (int)(p & 7))) != 0 && !_done.IsSet(p)) p++;
+            MarkZero(first, (int)(p - first));
+        }
     }
 
     private int MarkInstalled(long first, int count, PageOrigin origin)
@@ -361,11 +394,11 @@ public sealed unsafe class PageInstaller : IDisposable
         int n = 0;
         for (long p = first; p < first + count; p++)
         {
-            if (_done.TrySet(p)) n++;
+            if (MarkDone(p, ref _byOrigin[(int)origin])) n++;
+            else Interlocked.Increment(ref _duplicates);
             CompletePending(p);
         }
         Interlocked.Add(ref _installed, count);
-        Interlocked.Add(ref _byOrigin[(int)origin], count);
         return n;
     }
 

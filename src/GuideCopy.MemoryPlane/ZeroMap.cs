@@ -16,8 +16,14 @@ public static class ZeroMap
 {
     public static PageBitmap Holes(SafeFileHandle file, long length, int pageSize)
     {
-        long pages = (length + pageSize - 1) / pageSize;
-        var zero = new PageBitmap(pages);
+        var zero = new PageBitmap((length + pageSize - 1) / pageSize);
+        MarkHoles(file, length, pageSize, zero);
+        return zero;
+    }
+
+    /// <summary>Sets the bit of every whole page inside a hole of the file (bits only get set: safe beside readers).</summary>
+    public static void MarkHoles(SafeFileHandle file, long length, int pageSize, PageBitmap zero)
+    {
         long offset = 0;
         while (offset < length)
         {
@@ -28,7 +34,6 @@ public static class ZeroMap
             if (data < 0 || data >= length) break;
             offset = Math.Min(FileExtents.NextHole(file, data), length);
         }
-        return zero;
     }
 
     /// <summary>True if the page's bytes are all zero (vectorized).</summary>

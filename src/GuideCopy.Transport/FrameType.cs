@@ -23,6 +23,13 @@ public enum FrameType : byte
     Done = 15,
     /// <summary>Source to destination: the Done was recorded.</summary>
     DoneAck = 16,
+    /// <summary>
+    /// Source to destination, demand lane, while the VM is paused: a piece of the device state as
+    /// the source QEMU writes it (streamed: the destination QEMU loads while the source saves).
+    /// </summary>
+    DeviceState = 17,
+    /// <summary>Source to destination: the device state is whole (u64 its length in bytes, a check).</summary>
+    DeviceStateEnd = 18,
 }
 
 /// <summary>The source's answer to <see cref="FrameType.Commit"/>.</summary>

@@ -32,6 +32,12 @@ public sealed class PageServerOptions
     public int DemandRealtimePriority { get; init; }
     /// <summary>Session id in the welcome; 0 picks a random one. A restarted source serves its journaled id again.</summary>
     public ulong SessionId { get; init; }
+    /// <summary>
+    /// Armed before the source pauses: lanes connect and authenticate, but no page is served and
+    /// the file's holes are not looked for until <see cref="PageServer.Freeze"/> (the RAM is still
+    /// written until then). False: the file is frozen already (a restarted source, tools, tests).
+    /// </summary>
+    public bool Armed { get; init; }
 }
 
 /// <summary>A snapshot of a page server's counters.</summary>
@@ -71,12 +77,22 @@ public sealed class PageServer : IDisposable
     private long _demand, _push, _locality, _background, _closedBytes, _connections, _authFailures, _protocolErrors, _resumes;
     private int _handshaking;
     private long _nextSendTicks; // bandwidth cap: when the next capped byte may go
+    private readonly ManualResetEventSlim _frozen = new(false);
+    private readonly object _zeroMapLock = new();
+    private volatile bool _zeroMapReady;
+    private FrameConnection? _demandLane;
+    private long _deviceStateBytes;
 
     public PageServer(string frozenRamFilePath, PageServerOptions options)
     {
         if (options.Secret is not { Length: > 0 }) throw new ArgumentException("a non-empty secret is required");
         _options = options;
-        _ram = new FrozenRam(frozenRamFilePath, options.PageSize);
+        _ram = new FrozenRam(frozenRamFilePath, options.PageSize, scanHoles: !options.Armed);
+        if (!options.Armed)
+        {
+            _zeroMapReady = true;
+            _frozen.Set();
+        }
         _sent = new PageBitmap(_ram.PageCount);
         _order = new PushOrder(_ram.PageCount);
         ulong id = options.SessionId != 0 ? options.SessionId : (ulong)Random.Shared.NextInt64(1, long.MaxValue);
@@ -156,6 +172,82 @@ public sealed class PageServer : IDisposable
         int n = _order.EnqueuePush(pageIndices);
         if (n > 0) _pushWork.Release();
         return n;
+    }
+
+    /// <summary>True once a destination's demand lane is authenticated (the lane the device state goes on).</summary>
+    public bool DemandLaneUp => Volatile.Read(ref _demandLane) is { IsDisposed: false };
+
+    /// <summary>
+    /// Device state bytes, as the paused source QEMU writes them, to the destination on its demand
+    /// lane: uncapped, and idle while the VM is paused. Throws IOException when no destination is connected.
+    /// </summary>
+    public void SendDeviceState(ReadOnlySpan<byte> bytes)
+    {
+        var lane = Volatile.Read(ref _demandLane);
+        if (lane is null || lane.IsDisposed) throw new IOException("no destination is connected to receive the device state");
+        while (bytes.Length > 0)
+        {
+            int n = Math.Min(bytes.Length, Wire.MaxDeviceStateChunk);
+            lane.Send(FrameType.DeviceState, bytes[..n]);
+            _deviceStateBytes += n;
+            bytes = bytes[n..];
+        }
+    }
+
+    /// <summary>The device state is whole: the destination may finish loading it.</summary>
+    public void EndDeviceState()
+    {
+        var lane = Volatile.Read(ref _demandLane);
+        if (lane is null || lane.IsDisposed) throw new IOException("the destination's lane closed before the device state was whole");
+        Span<byte> total = stackalloc byte[8];
+        BinaryPrimitives.WriteInt64LittleEndian(total, _deviceStateBytes);
+        lane.Send(FrameType.DeviceStateEnd, total);
+    }
+
+    /// <summary>
+    /// The source is paused and its device state is out: serve pages from now on. Nothing here
+    /// grows with RAM: the holes are looked for (the kernel walks the file's page cache) once the
+    /// first push lane comes after the freeze (the destination opens it when it runs), on a
+    /// thread of their own, and their map follows on the demand lane; until then a fault on a
+    /// hole is asked for and answered as a zero page, like any all-zero page.
+    /// </summary>
+    public void Freeze()
+    {
+        if (_frozen.IsSet) return;
+        _frozen.Set();
+        _pushWork.Release();
+    }
+
+    /// <summary>Called once a push lane starts after the freeze (on its thread): the destination runs and wants its pages.</summary>
+    public Action? PushLaneUp { get; set; }
+
+    private int _holeScanStarted;
+
+    private void StartHoleScanOnce()
+    {
+        if (_zeroMapReady || Interlocked.Exchange(ref _holeScanStarted, 1) != 0) return;
+        new Thread(ScanHolesThenAnnounce) { IsBackground = true, Name = "pages-holes" }.Start();
+    }
+
+    private void ScanHolesThenAnnounce()
+    {
+        try
+        {
+            _ram.ScanHoles();
+        }
+        catch (IOException e)
+        {
+            Log?.Invoke($"holes not found ({e.Message}): zero pages are announced as they are read");
+            return;
+        }
+        FrameConnection? lane;
+        lock (_zeroMapLock)
+        {
+            _zeroMapReady = true;
+            lane = _demandLane;
+        }
+        try { lane?.Send(FrameType.ZeroMap, FrameCodec.EncodeBitmap(_ram.ZeroPages)); }
+        catch (IOException) { lane!.Dispose(); } // the next demand lane gets it on connect
     }
 
     private void AcceptLoop()
@@ -257,8 +349,17 @@ public sealed class PageServer : IDisposable
 
     private void ServeDemand(FrameConnection lane)
     {
-        // The zero map first: the destination resolves those faults itself.
-        lane.Send(FrameType.ZeroMap, FrameCodec.EncodeBitmap(_ram.ZeroPages));
+        // The zero map as soon as it is known (at once on a frozen file; after the freeze on an
+        // armed one, sent by ScanHolesThenAnnounce): the destination resolves those faults itself.
+        bool zeroMapReady;
+        lock (_zeroMapLock)
+        {
+            _demandLane = lane;
+            zeroMapReady = _zeroMapReady;
+        }
+        if (zeroMapReady) lane.Send(FrameType.ZeroMap, FrameCodec.EncodeBitmap(_ram.ZeroPages));
+        // Armed: the destination has nothing to ask before it runs, and nothing is served before the freeze.
+        while (!_frozen.Wait(100)) if (_stopped || lane.IsDisposed) return;
 
         int pageSize = _ram.PageSize;
         byte[] frame = GC.AllocateUninitializedArray<byte>(Wire.HeaderSize + Wire.PagesHeaderSize + pageSize + FrameConnection.TrailerRoom, pinned: true);
@@ -326,6 +427,10 @@ public sealed class PageServer : IDisposable
         }
         old?.Dispose();
         if (oldThread is not null && oldThread != Thread.CurrentThread) oldThread.Join(_options.LinkTimeoutMs * 2);
+        // Armed: connected before the pause, the push starts once the RAM is frozen and the device state is out.
+        while (!_frozen.Wait(100)) if (_stopped || lane.IsDisposed) return;
+        StartHoleScanOnce();
+        PushLaneUp?.Invoke();
         _sent.ResetTo(bitmap);
         _order.RestartBackground();
         Interlocked.Increment(ref _resumes);

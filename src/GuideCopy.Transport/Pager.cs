@@ -29,6 +29,12 @@ public sealed class PagerOptions
     public int PushRealtimePriority { get; init; }
     /// <summary>Sealed (AEGIS-256, the default) or clear text; must match the page server's.</summary>
     public LaneProtection Protection { get; init; } = LaneProtection.Sealed;
+    /// <summary>
+    /// The push lane waits for <see cref="Pager.StartPush"/>: armed before the pause, the bulk
+    /// stream would otherwise start in the middle of it and take the CPU the load, the commit and
+    /// the resume need (measured on the lab: commit 251 ms, resume 29 ms with it).
+    /// </summary>
+    public bool DeferPush { get; init; }
 }
 
 /// <summary>What a pager did; also the live view while it runs.</summary>
@@ -37,7 +43,7 @@ public readonly record struct PagerStats(
     long ZeroResolvedPages, long RemovedPages, long DuplicatePages,
     long DemandPages, long PushPages, long LocalityPages, long BackgroundPages,
     long StallCount, TimeSpan StallP50, TimeSpan StallP99, TimeSpan StallMax, TimeSpan StallTotal,
-    long BytesReceived, int Reconnects, long PresentAtStart, TimeSpan Elapsed);
+    long BytesReceived, int Reconnects, long PresentAtStart, TimeSpan Elapsed, long ZeroPages = 0);
 
 /// <summary>
 /// Destination side: owns a uffd handed by the shim and fills it from a <see cref="PageServer"/>.
@@ -61,6 +67,9 @@ public sealed class Pager : IDemandSink, IDisposable
     private ulong _sessionId;
     private long _closedBytes, _presentAtStart;
     private InstallOutcome? _outcome;
+    private volatile FrameConnection? _controlLane;
+    private readonly ManualResetEventSlim _pushAllowed = new(false);
+    private readonly TaskCompletionSource _lanesUp = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <param name="key">The migration's key (<see cref="LaneKeys.ForMigration"/>), the page server's too.</param>
     public Pager(ShimRegistration registration, EndPoint sourceEndpoint, byte[] key, PagerOptions? options = null)
@@ -80,6 +89,23 @@ public sealed class Pager : IDemandSink, IDisposable
     /// <summary>Diagnostics (reconnects, errors). Called from pager threads.</summary>
     public Action<string>? Log { get; set; }
 
+    /// <summary>
+    /// A piece of the device state, as the source streams it on the demand lane while paused
+    /// (<see cref="FrameType.DeviceState"/>); called on the demand lane's thread, in order.
+    /// </summary>
+    public DeviceStateSink? DeviceStateReceived { get; set; }
+
+    /// <summary>The device state is whole (its length in bytes, as the source counted it).</summary>
+    public Action<long>? DeviceStateEnded { get; set; }
+
+    public delegate void DeviceStateSink(ReadOnlySpan<byte> bytes);
+
+    /// <summary>
+    /// Completes once the demand lane (which carries the device state) and a control lane (for
+    /// the commit question) are authenticated: what the destination prepares before the pause.
+    /// </summary>
+    public Task LanesUp => _lanesUp.Task;
+
     public PagerStats Stats
     {
         get
@@ -92,7 +118,7 @@ public sealed class Pager : IDemandSink, IDisposable
                 i.RemovedPages, i.DuplicatePages, i.InstalledBy(PageOrigin.Demand), i.InstalledBy(PageOrigin.Push),
                 i.InstalledBy(PageOrigin.Locality), i.InstalledBy(PageOrigin.Background),
                 h.Count, h.Percentile(0.5), h.Percentile(0.99), h.Max, h.Total, bytes, _reconnects,
-                Interlocked.Read(ref _presentAtStart), _clock.Elapsed);
+                i.PresentPages, _clock.Elapsed, i.ZeroPages);
         }
     }
 
@@ -103,8 +129,10 @@ public sealed class Pager : IDemandSink, IDisposable
         _reg.Ack();
         using var reg = ct.Register(() => { _stopped = true; _demandLane?.Dispose(); _pushLane?.Dispose(); _installer?.Stop(); });
 
-        PageBitmap zero = await Task.Run(ConnectDemandFirst, ct).ConfigureAwait(false);
-        var installer = new PageInstaller(_reg, zero) { FaultThreadRealtimePriority = _options.DemandRealtimePriority };
+        // The zero map comes on the demand lane when the source has it (at once from a frozen
+        // file, after the freeze from an armed server): until then faults go to the source.
+        await Task.Run(ConnectDemandFirst, ct).ConfigureAwait(false);
+        var installer = new PageInstaller(_reg, new PageBitmap(_reg.PageCount)) { FaultThreadRealtimePriority = _options.DemandRealtimePriority };
         if (_reg.IsResend || _options.TrustRamFile)
         {
             long present = installer.MarkPresentFromRamFile();
@@ -123,6 +151,7 @@ public sealed class Pager : IDemandSink, IDisposable
             new Thread(HeartbeatLoop) { IsBackground = true, Name = "pager-heartbeat" },
         };
         foreach (var t in threads) t.Start();
+        _ = Task.Run(ConnectControlLane, CancellationToken.None);
         try
         {
             _outcome = await installer.Completion.ConfigureAwait(false);
@@ -138,33 +167,59 @@ public sealed class Pager : IDemandSink, IDisposable
         return Stats;
     }
 
-    private PageBitmap ConnectDemandFirst()
+    private void ConnectDemandFirst()
     {
         while (true)
         {
             if (_stopped) throw new OperationCanceledException();
             var lane = TryConnect(Lane.Demand);
             if (lane is null) { Thread.Sleep(_options.ReconnectDelayMs); continue; }
-            try
-            {
-                var zero = ReadZeroMap(lane);
-                _demandLane = lane;
-                return zero;
-            }
-            catch (IOException e) when (e is not ProtocolException and not AuthenticationFailedException)
-            {
-                Log?.Invoke($"demand lane: {e.Message}");
-                Retire(lane);
-            }
+            _demandLane = lane;
+            return;
         }
     }
 
-    private PageBitmap ReadZeroMap(FrameConnection lane)
+    /// <summary>
+    /// One control lane held open from the start (heartbeated like the demand lane), so the commit
+    /// question, asked while the VM is paused, costs one round trip, not a connect and a handshake.
+    /// </summary>
+    private void ConnectControlLane()
     {
-        lane.Expect(FrameType.ZeroMap);
-        var zero = new PageBitmap(_reg.PageCount);
-        zero.ResetTo(FrameCodec.ReadBitmap(lane.Payload, _reg.PageCount, "zero map"));
-        return zero;
+        while (!_stopped && _controlLane is null)
+        {
+            try
+            {
+                _controlLane = SourceControl.OpenLane(_source, _secret, _options.Protection, SessionId, _options.LinkTimeoutMs);
+            }
+            catch (IOException e)
+            {
+                if (e is ProtocolException or AuthenticationFailedException) Log?.Invoke($"control lane refused: {e.Message}");
+                Thread.Sleep(_options.ReconnectDelayMs);
+            }
+        }
+        if (_demandLane is not null) _lanesUp.TrySetResult();
+    }
+
+    /// <summary>
+    /// The commit question (<see cref="SourceControl.AskCommit"/>) on the lane held open, or on a
+    /// fresh one if that lane is gone. Throws IOException when no answer came (ask again).
+    /// </summary>
+    public CommitDecision AskCommit(int timeoutMs)
+    {
+        var lane = Interlocked.Exchange(ref _controlLane, null);
+        if (lane is not null && !lane.IsDisposed)
+        {
+            try
+            {
+                // Closed once answered: unread, the source's heartbeats would fill its buffer.
+                using (lane) return SourceControl.AskCommit(lane);
+            }
+            catch (IOException) when (!_stopped)
+            {
+                lane.Dispose(); // asked again below, on a lane of its own
+            }
+        }
+        return SourceControl.AskCommit(_source, _secret, _options.Protection, SessionId, timeoutMs);
     }
 
     /// <summary>Connects and authenticates one lane; null if the source is unreachable (retry later).</summary>
@@ -219,8 +274,13 @@ public sealed class Pager : IDemandSink, IDisposable
         LaneLoop(Lane.Demand);
     }
 
+    /// <summary>The VM runs: open the push lane (<see cref="PagerOptions.DeferPush"/>).</summary>
+    public void StartPush() => _pushAllowed.Set();
+
     private void PushLoop()
     {
+        if (_options.DeferPush)
+            while (!_stopped && !_pushAllowed.Wait(100)) { }
         if (_options.PushRealtimePriority > 0)
             Log?.Invoke($"push receiver: {GuideCopy.Interop.ThreadScheduling.PreferForLatency(_options.PushRealtimePriority) ?? "priority refused, fair class"}");
         LaneLoop(Lane.Push);
@@ -259,7 +319,6 @@ public sealed class Pager : IDemandSink, IDisposable
                     {
                         if (kind == Lane.Demand)
                         {
-                            ReadZeroMap(lane); // sent on every demand lane; the first one was kept
                             _demandLane = lane;
                             // Faults still waiting lost their request with the old lane: ask again.
                             int n = installer.CopyPending(pending);
@@ -292,6 +351,11 @@ public sealed class Pager : IDemandSink, IDisposable
                     if (type == FrameType.Pages) InstallFrame(installer, lane);
                     else if (type == FrameType.ZeroPages) ZeroFrame(installer, lane);
                     else if (type == FrameType.Complete) completeAt = Stopwatch.GetTimestamp();
+                    else if (type == FrameType.ZeroMap && kind == Lane.Demand)
+                        installer.MarkZeroMap(FrameCodec.ReadBitmap(lane.Payload, installer.PageCount, "zero map"));
+                    else if (type == FrameType.DeviceState && kind == Lane.Demand) DeviceStateReceived?.Invoke(lane.Payload);
+                    else if (type == FrameType.DeviceStateEnd && kind == Lane.Demand)
+                        DeviceStateEnded?.Invoke(BinaryPrimitives.ReadInt64LittleEndian(lane.Payload));
                     else if (type != FrameType.Heartbeat) throw new ProtocolException($"unexpected {type} on the {kind} lane");
                     // The source believes it sent everything but pages are missing (sent on a lane
                     // that died): reconnect, and the resume bitmap makes it send them again.
@@ -365,12 +429,17 @@ public sealed class Pager : IDemandSink, IDisposable
             var lane = _demandLane;
             try { lane?.HeartbeatIfIdle(_options.HeartbeatMs); }
             catch (IOException) { lane?.Dispose(); }
+            var control = _controlLane;
+            try { control?.HeartbeatIfIdle(_options.HeartbeatMs); }
+            catch (IOException) { control?.Dispose(); }
         }
     }
 
     public void Dispose()
     {
         _stopped = true;
+        _pushAllowed.Set();
+        _controlLane?.Dispose();
         _demandLane?.Dispose();
         _pushLane?.Dispose();
         _installer?.Stop();

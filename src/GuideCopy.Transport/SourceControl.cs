@@ -20,6 +20,18 @@ public static class SourceControl
         return FrameCodec.ReadCommitDecision(lane.Payload);
     }
 
+    /// <summary>The commit question on a control lane already open (<see cref="OpenLane"/>); the answer's frame skips heartbeats.</summary>
+    public static CommitDecision AskCommit(FrameConnection lane)
+    {
+        lane.Send(FrameType.Commit, default);
+        WaitFor(lane, FrameType.CommitDecision);
+        return FrameCodec.ReadCommitDecision(lane.Payload);
+    }
+
+    /// <summary>A control lane, connected and authenticated, kept for a question asked later (heartbeat it while idle).</summary>
+    public static FrameConnection OpenLane(EndPoint source, ReadOnlySpan<byte> key, LaneProtection protection, ulong expectedSession, int timeoutMs) =>
+        Connect(source, key, protection, expectedSession, timeoutMs);
+
     /// <summary>Tells the source every page is in; returns once it recorded that. Throws IOException otherwise.</summary>
     public static void ReportDone(EndPoint source, ReadOnlySpan<byte> key, LaneProtection protection, ulong expectedSession, int timeoutMs)
     {

@@ -11,6 +11,8 @@ public static class Wire
     public const int PagesHeaderSize = 16;     // u64 first page, u32 count, u8 origin, 3 reserved
     public const int MaxDemandPerFrame = 1024;
     public const int MaxErrorBytes = 1024;
+    /// <summary>Device state per frame: QEMU writes its stream in 32 KiB buffers (QEMUFile's IO_BUF_SIZE).</summary>
+    public const int MaxDeviceStateChunk = 64 * 1024;
     /// <summary>Batched page data per frame (a single page may be larger: 2 MiB hugetlbfs).</summary>
     public const int MaxBatchBytes = 1024 * 1024;
     /// <summary>A bitmap frame covers up to 2^31 pages (8 TiB of 4 KiB pages).</summary>
@@ -30,6 +32,8 @@ public static class Wire
         FrameType.ZeroPages => PagesHeaderSize,
         FrameType.Heartbeat or FrameType.Complete or FrameType.Commit or FrameType.Done or FrameType.DoneAck => 0,
         FrameType.CommitDecision => 1,
+        FrameType.DeviceState => MaxDeviceStateChunk,
+        FrameType.DeviceStateEnd => 8,
         FrameType.Error => MaxErrorBytes,
         _ => -1,
     };

@@ -14,11 +14,13 @@ public static class AgentOps
     public const string Abort = "abort";
     public const string SourcePrepare = "source.prepare";
     public const string SourceGuidePrepare = "source.guide.prepare";
+    public const string SourceArm = "source.arm";
     public const string SourceSwitchover = "source.switchover";
     public const string SourceFinish = "source.finish";
     public const string SourceAbort = "source.abort";
     public const string DestinationCheck = "dest.check";
     public const string DestinationPrepare = "dest.prepare";
+    public const string DestinationArm = "dest.arm";
     public const string DestinationLoad = "dest.load";
     public const string DestinationResume = "dest.resume";
     public const string DestinationStatus = "dest.status";
@@ -47,6 +49,8 @@ public interface ISourceAgent : IHostAgent
 
     Task PrepareGuideAsync(GuidePrepareRequest req, CancellationToken ct);
 
+    Task<SourceArmResult> ArmSourceAsync(SourceArmRequest req, CancellationToken ct);
+
     Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct);
 
     Task<SourceFinishResult> FinishSourceAsync(MigrationRequest req, CancellationToken ct);
@@ -61,6 +65,8 @@ public interface IDestinationAgent : IHostAgent
     Task<DestinationCheckResult> CheckDestinationAsync(DestinationCheckRequest req, CancellationToken ct);
 
     Task<DestinationStartResult> PrepareDestinationAsync(DestinationPrepareRequest req, CancellationToken ct);
+
+    Task<DestinationArmResult> ArmDestinationAsync(DestinationArmRequest req, CancellationToken ct);
 
     Task<DestinationStartResult> LoadAsync(DestinationLoadRequest req, CancellationToken ct);
 
@@ -97,6 +103,9 @@ public sealed class AgentClient(ControlChannel channel) : ISourceAgent, IDestina
 
     public Task PrepareGuideAsync(GuidePrepareRequest req, CancellationToken ct) => channel.CallAsync<Empty>(AgentOps.SourceGuidePrepare, req, ct);
 
+    public Task<SourceArmResult> ArmSourceAsync(SourceArmRequest req, CancellationToken ct) =>
+        channel.CallAsync<SourceArmResult>(AgentOps.SourceArm, req, ct);
+
     public Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct) =>
         channel.CallAsync<SwitchoverResult>(AgentOps.SourceSwitchover, req, ct);
 
@@ -110,6 +119,9 @@ public sealed class AgentClient(ControlChannel channel) : ISourceAgent, IDestina
 
     public Task<DestinationStartResult> PrepareDestinationAsync(DestinationPrepareRequest req, CancellationToken ct) =>
         channel.CallAsync<DestinationStartResult>(AgentOps.DestinationPrepare, req, ct);
+
+    public Task<DestinationArmResult> ArmDestinationAsync(DestinationArmRequest req, CancellationToken ct) =>
+        channel.CallAsync<DestinationArmResult>(AgentOps.DestinationArm, req, ct);
 
     public Task<DestinationStartResult> LoadAsync(DestinationLoadRequest req, CancellationToken ct) =>
         channel.CallAsync<DestinationStartResult>(AgentOps.DestinationLoad, req, ct);

@@ -13,20 +13,47 @@ public sealed record SourcePrepareResult(
     string Name, string Uuid, string MigratableXml, string PersistentXml, bool Persistent, string RamPath,
     long RamBytes, string RamFileSystem, IReadOnlyList<string> Problems);
 
-public sealed record SwitchoverRequest(string MigrationId, string Domain, long BandwidthBytesPerSecond, bool Push, GuideCopy.Migration.Guide.GuideOptions? Guide = null, bool ClearTextLanes = false);
+/// <summary>
+/// Before the pause, on the source: the page server listening (serving nothing until the freeze),
+/// the frozen-RAM link, libvirt handles, QEMU's capabilities and the device-state socket.
+/// </summary>
+public sealed record SourceArmRequest(string MigrationId, string Domain, long BandwidthBytesPerSecond, bool Push, bool ClearTextLanes = false);
+
+public sealed record SourceArmResult(string PageServer, ulong SessionId, long PageCount, string Lanes, double ArmMs);
+
+/// <summary>
+/// Before the pause, on the destination: its QEMU in migrate-incoming with the agent connected,
+/// the pager's lanes to <paramref name="PageServer"/> authenticated (demand, push, control).
+/// </summary>
+public sealed record DestinationArmRequest(string MigrationId, string PageServer, ulong SessionId, bool ClearTextLanes = false);
+
+public sealed record DestinationArmResult(double ArmMs);
+
+/// <summary>The pause: suspend, the device state streamed to the destination over the demand lane, the freeze.</summary>
+public sealed record SwitchoverRequest(string MigrationId, string Domain, GuideCopy.Migration.Guide.GuideOptions? Guide = null);
 
 public sealed record GuidePrepareRequest(string MigrationId, string Domain);
 
+/// <summary>SuspendMs: the suspend call; DeviceStateSaveMs: QMP migrate to the stream's end (streamed to the destination meanwhile); FreezeMs: the end sent to the page server serving.</summary>
 public sealed record SwitchoverResult(
-    string DeviceState, int DeviceStateBytes, string PageServer, long PageCount, long ZeroPages,
-    long SuspendedAtUnixMs, double DeviceStateSaveMs, ulong SessionId = 0, string Lanes = "");
+    int DeviceStateBytes, long PageCount, long SuspendedAtUnixMs, double SuspendMs, double DeviceStateSaveMs, double FreezeMs);
 
 /// <summary>PersistentXml: the source's definition, defined on the destination when every page is in (null: the domain stays transient).</summary>
 public sealed record DestinationPrepareRequest(string MigrationId, string MigratableXml, string Domain = "", string? PersistentXml = null);
 
-public sealed record DestinationLoadRequest(string MigrationId, string DeviceState, string PageServer, ulong SessionId = 0, bool ClearTextLanes = false);
+/// <summary>
+/// Sent before the switchover: the destination waits for the device state on its demand lane,
+/// loads it and, with <paramref name="CommitWhenLoaded"/>, goes straight on to the commit point
+/// (as <see cref="IDestinationAgent.ResumeAsync"/>) with no controller round trip in the pause.
+/// </summary>
+public sealed record DestinationLoadRequest(string MigrationId, bool CommitWhenLoaded = true);
 
-public sealed record DestinationStartResult(double StartMs, double LoadMs, int QemuPid);
+/// <summary>
+/// The destination's steps, each in ms: StartMs its QEMU's start; LoadMs from the device state's
+/// last byte to QEMU loaded; CommitMs the commit point (journal, the source's decision);
+/// ResumeMs the resume call; ResumedAtUnixMs when it ran (0: not resumed).
+/// </summary>
+public sealed record DestinationStartResult(double StartMs, double LoadMs, int QemuPid, double CommitMs = 0, double ResumeMs = 0, long ResumedAtUnixMs = 0);
 
 public sealed record MigrationRequest(string MigrationId);
 
@@ -44,7 +71,7 @@ public sealed record DestinationStatus(
     long DemandPages, long PushPages, long LocalityPages, long BackgroundPages, long RemovedPages, long DuplicatePages,
     long StallCount, double StallP50Ms, double StallP99Ms, double StallMaxMs, double StallTotalMs,
     long BytesReceived, int Reconnects, double ElapsedMs, string Stage = "", int LaneErrors = 0, string? Note = null,
-    long ResumedAtUnixMs = 0);
+    long ResumedAtUnixMs = 0, long ZeroPages = 0, long PresentPages = 0);
 
 public sealed record DestinationFinishRequest(string MigrationId, string? PersistentXml);
 

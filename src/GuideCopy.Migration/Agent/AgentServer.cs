@@ -338,11 +338,13 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
             case AgentOps.Abort: return await AbortAsync(Args<AbortRequest>(args), ct);
             case AgentOps.SourcePrepare: return await PrepareSourceAsync(Args<DomainRequest>(args), ct);
             case AgentOps.SourceGuidePrepare: await PrepareGuideAsync(Args<GuidePrepareRequest>(args), ct); return new Empty();
+            case AgentOps.SourceArm: return await ArmSourceAsync(Args<SourceArmRequest>(args), ct);
             case AgentOps.SourceSwitchover: return await SwitchoverAsync(Args<SwitchoverRequest>(args), ct);
             case AgentOps.SourceFinish: return await FinishSourceAsync(Args<MigrationRequest>(args), ct);
             case AgentOps.SourceAbort: await AbortSourceAsync(Args<MigrationRequest>(args), ct); return new Empty();
             case AgentOps.DestinationCheck: return await CheckDestinationAsync(Args<DestinationCheckRequest>(args), ct);
             case AgentOps.DestinationPrepare: return await PrepareDestinationAsync(Args<DestinationPrepareRequest>(args), ct);
+            case AgentOps.DestinationArm: return await ArmDestinationAsync(Args<DestinationArmRequest>(args), ct);
             case AgentOps.DestinationLoad: return await LoadAsync(Args<DestinationLoadRequest>(args), ct);
             case AgentOps.DestinationResume: return await ResumeAsync(Args<MigrationRequest>(args), ct);
             case AgentOps.DestinationStatus: return await StatusAsync(Args<MigrationRequest>(args), ct);
@@ -381,27 +383,39 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
         }
     }
 
+    /// <summary>The source's side of a migration that had no guide prepared is made here; one with a guide, by its prepare.</summary>
+    public async Task<SourceArmResult> ArmSourceAsync(SourceArmRequest req, CancellationToken ct)
+    {
+        var side = _sources.TryGetValue(req.MigrationId, out var prepared)
+            ? prepared
+            : Add(_sources, req.MigrationId, () => new SourceSide(_options, _secret, req.MigrationId, Journal, _log));
+        try
+        {
+            return await side.ArmAsync(req, ct);
+        }
+        catch
+        {
+            _sources.TryRemove(req.MigrationId, out _);
+            Try(() => side.Abort("the source could not be armed"));
+            throw;
+        }
+    }
+
     public async Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct)
     {
-        if (_destinations.ContainsKey(req.MigrationId))
-        {
-            throw new AgentException($"migration {req.MigrationId} is already known here (as a destination): use a new id");
-        }
-
-        // A side made here and not added (another request won the race) owns nothing: dropping it is harmless.
-        var side = _sources.GetOrAdd(req.MigrationId, id => new SourceSide(_options, _secret, id, Journal, _log));
-        if (side.Stage != MigrationStage.Preflight)
-        {
-            throw new AgentException($"migration {req.MigrationId} is already {side.Stage} here");
-        }
-
+        var side = Get(_sources, req.MigrationId);
         try
         {
             return await side.SwitchoverAsync(req, ct);
         }
         catch
         {
-            _sources.TryRemove(req.MigrationId, out _);
+            // A side that committed meanwhile (it cannot, before the save's verdict) would stay.
+            if (!side.Stage.IsCommitted())
+            {
+                _sources.TryRemove(req.MigrationId, out _);
+            }
+
             throw;
         }
     }
@@ -448,6 +462,24 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
         }
     }
 
+    public async Task<DestinationArmResult> ArmDestinationAsync(DestinationArmRequest req, CancellationToken ct)
+    {
+        var side = Get(_destinations, req.MigrationId);
+        try
+        {
+            return await side.ArmAsync(req, ct);
+        }
+        catch
+        {
+            if (_destinations.TryRemove(req.MigrationId, out _))
+            {
+                Try(() => side.Abort("the destination could not be armed"));
+            }
+
+            throw;
+        }
+    }
+
     public async Task<DestinationStartResult> LoadAsync(DestinationLoadRequest req, CancellationToken ct)
     {
         var side = Get(_destinations, req.MigrationId);
@@ -457,7 +489,9 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
         }
         catch
         {
-            if (_destinations.TryRemove(req.MigrationId, out _))
+            // From "committing" on only the source's decision removes this copy (a late answer
+            // is asked again by the controller, through dest.status / dest.resume).
+            if (side.Stage < MigrationStage.Committing && _destinations.TryRemove(req.MigrationId, out _))
             {
                 Try(() => side.Abort("the device state did not load"));
             }

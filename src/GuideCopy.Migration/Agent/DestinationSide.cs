@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net.Sockets;
 using System.Text.Json;
 using GuideCopy.MemoryPlane;
 using GuideCopy.Migration.Control;
@@ -32,6 +33,10 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     private Task<PagerStats>? _paging;
     private CancellationTokenSource? _pagingStop;
     private Task<bool>? _decision;
+    private DeviceStateTransfer.ArmedLoad? _load;
+    private readonly TaskCompletionSource<long> _deviceState = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _deviceStateEndAt;
+    private double _resumeMs;
     private Task? _completion, _recovery, _release;
     private DestinationStatus? _final;
 
@@ -95,30 +100,103 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         return new DestinationStartResult(startMs, 0, _registration.QemuPid);
     }
 
-    /// <summary>After the source paused: start the pager against its page server and load the device state.</summary>
-    public async Task<DestinationStartResult> LoadAsync(DestinationLoadRequest req, CancellationToken ct)
+    /// <summary>
+    /// Before the source pauses: the destination QEMU in migrate-incoming with this agent
+    /// connected to it, and the pager's lanes to the source's armed page server authenticated,
+    /// so the pause holds only the device state's own bytes and QEMU's own work.
+    /// </summary>
+    public async Task<DestinationArmResult> ArmAsync(DestinationArmRequest req, CancellationToken ct)
     {
-        if (_registration is null || _domain is null || Stage != MigrationStage.DestinationPrepared)
+        if (_registration is null || _domain is null || Stage != MigrationStage.DestinationPrepared || _load is not null)
         {
             throw new AgentException($"destination not prepared (migration {Id} is {Stage} here)");
         }
 
-        Record(_entry! with { Stage = MigrationStage.DestinationLoaded, PageServer = req.PageServer, SessionId = req.SessionId, ClearTextLanes = req.ClearTextLanes });
-        StartPager(_registration, req.PageServer, trustRamFile: false);
         var sw = Stopwatch.StartNew();
-        await DeviceStateTransfer.LoadAsync(_domain, Path.Combine(_domainDir!, "incoming.sock"), Convert.FromBase64String(req.DeviceState),
-            TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds), ct);
-        double loadMs = sw.Elapsed.TotalMilliseconds;
-        Log($"{Id}: device state loaded in {loadMs:0} ms");
-        return new DestinationStartResult(0, loadMs, _registration.QemuPid);
+        Record(_entry! with { PageServer = req.PageServer, SessionId = req.SessionId, ClearTextLanes = req.ClearTextLanes });
+        var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
+        _load = await DeviceStateTransfer.ArmLoadAsync(_domain, Path.Combine(_domainDir!, "incoming.sock"), timeout, ct);
+        StartPager(_registration, req.PageServer, trustRamFile: false, deferPush: true);
+        var load = _load;
+        _pager!.DeviceStateReceived = bytes =>
+        {
+            try
+            {
+                load.Write(bytes);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                // QEMU refused its stream (it exited?): the load fails, and with it the commit.
+                _deviceState.TrySetException(new AgentException($"the destination QEMU stopped taking its device state: {e.Message}"));
+            }
+        };
+        _pager.DeviceStateEnded = length =>
+        {
+            _deviceStateEndAt = Stopwatch.GetTimestamp();
+            _deviceState.TrySetResult(length);
+        };
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct, _stop.Token);
+        await _pager.LanesUp.WaitAsync(TimeSpan.FromSeconds(Options.ShimTimeoutSeconds), wait.Token);
+        Log($"{Id}: armed in {sw.Elapsed.TotalMilliseconds:0} ms: QEMU in migrate-incoming, lanes to {req.PageServer} up");
+        return new DestinationArmResult(Math.Round(sw.Elapsed.TotalMilliseconds, 1));
     }
 
-    private void StartPager(ShimRegistration registration, string pageServer, bool trustRamFile)
+    /// <summary>
+    /// Asked before the source pauses: waits for the device state the source streams on the
+    /// demand lane (written into QEMU as it comes), lets QEMU finish loading it and, with
+    /// <see cref="DestinationLoadRequest.CommitWhenLoaded"/>, takes the commit point at once.
+    /// </summary>
+    public async Task<DestinationStartResult> LoadAsync(DestinationLoadRequest req, CancellationToken ct)
+    {
+        if (_registration is null || _domain is null || _load is null || Stage != MigrationStage.DestinationPrepared)
+        {
+            throw new AgentException($"destination not armed (migration {Id} is {Stage} here)");
+        }
+
+        var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct, _stop.Token);
+        long length;
+        try
+        {
+            length = await _deviceState.Task.WaitAsync(timeout, wait.Token);
+        }
+        catch (TimeoutException)
+        {
+            throw new AgentException($"no device state came from the source within {timeout.TotalSeconds:0} s (Agent:DeviceStateTimeoutSeconds)");
+        }
+
+        if (length != _load.Written)
+        {
+            throw new AgentException($"the device state is {_load.Written} bytes here, the source sent {length}: not loading it");
+        }
+
+        await _load.CompleteAsync(timeout, wait.Token);
+        double loadMs = Stopwatch.GetElapsedTime(_deviceStateEndAt).TotalMilliseconds;
+        lock (_lock)
+        {
+            // Not journaled: a restarted agent treats "loaded" as "prepared" (the copy never ran: removed).
+            _entry = _entry! with { Stage = MigrationStage.DestinationLoaded };
+        }
+
+        Log($"{Id}: device state ({length} bytes) loaded {loadMs:0.0} ms after its last byte");
+        if (!req.CommitWhenLoaded)
+        {
+            return new DestinationStartResult(0, Math.Round(loadMs, 2), _registration.QemuPid);
+        }
+
+        var commit = Stopwatch.StartNew();
+        var resumed = await ResumeAsync(ct);
+        return new DestinationStartResult(0, Math.Round(loadMs, 2), _registration.QemuPid,
+            Math.Round(commit.Elapsed.TotalMilliseconds - _resumeMs, 2), Math.Round(_resumeMs, 2), resumed.ResumedAtUnixMs);
+    }
+
+    private void StartPager(ShimRegistration registration, string pageServer, bool trustRamFile, bool deferPush = false)
     {
         _pager = new Pager(registration, PagesHost.ParseEndpoint(pageServer), MigrationKey, new PagerOptions
         {
             TrustRamFile = trustRamFile, DemandRealtimePriority = Options.DemandRealtimePriority, PushRealtimePriority = Options.PushRealtimePriority,
             Protection = ProtectionOf(_entry),
+            DeferPush = deferPush,
         })
         {
             Log = m => Log($"{Id}: pager: {m}"),
@@ -147,7 +225,8 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
                 case MigrationStage.DestinationLoaded:
                     // Ask for the decision only with a copy that can take it: a destination QEMU
                     // that died after the load must roll back, not be committed to.
-                    if (_domain is null || !_domain.IsActive || _domain.State.State != virDomainState.VIR_DOMAIN_PAUSED || _paging is { IsCompleted: true })
+                    // (One call: a domain that is not active is not paused either.)
+                    if (_domain is null || _paging is { IsCompleted: true } || _domain.State.State != virDomainState.VIR_DOMAIN_PAUSED)
                     {
                         throw new AgentException($"the destination copy of {Domain} is not paused with its device state loaded (its QEMU exited?): not committing");
                     }
@@ -193,7 +272,10 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             _stop.Token.ThrowIfCancellationRequested();
             try
             {
-                var answer = SourceControl.AskCommit(source, MigrationKey, ProtectionOf(_entry), _entry.SessionId, 3000);
+                // On the control lane the pager holds open (a fresh one after a restart or a lost answer).
+                var answer = _pager is { } pager
+                    ? pager.AskCommit(3000)
+                    : SourceControl.AskCommit(source, MigrationKey, ProtectionOf(_entry), _entry.SessionId, 3000);
                 if (answer == CommitDecision.Committed)
                 {
                     ApplyCommit();
@@ -223,6 +305,24 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
 
     private void ApplyCommit()
     {
+        var resume = Stopwatch.StartNew();
+        if (_domain is not null && TryResumeAtOnce())
+        {
+            _resumeMs = resume.Elapsed.TotalMilliseconds;
+            long at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            _pager?.StartPush();
+            lock (_lock)
+            {
+                Record(_entry! with { Stage = MigrationStage.Committed, ResumedAtUnixMs = at });
+            }
+
+            Log($"{Id}: committed: {Domain} runs here (resumed in {_resumeMs:0.0} ms)");
+            var load = _load;
+            _ = Task.Run(() => load?.Disarm());
+            StartCompletion();
+            return;
+        }
+
         _conn ??= Connection.Open(Options.LibvirtUri);
         _domain ??= _conn.TryLookupDomain(Domain);
         if (_domain is null || !_domain.IsActive)
@@ -243,6 +343,8 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             _domain.Resume();
         }
 
+        _pager?.StartPush();
+
         long resumedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         lock (_lock)
         {
@@ -251,6 +353,24 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
 
         Log($"{Id}: committed: {Domain} runs here");
         StartCompletion();
+    }
+
+    /// <summary>
+    /// The resume, first of all, on the handle the load used: one libvirt call (QMP 'cont') in
+    /// the pause. False when it failed (the checks below say why: QEMU gone, already running).
+    /// </summary>
+    private bool TryResumeAtOnce()
+    {
+        try
+        {
+            _domain!.Resume();
+            return true;
+        }
+        catch (LibvirtException e)
+        {
+            Log($"{Id}: resume: {e.LibvirtMessage}; checking the domain");
+            return false;
+        }
     }
 
     /// <summary>After the commit point: when every page is in, finish here and release the source, controller or not.</summary>
@@ -454,7 +574,8 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         return new DestinationStatus(done, s.Outcome?.ToString(), s.PageCount, s.DonePages, s.Faults, s.ZeroResolvedPages,
             s.DemandPages, s.PushPages, s.LocalityPages, s.BackgroundPages, s.RemovedPages, s.DuplicatePages,
             s.StallCount, s.StallP50.TotalMilliseconds, s.StallP99.TotalMilliseconds, s.StallMax.TotalMilliseconds, s.StallTotal.TotalMilliseconds,
-            s.BytesReceived, s.Reconnects, s.Elapsed.TotalMilliseconds, Stage.ToString(), _pager.LaneErrors, _entry?.Note, _entry?.ResumedAtUnixMs ?? 0);
+            s.BytesReceived, s.Reconnects, s.Elapsed.TotalMilliseconds, Stage.ToString(), _pager.LaneErrors, _entry?.Note, _entry?.ResumedAtUnixMs ?? 0,
+            s.ZeroPages, s.PresentAtStart);
     }
 
     /// <summary>The controller's wait for the end: returns once this side completed (or failed) on its own.</summary>
@@ -571,6 +692,9 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
 
     public void Dispose()
     {
+        _deviceState.TrySetException(new AgentException($"migration {Id} ended here before its device state came"));
+        _load?.Dispose();
+        _load = null;
         _pagingStop?.Cancel();
         _pager?.Dispose();
         _registration?.Dispose();

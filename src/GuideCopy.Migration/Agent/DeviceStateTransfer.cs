@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using LibvirtSharp;
@@ -22,44 +23,181 @@ public static class DeviceStateTransfer
         """{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":false}]}}""";
 
     /// <summary>
-    /// Saves the device state of a paused domain. QEMU connects to a socket the agent listens
-    /// on; the agent reads the stream to EOF. Afterwards QEMU is in 'postmigrate' and can still
-    /// be resumed (rollback): the RAM file is untouched.
+    /// Before the pause: x-ignore-shared on and the agent's socket listening, so the pause holds
+    /// only QEMU's own work (QMP migrate, the stream). QEMU runs as its own user (qemu.conf), not
+    /// as the agent's root: its group, and nobody else, may connect.
     /// </summary>
-    public static async Task<byte[]> SaveAsync(LibvirtSharp.Domain domain, string socketPath, uint qemuGid, TimeSpan timeout, CancellationToken ct)
+    public static ArmedSave ArmSave(LibvirtSharp.Domain domain, string socketPath, uint qemuGid)
     {
         File.Delete(socketPath);
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(socketPath));
-        // QEMU runs as its own user (qemu.conf), not as the agent's root: its group, and nobody else, may connect.
-        if (Mono.Unix.Native.Syscall.chown(socketPath, -1, (int)qemuGid) != 0)
-        {
-            throw new IOException($"chown {socketPath} to group {qemuGid}: {Mono.Unix.Native.Stdlib.GetLastError()}");
-        }
-
-        File.SetUnixFileMode(socketPath, (UnixFileMode)0b110_110_000);
-        listener.Listen(1);
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
+            listener.Bind(new UnixDomainSocketEndPoint(socketPath));
+            if (Mono.Unix.Native.Syscall.chown(socketPath, -1, (int)qemuGid) != 0)
+            {
+                throw new IOException($"chown {socketPath} to group {qemuGid}: {Mono.Unix.Native.Stdlib.GetLastError()}");
+            }
+
+            File.SetUnixFileMode(socketPath, (UnixFileMode)0b110_110_000);
+            listener.Listen(1);
             Qmp(domain, IgnoreShared);
+            return new ArmedSave(domain, socketPath, listener);
+        }
+        catch
+        {
+            listener.Dispose();
+            File.Delete(socketPath);
+            throw;
+        }
+    }
+
+    /// <summary>A source QEMU ready to write its device state to the agent (<see cref="ArmSave"/>).</summary>
+    public sealed class ArmedSave(LibvirtSharp.Domain domain, string socketPath, Socket listener) : IDisposable
+    {
+        /// <summary>
+        /// Saves the device state of the paused domain, handing each piece to <paramref name="forward"/>
+        /// as QEMU writes it, and returns the whole (the guide loads it too). Afterwards QEMU is in
+        /// 'postmigrate' and can still be resumed (rollback): the RAM file is untouched.
+        /// </summary>
+        public async Task<byte[]> SaveAsync(Action<ReadOnlyMemory<byte>> forward, TimeSpan timeout, CancellationToken ct)
+        {
             Qmp(domain, $$$"""{"execute":"migrate","arguments":{"uri":"unix:{{{socketPath}}}"}}""");
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             cts.CancelAfter(timeout);
             using var conn = await listener.AcceptAsync(cts.Token);
-            using var ms = new MemoryStream();
-            using (var ns = new NetworkStream(conn, ownsSocket: false))
+            using var whole = new MemoryStream();
+            byte[] buffer = new byte[64 * 1024];
+            int n;
+            while ((n = await conn.ReceiveAsync(buffer, SocketFlags.None, cts.Token)) > 0)
             {
-                await ns.CopyToAsync(ms, cts.Token);
+                forward(buffer.AsMemory(0, n));
+                whole.Write(buffer, 0, n);
             }
 
-            await WaitForMigrationStatus(domain, "completed", cts.Token);
-            return ms.ToArray();
+            return whole.ToArray();
         }
-        finally
+
+        /// <summary>QEMU's own verdict on the save (the stream may end without it: a failed save closes it too).</summary>
+        public Task ConfirmAsync(TimeSpan timeout, CancellationToken ct) => WaitForMigrationStatus(domain, "completed", timeout, ct);
+
+        /// <summary>Rollback: x-ignore-shared off again, so a later libvirt migration of the resumed VM carries its RAM.</summary>
+        public void Disarm() => TryQmp(domain, IgnoreSharedOff);
+
+        public void Dispose()
         {
+            listener.Dispose();
             File.Delete(socketPath);
-            TryQmp(domain, IgnoreSharedOff); // also when rolled back: the source resumes as it was
         }
+    }
+
+    /// <summary>
+    /// Before the pause: the destination QEMU (<c>-incoming defer</c>) listens for device state
+    /// (migrate-incoming) and the agent is connected to it; QEMU's incoming coroutine waits for
+    /// the first byte without blocking its main loop.
+    /// </summary>
+    public static async Task<ArmedLoad> ArmLoadAsync(LibvirtSharp.Domain domain, string socketPath, TimeSpan timeout, CancellationToken ct)
+    {
+        File.Delete(socketPath);
+        Qmp(domain, IgnoreShared);
+        Qmp(domain, $$$"""{"execute":"migrate-incoming","arguments":{"uri":"unix:{{{socketPath}}}"}}""");
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(timeout);
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            while (true)
+            {
+                try
+                {
+                    await s.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cts.Token);
+                    break;
+                }
+                catch (SocketException) when (!cts.IsCancellationRequested)
+                {
+                    await Task.Delay(5, cts.Token);
+                }
+            }
+
+            // QEMU has accepted: the path is of no more use (nobody else may connect to it).
+            File.Delete(socketPath);
+            return new ArmedLoad(domain, s);
+        }
+        catch
+        {
+            s.Dispose();
+            File.Delete(socketPath);
+            throw;
+        }
+    }
+
+    /// <summary>A destination QEMU waiting for its device state (<see cref="ArmLoadAsync"/>).</summary>
+    public sealed class ArmedLoad(LibvirtSharp.Domain domain, Socket socket) : IDisposable
+    {
+        private long _written;
+
+        /// <summary>Bytes written into QEMU so far.</summary>
+        public long Written => Interlocked.Read(ref _written);
+
+        /// <summary>Writes a piece of the stream into QEMU (blocking: QEMU reads it as it comes).</summary>
+        public void Write(ReadOnlySpan<byte> bytes)
+        {
+            while (bytes.Length > 0)
+            {
+                int n = socket.Send(bytes);
+                bytes = bytes[n..];
+                Interlocked.Add(ref _written, n);
+            }
+        }
+
+        /// <summary>
+        /// The stream is whole: waits until QEMU has loaded it. QEMU closes its end once
+        /// qemu_loadvm_state returns (migration_incoming_state_destroy), so the EOF on our read
+        /// side is the moment; query-migrate then says whether it loaded (runstate 'paused':
+        /// libvirt started it with -S). Polled too, in case the close comes late.
+        /// </summary>
+        public async Task CompleteAsync(TimeSpan timeout, CancellationToken ct)
+        {
+            socket.Shutdown(SocketShutdown.Send);
+            var deadline = Stopwatch.StartNew();
+            byte[] probe = new byte[64];
+            while (true)
+            {
+                bool closed = false;
+                if (socket.Poll(2000, SelectMode.SelectRead))
+                {
+                    try { closed = socket.Receive(probe) == 0; }
+                    catch (SocketException) { closed = true; }
+                }
+
+                string? status = Status(domain, out string? why);
+                if (status == "completed")
+                {
+                    return;
+                }
+
+                if (status is "failed" or "cancelled")
+                {
+                    throw new InvalidOperationException($"QEMU device-state load {status}: {why ?? status}");
+                }
+
+                if (deadline.Elapsed > timeout)
+                {
+                    throw new TimeoutException($"QEMU did not finish loading the device state in {timeout.TotalSeconds:0} s (status {status})");
+                }
+
+                ct.ThrowIfCancellationRequested();
+                if (closed)
+                {
+                    await Task.Delay(1, ct);
+                }
+            }
+        }
+
+        /// <summary>After the resume: x-ignore-shared off (left on, a later libvirt post-copy of this VM is refused).</summary>
+        public void Disarm() => TryQmp(domain, IgnoreSharedOff);
+
+        public void Dispose() => socket.Dispose();
     }
 
     /// <summary>
@@ -92,7 +230,7 @@ public static class DeviceStateTransfer
 
             await s.SendAsync(state, cts.Token);
             s.Shutdown(SocketShutdown.Send);
-            await WaitForMigrationStatus(domain, "completed", cts.Token);
+            await WaitForMigrationStatus(domain, "completed", timeout, cts.Token);
             Qmp(domain, IgnoreSharedOff);
         }
         finally
@@ -101,12 +239,12 @@ public static class DeviceStateTransfer
         }
     }
 
-    private static async Task WaitForMigrationStatus(LibvirtSharp.Domain domain, string wanted, CancellationToken ct)
+    private static async Task WaitForMigrationStatus(LibvirtSharp.Domain domain, string wanted, TimeSpan timeout, CancellationToken ct)
     {
+        var deadline = Stopwatch.StartNew();
         while (true)
         {
-            var reply = JsonNode.Parse(Qmp(domain, """{"execute":"query-migrate"}"""));
-            string? status = reply?["return"]?["status"]?.GetValue<string>();
+            string? status = Status(domain, out string? why);
             if (status == wanted)
             {
                 return;
@@ -114,13 +252,28 @@ public static class DeviceStateTransfer
 
             if (status is "failed" or "cancelled")
             {
-                string why = reply?["return"]?["error-desc"]?.GetValue<string>() ?? status;
-                throw new InvalidOperationException($"QEMU device-state migration {status}: {why}");
+                throw new InvalidOperationException($"QEMU device-state migration {status}: {why ?? status}");
             }
 
-            await Task.Delay(5, ct);
+            if (deadline.Elapsed > timeout)
+            {
+                throw new TimeoutException($"QEMU's device-state migration is still '{status}' after {timeout.TotalSeconds:0} s");
+            }
+
+            // 1 ms: the answer is usually a few ms away, and each wasted ms is downtime.
+            await Task.Delay(1, ct);
         }
     }
+
+    private static string? Status(LibvirtSharp.Domain domain, out string? why)
+    {
+        var reply = JsonNode.Parse(Qmp(domain, """{"execute":"query-migrate"}"""));
+        why = reply?["return"]?["error-desc"]?.GetValue<string>();
+        return reply?["return"]?["status"]?.GetValue<string>();
+    }
+
+    /// <summary>x-ignore-shared off on a domain that keeps running here (a rollback, an armed migration given up).</summary>
+    public static void DisarmCapabilities(LibvirtSharp.Domain domain) => TryQmp(domain, IgnoreSharedOff);
 
     private static void TryQmp(LibvirtSharp.Domain domain, string command)
     {

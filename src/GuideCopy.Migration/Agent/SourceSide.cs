@@ -32,6 +32,12 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
     private Task? _guideStart;
     private Task? _cleanup;
     private SourceFinishResult? _result;
+    private DeviceStateTransfer.ArmedSave? _save;
+    private PendingGuide? _pendingGuide;
+
+    private sealed record PendingGuide(SwitchoverRequest Request, byte[] State);
+    // Set once the save's outcome is known (saved, or rolled back).
+    private readonly ManualResetEventSlim _saved = new(false);
 
     /// <summary>This side's stage (Preflight until it pauses anything).</summary>
     public MigrationStage Stage => _entry?.Stage ?? MigrationStage.Preflight;
@@ -125,11 +131,14 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
     }
 
     /// <summary>
-    /// Downtime starts here: suspend, save device state (RAM excluded), start the page server on
-    /// the frozen RAM file. Any failure resumes the domain before the error goes back.
+    /// Before the pause, everything the pause would otherwise wait for: the domain checked, the
+    /// libvirt handles open, the frozen-RAM link made (the same inode, so it holds the content
+    /// the pause freezes), the page server listening and accepting the destination's lanes
+    /// without serving a page, x-ignore-shared on and the device-state socket listening.
     /// </summary>
-    public async Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct)
+    public Task<SourceArmResult> ArmAsync(SourceArmRequest req, CancellationToken ct)
     {
+        var sw = Stopwatch.StartNew();
         var prepared = Prepare(Options, req.Domain);
         if (prepared.Problems.Count > 0)
         {
@@ -139,58 +148,116 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         CreateWorkDir();
         // The source QEMU connects to the agent's devstate.sock, in its own domain's directory.
         string domainDir = Work.CreateDomainDir(prepared.Uuid, Qemu);
-        _conn = Connection.Open(Options.LibvirtUri);
-        _domain = _conn.LookupDomain(req.Domain);
-        // Journaled before the suspend: an agent that dies from here on finds the entry and
-        // resumes the domain (nothing was decided yet).
-        Record(new JournalEntry
+        _conn ??= Connection.Open(Options.LibvirtUri);
+        _domain ??= _conn.LookupDomain(req.Domain);
+        int pageSize = PageSizeOf(prepared.RamPath);
+        string frozen = HoldFrozenRam(prepared.RamPath);
+        // Journaled before anything of QEMU's changes: a restarted agent drops the link and the capability.
+        Record((_entry ?? new JournalEntry { Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.Preflight }) with
         {
-            Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.SourcePaused, StartedAt = _entry?.StartedAt ?? DateTimeOffset.UtcNow,
-            Persistent = prepared.Persistent, PageListen = Options.PageListen, PageSize = PageSizeOf(prepared.RamPath),
+            Stage = MigrationStage.Preflight, Note = "armed", StartedAt = _entry?.StartedAt ?? DateTimeOffset.UtcNow,
+            Persistent = prepared.Persistent, PageListen = Options.PageListen, PageSize = pageSize, FrozenRam = frozen,
             BandwidthBytesPerSecond = req.BandwidthBytesPerSecond, ClearTextLanes = req.ClearTextLanes,
         });
+        _server = StartServer(frozen, pageSize, req.BandwidthBytesPerSecond, req.Push, 0, armed: true);
+        _save = DeviceStateTransfer.ArmSave(_domain, Path.Combine(domainDir, "devstate.sock"), Qemu.Gid);
+        Log($"{Id}: armed: page server on {_server.LocalEndPoint} ({_server.PageCount} pages of {pageSize} B), device-state socket listening");
+        return Task.FromResult(new SourceArmResult(HostFactsReader.AdvertisedPageEndpoint(Options), _server.SessionId, _server.PageCount,
+            Handshake.Describe(ProtectionOf(_entry)), Math.Round(sw.Elapsed.TotalMilliseconds, 1)));
+    }
+
+    /// <summary>
+    /// Downtime starts here: suspend; the device state (RAM excluded) streamed to the destination
+    /// on its demand lane as QEMU writes it; then the page server serves the frozen RAM. Nothing
+    /// here grows with RAM: the holes are looked for after the freeze, on a thread of their own.
+    /// Any failure resumes the domain before the error goes back.
+    /// </summary>
+    public async Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct)
+    {
+        if (_server is null || _save is null || _domain is null || Stage != MigrationStage.Preflight)
+        {
+            throw new AgentException($"migration {Id} is not armed here ({Stage}): arm it first");
+        }
+
+        if (!_server.DemandLaneUp)
+        {
+            throw new AgentException($"migration {Id}: the destination's lanes are not connected to the page server: nothing was paused");
+        }
+
+        // Journaled before the suspend: an agent that dies from here on finds the entry and
+        // resumes the domain (nothing was decided yet).
+        Record(_entry! with { Stage = MigrationStage.SourcePaused, Note = null, SessionId = _server.SessionId });
+        var sw = Stopwatch.StartNew();
         _domain.Suspend();
         long suspendedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        Log($"{Id}: {req.Domain} suspended");
+        double suspendMs = sw.Elapsed.TotalMilliseconds;
         try
         {
-            var sw = Stopwatch.StartNew();
-            byte[] state = await DeviceStateTransfer.SaveAsync(_domain, Path.Combine(domainDir, "devstate.sock"), Qemu.Gid,
-                TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds), ct);
+            var server = _server;
+            var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
+            sw.Restart();
+            byte[] state = await _save.SaveAsync(piece => server.SendDeviceState(piece.Span), timeout, ct);
+            server.EndDeviceState();
             double saveMs = sw.Elapsed.TotalMilliseconds;
-            string frozen = HoldFrozenRam(prepared.RamPath);
-            _server = StartServer(frozen, _entry!.PageSize, req.BandwidthBytesPerSecond, req.Push, 0);
-            Record(_entry! with { Stage = MigrationStage.DeviceStateSaved, FrozenRam = frozen, SessionId = _server.SessionId, SuspendedAtUnixMs = suspendedAt });
-            if (_guide is not null && req.Guide is { Enabled: true } control)
+            sw.Restart();
+            server.Freeze();
+            double freezeMs = sw.Elapsed.TotalMilliseconds;
+            // The destination loads meanwhile; its commit question waits for this verdict (DecideCommit).
+            await _save.ConfirmAsync(timeout, ct);
+            lock (_decision)
             {
-                // The guide resumes beside the destination; its start never adds downtime.
-                var guide = _guide;
-                var server = _server;
-                _guideStart = Task.Run(async () =>
+                if (Stage != MigrationStage.SourcePaused)
                 {
-                    try
-                    {
-                        await guide.StartAsync(frozen, server, state, control, CancellationToken.None);
-                    }
-                    catch (Exception e)
-                    {
-                        guide.Stop($"failed to start: {e.Message}");
-                    }
-                }, CancellationToken.None);
-            }
-            else
-            {
-                _guide?.Stop("disabled");
+                    throw new AgentException($"migration {Id} was {Stage} during its switchover ({_entry!.Note})");
+                }
+
+                Record(_entry! with { Stage = MigrationStage.DeviceStateSaved, SuspendedAtUnixMs = suspendedAt });
             }
 
-            Log($"{Id}: device state {state.Length} bytes in {saveMs:0} ms; serving {frozen} ({_server.PageCount} pages, {_server.ZeroPages} zero)");
-            return new SwitchoverResult(Convert.ToBase64String(state), state.Length, HostFactsReader.AdvertisedPageEndpoint(Options),
-                _server.PageCount, _server.ZeroPages, suspendedAt, saveMs, _server.SessionId, Handshake.Describe(ProtectionOf(_entry)));
+            _saved.Set();
+            // The guide's QEMU loads and runs once the destination runs (its push lane comes):
+            // started now, it would take the CPU the destination's load and resume need.
+            _pendingGuide = new PendingGuide(req, state);
+            server.PushLaneUp = () =>
+            {
+                if (Interlocked.Exchange(ref _pendingGuide, null) is { } g)
+                {
+                    StartGuide(g.Request, g.State);
+                }
+            };
+            Log($"{Id}: {req.Domain} suspended in {suspendMs:0.0} ms; device state {state.Length} bytes streamed in {saveMs:0.0} ms; serving {server.PageCount} pages");
+            return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2));
         }
         catch
         {
             Abort("the switchover failed");
             throw;
+        }
+    }
+
+    /// <summary>The guide resumes beside the destination on the frozen RAM; its start never adds downtime.</summary>
+    private void StartGuide(SwitchoverRequest req, byte[] state)
+    {
+        if (_guide is not null && req.Guide is { Enabled: true } control)
+        {
+            var guide = _guide;
+            var server = _server!;
+            string frozen = _entry!.FrozenRam!;
+            _guideStart = Task.Run(async () =>
+            {
+                try
+                {
+                    await guide.StartAsync(frozen, server, state, control, CancellationToken.None);
+                }
+                catch (Exception e)
+                {
+                    guide.Stop($"failed to start: {e.Message}");
+                }
+            }, CancellationToken.None);
+        }
+        else
+        {
+            _guide?.Stop("disabled");
         }
     }
 
@@ -226,7 +293,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         return link;
     }
 
-    private PageServer StartServer(string frozen, int pageSize, long bandwidth, bool push, ulong sessionId)
+    private PageServer StartServer(string frozen, int pageSize, long bandwidth, bool push, ulong sessionId, bool armed = false)
     {
         var server = new PageServer(frozen, new PageServerOptions
         {
@@ -238,6 +305,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
             PageSize = pageSize,
             DemandRealtimePriority = Options.DemandRealtimePriority,
             SessionId = sessionId,
+            Armed = armed,
         })
         {
             Log = m => Log($"{Id}: page server: {m}"),
@@ -255,6 +323,9 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
     /// </summary>
     private bool DecideCommit()
     {
+        // Asked while the source QEMU's verdict on its save may still be coming: wait for it
+        // (a "rolled back" now would make the destination destroy a copy nobody rolled back).
+        _saved.Wait(TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds));
         lock (_decision)
         {
             switch (Stage)
@@ -393,6 +464,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
             }
         }
 
+        _saved.Set();
         _guideStart?.Wait(TimeSpan.FromSeconds(30));
         _guide?.Stop("rolled back");
         _server?.Stop();
@@ -400,6 +472,12 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         {
             _conn ??= Connection.Open(Options.LibvirtUri);
             using var dom = Domain.Length > 0 ? _conn.TryLookupDomain(Domain) : null;
+            if (dom is { IsActive: true })
+            {
+                // x-ignore-shared off again: left on, a later libvirt migration of this VM carries no RAM.
+                DeviceStateTransfer.DisarmCapabilities(dom);
+            }
+
             if (dom is not null && dom.State.State == virDomainState.VIR_DOMAIN_PAUSED)
             {
                 dom.Resume();
@@ -466,6 +544,13 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         {
             case MigrationStage.Preflight:
                 side.Record(entry with { Stage = MigrationStage.RolledBack, Note = "the source agent restarted before the switchover" });
+                if (entry.FrozenRam is not null)
+                {
+                    // Armed, never paused: the link and QEMU's capability go, the VM ran all along.
+                    side.DisarmRunningDomain();
+                    side.ReleaseFrozenRam();
+                }
+
                 side.Dispose();
                 return null;
             case MigrationStage.SourcePaused or MigrationStage.DeviceStateSaved:
@@ -485,6 +570,23 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
                 return null;
             default:
                 return null;
+        }
+    }
+
+    private void DisarmRunningDomain()
+    {
+        try
+        {
+            _conn ??= Connection.Open(Options.LibvirtUri);
+            using var dom = _conn.TryLookupDomain(Domain);
+            if (dom is { IsActive: true })
+            {
+                DeviceStateTransfer.DisarmCapabilities(dom);
+            }
+        }
+        catch (LibvirtException e)
+        {
+            Log($"{Id}: could not turn x-ignore-shared off on {Domain}: {e.LibvirtMessage}");
         }
     }
 
@@ -515,6 +617,8 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
 
     public void Dispose()
     {
+        _save?.Dispose();
+        _save = null;
         _guide?.Dispose();
         _guide = null;
         _server?.Dispose();

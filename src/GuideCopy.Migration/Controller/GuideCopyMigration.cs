@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using GuideCopy.Guest;
+using GuideCopy.Migration.Baselines;
+using LibvirtSharp;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Definitions;
@@ -35,6 +37,11 @@ public sealed partial class GuideCopyMigration
     private DateTime _switchoverAt;
     private bool _guidePrepared;
     private SwitchoverResult? _switched;
+    private SourceArmResult? _armed;
+    private Task<DestinationStartResult>? _loading;
+    private Connection? _sourceLibvirt, _destinationLibvirt;
+    private LibvirtSharp.Domain? _watchedDomain;
+    private GuestPauseWatch? _pauseWatch;
     private ResumeResult? _resumed;
     private DateTimeOffset _startedAt;
 
@@ -78,6 +85,7 @@ public sealed partial class GuideCopyMigration
             }
 
             await StartGuestWatchAsync(ct);
+            WatchThePause();
             await PrepareDestinationAsync(ct);
             if (_plan.BeforeSwitchover is { } beforeSwitchover)
             {
@@ -139,7 +147,43 @@ public sealed partial class GuideCopyMigration
         }
     }
 
-    /// <summary>Destination QEMU started paused with the shim, and the guide's beside the source, while the source still runs.</summary>
+    /// <summary>
+    /// The downtime as the guest sees it, measured as for every other mode (<see cref="GuestPauseWatch"/>:
+    /// the source's SUSPENDED to the destination's RESUMED event), where this controller can reach
+    /// both libvirtds; else the agents' own clocks (suspend call to resume call) stand in.
+    /// </summary>
+    private void WatchThePause()
+    {
+        try
+        {
+            _sourceLibvirt = Connection.Open(_plan.From.LibvirtUri);
+            _destinationLibvirt = Connection.Open(_plan.To.LibvirtUri);
+            _watchedDomain = _sourceLibvirt.LookupDomain(_plan.Domain);
+            _pauseWatch = new GuestPauseWatch(_sourceLibvirt, _watchedDomain, _destinationLibvirt, _plan.Domain);
+        }
+        catch (LibvirtException)
+        {
+            StopWatchingThePause();
+        }
+    }
+
+    private void StopWatchingThePause()
+    {
+        _pauseWatch?.Dispose();
+        _pauseWatch = null;
+        _watchedDomain?.Dispose();
+        _watchedDomain = null;
+        _sourceLibvirt?.Dispose();
+        _sourceLibvirt = null;
+        _destinationLibvirt?.Dispose();
+        _destinationLibvirt = null;
+    }
+
+    /// <summary>
+    /// While the source still runs: the destination QEMU started paused with the shim, beside it
+    /// the guide's QEMU and the source armed (page server listening, handles open); then the
+    /// destination armed against it (QEMU in migrate-incoming, the pager's lanes authenticated).
+    /// </summary>
     private async Task PrepareDestinationAsync(CancellationToken ct)
     {
         Report("destination start");
@@ -148,48 +192,81 @@ public sealed partial class GuideCopyMigration
         _stage = MigrationStage.DestinationPrepared;
         var startDestination = _dst!.PrepareDestinationAsync(
             new DestinationPrepareRequest(_id, _prepared!.MigratableXml, _prepared.Name, _prepared.Persistent ? _prepared.PersistentXml : null), ct);
-        if (_plan.Guide is { Enabled: true })
+        try
         {
-            // A guide that fails to start is not fatal: the migration goes on as --guide off.
-            try
+            if (_plan.Guide is { Enabled: true })
             {
-                await _src!.PrepareGuideAsync(new GuidePrepareRequest(_id, _plan.Domain), ct);
-                _guidePrepared = true;
+                // A guide that fails to start is not fatal: the migration goes on as --guide off.
+                try
+                {
+                    await _src!.PrepareGuideAsync(new GuidePrepareRequest(_id, _plan.Domain), ct);
+                    _guidePrepared = true;
+                }
+                catch (AgentException e) when (!e.ConnectionLost)
+                {
+                    _guideFailure = $"guide did not start: {e.Message}";
+                }
             }
-            catch (AgentException e) when (!e.ConnectionLost)
-            {
-                _guideFailure = $"guide did not start: {e.Message}";
-            }
+
+            _armed = await _src!.ArmSourceAsync(new SourceArmRequest(_id, _plan.Domain, _plan.BandwidthBytesPerSecond, _plan.Push, _plan.ClearTextLanes), ct);
+            _phases["sourceArm"] = _armed.ArmMs;
+        }
+        finally
+        {
+            // Never leave the destination's start unobserved (a failure above rolls back; it must have ended).
+            await Task.WhenAny(startDestination);
         }
 
         var started = await startDestination;
         _phases["destinationStart"] = Math.Round(started.StartMs, 1);
+        var armed = await _dst.ArmDestinationAsync(
+            new DestinationArmRequest(_id, _plan.PageServerRoute?.Invoke(_armed.PageServer) ?? _armed.PageServer, _armed.SessionId, _plan.ClearTextLanes), ct);
+        _phases["destinationArm"] = armed.ArmMs;
         Phase("destinationPrepare");
     }
 
-    /// <summary>Downtime starts: the source suspends, saves its device state and serves its frozen RAM.</summary>
+    /// <summary>
+    /// The pause. The destination is asked first to load and, unless the plan holds the commit
+    /// for a hook, to take the commit point the moment its QEMU has loaded; then the source
+    /// suspends and streams its device state to the destination over the migration link. So
+    /// nothing in the pause waits for this controller: its two requests are already there.
+    /// </summary>
     private async Task SwitchoverAsync(CancellationToken ct)
     {
         Report("switchover");
+        bool commitWhenLoaded = _plan.BeforeCommit is null;
+        _loading = _dst!.LoadAsync(new DestinationLoadRequest(_id, commitWhenLoaded), ct);
         _switchoverAt = DateTime.UtcNow;
         _stage = MigrationStage.SourcePaused;
-        _switched = await _src!.SwitchoverAsync(
-            new SwitchoverRequest(_id, _plan.Domain, _plan.BandwidthBytesPerSecond, _plan.Push, _guidePrepared ? _plan.Guide : null, _plan.ClearTextLanes), ct);
-        _stage = MigrationStage.DeviceStateSaved;
-        _phases["deviceStateSave"] = Math.Round(_switched.DeviceStateSaveMs, 1);
+        try
+        {
+            _switched = await _src!.SwitchoverAsync(new SwitchoverRequest(_id, _plan.Domain, _guidePrepared ? _plan.Guide : null), ct);
+        }
+        catch
+        {
+            // The source rolled back; the destination's load ends with the rollback's abort.
+            _ = _loading.ContinueWith(t => t.Exception, TaskScheduler.Default);
+            throw;
+        }
+
+        _stage = commitWhenLoaded ? MigrationStage.Committing : MigrationStage.DeviceStateSaved;
+        _phases["suspend"] = _switched.SuspendMs;
+        _phases["deviceStateSave"] = _switched.DeviceStateSaveMs;
+        _phases["freeze"] = _switched.FreezeMs;
     }
 
-    /// <summary>The pager takes the uffd against the page server; the device state loads.</summary>
+    /// <summary>The destination's load (and, unless held, its commit); a hook that holds the commit runs between.</summary>
     private async Task LoadAsync(CancellationToken ct)
     {
-        var loaded = await _dst!.LoadAsync(
-            new DestinationLoadRequest(_id, _switched!.DeviceState, _plan.PageServerRoute?.Invoke(_switched.PageServer) ?? _switched.PageServer, _switched.SessionId, _plan.ClearTextLanes), ct);
-        _stage = MigrationStage.DestinationLoaded;
-        _phases["deviceStateLoad"] = Math.Round(loaded.LoadMs, 1);
-        if (_plan.BeforeCommit is { } hook)
+        if (_plan.BeforeCommit is not { } hook)
         {
-            await hook();
+            return; // the load and the commit are one request: CommitAsync hears its answer
         }
+
+        var loaded = await _loading!;
+        _stage = MigrationStage.DestinationLoaded;
+        _phases["deviceStateLoad"] = loaded.LoadMs;
+        await hook();
     }
 
     /// <summary>
@@ -203,9 +280,20 @@ public sealed partial class GuideCopyMigration
         var asked = Stopwatch.StartNew();
         try
         {
-            _resumed = await _dst!.ResumeAsync(new MigrationRequest(_id), ct);
-            // Journal Committing, the source's decision (its journal), the resume, journal Committed.
-            _phases["commit"] = Math.Round(asked.Elapsed.TotalMilliseconds, 1);
+            if (_plan.BeforeCommit is null)
+            {
+                var loaded = await _loading!;
+                _phases["deviceStateLoad"] = loaded.LoadMs;
+                _phases["commit"] = loaded.CommitMs;
+                _phases["resume"] = loaded.ResumeMs;
+                _resumed = new ResumeResult(loaded.ResumedAtUnixMs);
+            }
+            else
+            {
+                _resumed = await _dst!.ResumeAsync(new MigrationRequest(_id), ct);
+                // Journal Committing, the source's decision (its journal), the resume, journal Committed.
+                _phases["commit"] = Math.Round(asked.Elapsed.TotalMilliseconds, 1);
+            }
         }
         catch (Exception e) when (e is AgentException { ConnectionLost: true } or OperationCanceledException or TimeoutException
                                       || e is AgentException a && a.Message.Contains("has not answered", StringComparison.Ordinal))
@@ -394,9 +482,15 @@ public sealed partial class GuideCopyMigration
 
         GuestThroughput? guest = _follower is null ? null : ThroughputWindows.Compute(_history, _follower.Snapshot(), _switchoverAt, completedAt);
         _follower?.Dispose();
-        await DisposeAll();
         var switched = _switched!;
-        double? downtime = _resumed is { ResumedAtUnixMs: > 0 } r ? r.ResumedAtUnixMs - switched.SuspendedAtUnixMs : null;
+        double? agentClocks = _resumed is { ResumedAtUnixMs: > 0 } r ? r.ResumedAtUnixMs - switched.SuspendedAtUnixMs : null;
+        if (agentClocks is { } byAgents)
+        {
+            _phases["downtimeByAgentClocks"] = byAgents;
+        }
+
+        double? downtime = _pauseWatch?.Observed() is { } seen ? Math.Round(seen.TotalMilliseconds, 2) : agentClocks;
+        await DisposeAll();
         return new MigrationReport
         {
             Mode = _plan.Mode,
@@ -411,9 +505,9 @@ public sealed partial class GuideCopyMigration
             DowntimeMs = downtime,
             BytesOnWire = (served?.BytesOnWire ?? status.BytesReceived) + switched.DeviceStateBytes,
             DeviceStateBytes = switched.DeviceStateBytes,
-            Lanes = switched.Lanes,
+            Lanes = _armed!.Lanes,
             Pages = new PageCounts(status.PageCount, status.DemandPages, status.PushPages, status.LocalityPages,
-                status.BackgroundPages, switched.ZeroPages, status.DuplicatePages),
+                status.BackgroundPages, status.ZeroPages + status.RemovedPages, status.DuplicatePages, status.PresentPages),
             DestinationFaults = new FaultStats(status.Faults, status.StallCount, R(status.StallP50Ms), R(status.StallP99Ms),
                 R(status.StallMaxMs), R(status.StallTotalMs)),
             Guest = guest,
@@ -522,6 +616,7 @@ public sealed partial class GuideCopyMigration
 
     private async Task DisposeAll()
     {
+        StopWatchingThePause();
         if (_lease is not null)
         {
             await _lease.DisposeAsync();

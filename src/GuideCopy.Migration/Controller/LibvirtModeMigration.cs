@@ -125,9 +125,11 @@ public static class LibvirtModeMigration
                     TotalSeconds = Math.Round(result.TotalTime.TotalSeconds, 3),
                     // QEMU's own post-copy downtime figure is unreliable (FACTS.md); where the events
                     // were seen, the QMP-driven runs report the pause the guest saw.
-                    DowntimeMs = (mode.IsQmpDriven() ? result.ObservedPause ?? result.Downtime : result.Downtime)?.TotalMilliseconds,
+                    // The pause the guest saw (source SUSPENDED to destination RESUMED), as for our
+                    // mode; libvirt's own figure (unreliable for post-copy, FACTS.md) only if an event was missed.
+                    DowntimeMs = (result.ObservedPause ?? result.Downtime)?.TotalMilliseconds,
                     BytesOnWire = (long?)result.DataBytes,
-                    Pages = null,
+                    Pages = BaselinePages.From(result),
                     // Page requests are the destination's demand faults; QMP-driven runs also have the
                     // vCPUs' blocked time (postcopy-blocktime), the counterpart of our stall total.
                     DestinationFaults = result.PostCopyRequests is { } reqs

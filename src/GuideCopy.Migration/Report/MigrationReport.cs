@@ -23,8 +23,18 @@ public enum MigrationOutcome
     Detached,
 }
 
-/// <summary>Pages by how they reached the destination.</summary>
-public sealed record PageCounts(long Total, long Demand, long Guide, long Locality, long Background, long Zero, long Duplicate);
+/// <summary>
+/// Pages by how they reached the destination. Every page is counted once, by the route that
+/// first made it present: Demand + Guide + Locality + Background + Zero + Present = Total.
+/// Duplicate counts second arrivals (a page pushed after a fault fetched it, a re-send after a
+/// reconnect; pre-copy's re-sent dirty pages): pages that crossed the wire more than once.
+/// Present: found already in place when a restarted agent took the migration over.
+/// </summary>
+public sealed record PageCounts(long Total, long Demand, long Guide, long Locality, long Background, long Zero, long Duplicate, long Present = 0)
+{
+    /// <summary>The pages the categories account for (Total when the report adds up).</summary>
+    public long Accounted => Demand + Guide + Locality + Background + Zero + Present;
+}
 
 /// <summary>Destination faults and how long the guest waited on them.</summary>
 public sealed record FaultStats(long Faults, long Stalls, double? StallP50Ms, double? StallP99Ms, double? StallMaxMs, double? StallTotalMs);

@@ -23,6 +23,8 @@ public sealed class ControllerCommitTests
         public Func<int, Exception?> ResumeFault = _ => null;
         public bool DestinationUnreachableAfterResume;
         public int Resumes;
+        /// <summary>The device state reaching the destination: completed by the source's switchover.</summary>
+        public readonly TaskCompletionSource DeviceStateSent = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public Task<ISourceAgent> ConnectSourceAsync(CancellationToken ct) => Task.FromResult<ISourceAgent>(new Source(this));
 
@@ -64,11 +66,15 @@ public sealed class ControllerCommitTests
 
             public Task PrepareGuideAsync(GuidePrepareRequest req, CancellationToken ct) => Task.CompletedTask;
 
+            public Task<SourceArmResult> ArmSourceAsync(SourceArmRequest req, CancellationToken ct) =>
+                Task.FromResult(new SourceArmResult("10.0.0.1:7171", 7, 65536, "aegis-256", 1));
+
             public Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct)
             {
                 H.Calls.Add("source.switchover");
                 H.SourceStage = MigrationStage.DeviceStateSaved;
-                return Task.FromResult(new SwitchoverResult("", 0, "10.0.0.1:7171", 65536, 0, 1000, 1, 7));
+                H.DeviceStateSent.TrySetResult();
+                return Task.FromResult(new SwitchoverResult(0, 65536, 1000, 1, 1, 1));
             }
 
             public Task<SourceFinishResult> FinishSourceAsync(MigrationRequest req, CancellationToken ct) =>
@@ -97,10 +103,21 @@ public sealed class ControllerCommitTests
                 return Task.FromResult(new DestinationStartResult(1, 0, 1));
             }
 
-            public Task<DestinationStartResult> LoadAsync(DestinationLoadRequest req, CancellationToken ct)
+            public Task<DestinationArmResult> ArmDestinationAsync(DestinationArmRequest req, CancellationToken ct) =>
+                Task.FromResult(new DestinationArmResult(1));
+
+            /// <summary>As the agent: waits for the device state, loads, and (unless held) takes the commit point itself.</summary>
+            public async Task<DestinationStartResult> LoadAsync(DestinationLoadRequest req, CancellationToken ct)
             {
+                await H.DeviceStateSent.Task.WaitAsync(ct);
                 H.DestinationStage = MigrationStage.DestinationLoaded;
-                return Task.FromResult(new DestinationStartResult(0, 1, 1));
+                if (!req.CommitWhenLoaded)
+                {
+                    return new DestinationStartResult(0, 1, 1);
+                }
+
+                var resumed = await ResumeAsync(new MigrationRequest(req.MigrationId), ct);
+                return new DestinationStartResult(0, 1, 1, 1, 1, resumed.ResumedAtUnixMs);
             }
 
             public Task<ResumeResult> ResumeAsync(MigrationRequest req, CancellationToken ct)
