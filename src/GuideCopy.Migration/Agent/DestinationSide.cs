@@ -185,7 +185,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         }
 
         var commit = Stopwatch.StartNew();
-        var resumed = await ResumeAsync(ct);
+        var resumed = await ResumeAsync(ct, justLoaded: true);
         return new DestinationStartResult(0, Math.Round(loadMs, 2), _registration.QemuPid,
             Math.Round(commit.Elapsed.TotalMilliseconds - _resumeMs, 2), Math.Round(_resumeMs, 2), resumed.ResumedAtUnixMs);
     }
@@ -211,7 +211,8 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     /// record of the decision) and this side resumes only on "committed". Idempotent: a
     /// controller that lost the reply asks again and gets the same answer.
     /// </summary>
-    public async Task<ResumeResult> ResumeAsync(CancellationToken ct)
+    /// <param name="justLoaded">Called by the load that just saw QEMU finish: its state is known, no libvirt call needed to check it.</param>
+    public async Task<ResumeResult> ResumeAsync(CancellationToken ct, bool justLoaded = false)
     {
         Task<bool> decision;
         lock (_lock)
@@ -226,7 +227,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
                     // Ask for the decision only with a copy that can take it: a destination QEMU
                     // that died after the load must roll back, not be committed to.
                     // (One call: a domain that is not active is not paused either.)
-                    if (_domain is null || _paging is { IsCompleted: true } || _domain.State.State != virDomainState.VIR_DOMAIN_PAUSED)
+                    if (_domain is null || _paging is { IsCompleted: true } || (!justLoaded && _domain.State.State != virDomainState.VIR_DOMAIN_PAUSED))
                     {
                         throw new AgentException($"the destination copy of {Domain} is not paused with its device state loaded (its QEMU exited?): not committing");
                     }

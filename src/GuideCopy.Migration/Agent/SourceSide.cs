@@ -187,10 +187,14 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         // Journaled before the suspend: an agent that dies from here on finds the entry and
         // resumes the domain (nothing was decided yet).
         Record(_entry! with { Stage = MigrationStage.SourcePaused, Note = null, SessionId = _server.SessionId });
+        // No separate suspend: QEMU's migrate stops the vCPUs itself once nothing but device
+        // state is left (migration_completion -> vm_stop_force_state(FINISH_MIGRATE)), and with
+        // x-ignore-shared that is at once. So the migration's setup runs before the pause, and
+        // the pause starts inside QEMU, not a libvirt round trip earlier. A migrate that fails
+        // before that point leaves the VM running; after it, paused (Abort resumes it).
         var sw = Stopwatch.StartNew();
-        _domain.Suspend();
         long suspendedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        double suspendMs = sw.Elapsed.TotalMilliseconds;
+        double suspendMs = 0;
         try
         {
             var server = _server;
@@ -225,7 +229,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
                     StartGuide(g.Request, g.State);
                 }
             };
-            Log($"{Id}: {req.Domain} suspended in {suspendMs:0.0} ms; device state {state.Length} bytes streamed in {saveMs:0.0} ms; serving {server.PageCount} pages");
+            Log($"{Id}: {req.Domain} paused by its migrate; device state {state.Length} bytes streamed in {saveMs:0.0} ms (migrate to the stream's end); serving {server.PageCount} pages");
             return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2));
         }
         catch

