@@ -309,6 +309,8 @@ public sealed class PageServer : IDisposable
             Log?.Invoke($"{peer}: {kind} lane up");
             if (kind == Lane.Control)
             {
+                // The commit question comes while the VM is paused: answer it like a fault.
+                GuideCopy.Interop.ThreadScheduling.PreferForLatency(_options.DemandRealtimePriority);
                 ServeControl(lane);
             }
             else if (kind == Lane.Demand)

@@ -48,6 +48,18 @@ public sealed class FaultMatrixTests
     [TearDown]
     public void EnsureAgents()
     {
+        // A cell that failed half-way leaves no controller behind: one held before its commit
+        // would keep the guest's migration open and fail every later cell.
+        foreach (int pid in _clis)
+        {
+            // By pid: its cell may have disposed the Process object (a using) without waiting.
+            if (File.Exists($"/proc/{pid}/cmdline") && File.ReadAllText($"/proc/{pid}/cmdline").Contains("guidecopy.dll"))
+            {
+                CommandRunner.Run("kill", "-9", pid.ToString());
+            }
+        }
+
+        _clis.Clear();
         _lab.SetLink(up: true);
         foreach (var h in _lab.Hosts)
         {
@@ -113,10 +125,11 @@ public sealed class FaultMatrixTests
     public async Task LostReplyToTheResumeCompletes()
     {
         // Before: the controller took the lost reply for a failure and rolled back: it destroyed
-        // the running destination and resumed the stale source (split brain).
+        // the running destination and resumed the stale source (split brain). The resume is the
+        // end of dest.load (the destination commits as soon as its QEMU loaded): its reply is lost.
         var destination = Other;
         Kill9(AgentOf(destination));
-        _lab.StartAgent(destination, MigrationLab.AgentLaunch, ["Agent:DropReplyTo=dest.resume"]);
+        _lab.StartAgent(destination, MigrationLab.AgentLaunch, ["Agent:DropReplyTo=dest.load"]);
         try
         {
             var migration = new GuideCopyMigration(Hop());
@@ -297,8 +310,11 @@ public sealed class FaultMatrixTests
     [Test]
     public async Task SourceAgentKilledWithTheDeviceStateSavedRollsBack()
     {
-        // The switchover is done (suspended, device state saved, DeviceStateSaved journaled) but
-        // its reply never comes: the agent dies right there and starts again.
+        // The switchover is done (paused, device state saved, DeviceStateSaved journaled) but
+        // its reply never comes: the agent dies right there and starts again. The commit is held
+        // (the destination loads, then waits for the controller), so the dead agent is the one
+        // that had not decided yet: its successor rolls back, and the destination's question
+        // gets "rolled back".
         var source = _on;
         Kill9(AgentOf(source));
         _lab.StartAgent(source, MigrationLab.AgentLaunch, ["Agent:DropReplyTo=source.switchover"]);
@@ -316,10 +332,42 @@ public sealed class FaultMatrixTests
             await Task.Delay(2000);
             _lab.StartAgent(source, MigrationLab.AgentLaunch);
         });
-        var report = await new GuideCopyMigration(Hop()).RunAsync(CancellationToken.None);
+        var report = await new GuideCopyMigration(Hop(beforeCommit: () => killer)).RunAsync(CancellationToken.None);
         await killer;
         Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.RolledBack), report.Error);
         AssertRunsOnlyOn(source, TimeSpan.FromSeconds(30));
+    }
+
+    [Test]
+    public async Task SourceAgentKilledRightAfterTheSwitchoverLeavesOneCopy()
+    {
+        // Unheld, the destination asks for the decision the moment its QEMU loaded, ~10 ms after
+        // the save: the source agent dies around then, before or after deciding. Either way one
+        // copy runs: committed, its successor serves the frozen RAM again; not, it rolls back.
+        var source = _on;
+        var destination = Other;
+        Kill9(AgentOf(source));
+        _lab.StartAgent(source, MigrationLab.AgentLaunch, ["Agent:DropReplyTo=source.switchover"]);
+        var killer = Task.Run(async () =>
+        {
+            string log = Path.Combine(_lab.Layout.HostDir(source.Name), "agent.log");
+            int seen = File.ReadAllText(log).Split("reply dropped").Length;
+            var deadline = DateTime.UtcNow.AddSeconds(120);
+            while (File.ReadAllText(log).Split("reply dropped").Length == seen && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(5);
+            }
+
+            Kill9(AgentOf(source));
+            await Task.Delay(2000);
+            _lab.StartAgent(source, MigrationLab.AgentLaunch);
+        });
+        var report = await new GuideCopyMigration(Hop()).RunAsync(CancellationToken.None);
+        await killer;
+        Assert.That(report.Outcome, Is.AnyOf(MigrationOutcome.Completed, MigrationOutcome.RolledBack, MigrationOutcome.FailedAfterCommit), report.Error);
+        var committed = Journaled(source, report.Id!)?.Stage is { } st && st.IsCommitted();
+        TestContext.Out.WriteLine($"outcome {report.Outcome}, source journal committed: {committed} ({report.Error})");
+        AssertRunsOnlyOn(committed ? destination : source, TimeSpan.FromSeconds(60));
     }
 
     [Test]
@@ -375,9 +423,11 @@ public sealed class FaultMatrixTests
         AssertRunsOnlyOn(destination);
     }
 
-    private static Process StartCli(params string[] args) => StartCli(new Dictionary<string, string>(), args);
+    private readonly List<int> _clis = [];
 
-    private static Process StartCli(Dictionary<string, string> env, params string[] args)
+    private Process StartCli(params string[] args) => StartCli(new Dictionary<string, string>(), args);
+
+    private Process StartCli(Dictionary<string, string> env, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var (k, v) in env)
@@ -391,7 +441,9 @@ public sealed class FaultMatrixTests
             psi.ArgumentList.Add(a);
         }
 
-        return Process.Start(psi)!;
+        var cli = Process.Start(psi)!;
+        _clis.Add(cli.Id);
+        return cli;
     }
 
     /// <summary>Waits until the host journals a migration of the guest at <paramref name="stage"/> or later; returns its id.</summary>

@@ -59,7 +59,23 @@ public sealed class BaselineLabTests(string workload)
             Assert.That(r.MemoryTotalBytes, Is.GreaterThanOrEqualTo(256UL << 20)); // RAM plus ROMs
             if (mode == BaselineMode.PreCopy) Assert.That(r.Downtime, Is.Not.Null);
             if (mode == BaselineMode.PostCopyAtOnce) Assert.That(r.EnteredPostCopy, Is.True);
+            AssertPagesAddUp(r);
         }
+    }
+
+    /// <summary>
+    /// The report's page categories from QEMU's own counters: every page of the VM's RAM (ROMs
+    /// included) sent at least once, so the categories add up to the total; what QEMU sent more
+    /// than that is the duplicate crossings (pre-copy's dirty re-sends).
+    /// </summary>
+    private static void AssertPagesAddUp(BaselineResult r)
+    {
+        var pages = BaselinePages.From(r);
+        Assert.That(pages, Is.Not.Null, $"QEMU's page counters: {string.Join(", ", r.Stats.Keys)}");
+        Assert.That(pages!.Total, Is.EqualTo((long)r.MemoryTotalBytes!.Value / 4096));
+        Assert.That(pages.Accounted, Is.EqualTo(pages.Total), $"{pages}: every page sent at least once");
+        Assert.That(pages.Duplicate, Is.GreaterThanOrEqualTo(0));
+        Assert.That(pages.Demand, Is.LessThanOrEqualTo(pages.Total));
     }
 
     /// <summary>
@@ -81,6 +97,7 @@ public sealed class BaselineLabTests(string workload)
             Assert.That(r.BlockTime, Is.Not.Null, "postcopy-blocktime was on at the destination");
             Assert.That(r.PostCopyRequests, Is.Not.Null);
             Assert.That((string)r.Stats["capabilities"], Does.Contain(mode == BaselineMode.QemuPostCopyPreempt ? "postcopy-preempt" : "postcopy-ram"));
+            AssertPagesAddUp(r);
 
             using var conn = Connection.Open(to.LibvirtUri);
             using var moved = conn.LookupDomain(_guest.Spec.Name);
