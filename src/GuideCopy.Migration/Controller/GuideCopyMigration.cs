@@ -485,8 +485,15 @@ public sealed partial class GuideCopyMigration
 
         GuestThroughput? guest = _follower is null ? null : ThroughputWindows.Compute(_history, _follower.Snapshot(), _switchoverAt, completedAt);
         _follower?.Dispose();
-        var switched = _switched!;
-        double? agentClocks = _resumed is { ResumedAtUnixMs: > 0 } r ? r.ResumedAtUnixMs - switched.SuspendedAtUnixMs : null;
+        // The switchover's reply can be lost while the source still committed (its agent died
+        // right after deciding): the migration is followed all the same, without its figures.
+        var switched = _switched;
+        if (switched is null)
+        {
+            sourceNote = string.Join("; ", new[] { sourceNote, "the switchover's reply was lost: the pause's figures are missing" }.Where(n => n is not null));
+        }
+
+        double? agentClocks = _resumed is { ResumedAtUnixMs: > 0 } r && switched is not null ? r.ResumedAtUnixMs - switched.SuspendedAtUnixMs : null;
         if (agentClocks is { } byAgents)
         {
             _phases["downtimeByAgentClocks"] = byAgents;
@@ -506,8 +513,8 @@ public sealed partial class GuideCopyMigration
             StartedAt = _startedAt,
             TotalSeconds = totalSeconds,
             DowntimeMs = downtime,
-            BytesOnWire = (served?.BytesOnWire ?? status.BytesReceived) + switched.DeviceStateBytes,
-            DeviceStateBytes = switched.DeviceStateBytes,
+            BytesOnWire = (served?.BytesOnWire ?? status.BytesReceived) + (switched?.DeviceStateBytes ?? 0),
+            DeviceStateBytes = switched?.DeviceStateBytes,
             Lanes = _armed!.Lanes,
             Pages = new PageCounts(status.PageCount, status.DemandPages, status.PushPages, status.LocalityPages,
                 status.BackgroundPages, status.ZeroPages + status.RemovedPages, status.DuplicatePages, status.PresentPages),
