@@ -3,13 +3,14 @@ using GuideCopy.Cli.Commands;
 
 // guidecopy: the controller CLI and (as `guidecopy agent`) the per-host agent.
 // Each subcommand lives in Commands/<Name>Command.cs and exposes a static Create().
-var root = new RootCommand("GuideCopy.Kvm: guide-copy live migration for libvirt-managed QEMU/KVM domains.");
+var root = new RootCommand("GuideCopy.Kvm: guide-copy live migration for libvirt-managed QEMU/KVM domains.\n" + ExitCodes.CommonHelp);
 foreach (var command in new[]
 {
     LabCommand.Create(),
     DemoCommand.Create(),
     AgentCommand.Create(),
     MigrateCommand.Create(),
+    CheckCommand.Create(),
     JobCommands.Jobs(),
     JobCommands.Job(),
     JobCommands.Abort(),

@@ -4,7 +4,9 @@ using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Control;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
+using Prometheus;
 
 namespace GuideCopy.Cli.Commands;
 
@@ -35,7 +37,7 @@ internal static class AgentCommand
                 options = GuideCopyConfiguration.Build(p.GetValue(config), p.GetValue(set) ?? []).Section<AgentOptions>("Agent");
                 _ = AgentServer.ReadSecret(options.SecretFile);
             }
-            catch (Exception e) when (e is AgentException or ArgumentException or InvalidOperationException or IOException)
+            catch (Exception e) when (e is AgentException or ConfigurationException or IOException)
             {
                 Console.Error.WriteLine($"guidecopy agent: {e.Message}");
                 return ExitCodes.Usage;
@@ -44,7 +46,19 @@ internal static class AgentCommand
             var builder = Host.CreateApplicationBuilder();
             builder.Services.AddSystemd();
             builder.Logging.ClearProviders();
-            builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+            // JOURNAL_STREAM: systemd sets it when stdout goes to journald (systemd.exec(5)), also
+            // for `systemd-run` and `systemd-cat`, where the parent check below does not hold.
+            if (SystemdHelpers.IsSystemdService() || Environment.GetEnvironmentVariable("JOURNAL_STREAM") is { Length: > 0 })
+            {
+                // "<N>" before each line: journald takes it as the PRIORITY (SyslogLevelPrefix=,
+                // systemd.exec(5)) and adds its own timestamp, so the line carries none.
+                builder.Logging.AddSystemdConsole();
+            }
+            else
+            {
+                builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+            }
+
             builder.Services.AddSingleton(options);
             builder.Services.AddHostedService<AgentHostedService>();
             using var host = builder.Build();
@@ -58,9 +72,10 @@ internal static class AgentCommand
     {
         protected override async Task ExecuteAsync(CancellationToken stoppingToken)
         {
+            using var metrics = StartMetrics();
             try
             {
-                var server = new AgentServer(options, m => logger.LogInformation("{Message}", m));
+                var server = new AgentServer(options, new AgentLog(logger));
                 await server.RunAsync(stoppingToken);
             }
             catch (Exception e) when (e is not OperationCanceledException)
@@ -68,6 +83,32 @@ internal static class AgentCommand
                 logger.LogCritical("agent stopped: {Message}", e.Message);
                 Environment.ExitCode = ExitCodes.Failure;
                 lifetime.StopApplication();
+            }
+        }
+
+        /// <summary>
+        /// prometheus-net's HttpListener server: its meter adapter publishes every
+        /// System.Diagnostics.Metrics instrument, AgentMetrics' among them. A port that cannot be
+        /// bound costs the metrics only, never a migration.
+        /// </summary>
+        private MetricServer? StartMetrics()
+        {
+            try
+            {
+                if (options.MetricsEndpoint() is not { } ep)
+                {
+                    return null;
+                }
+
+                var server = new MetricServer(ep.Address, ep.Port);
+                server.Start();
+                logger.LogInformation("metrics on http://{Address}:{Port}/metrics", ep.Address, ep.Port);
+                return server;
+            }
+            catch (Exception e) when (e is System.Net.HttpListenerException or FormatException or InvalidOperationException)
+            {
+                logger.LogError("no metrics: cannot listen on Agent:MetricsListen '{Listen}': {Message}", options.MetricsListen, e.Message);
+                return null;
             }
         }
     }

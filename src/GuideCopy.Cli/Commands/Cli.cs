@@ -22,6 +22,17 @@ internal static class ExitCodes
     /// <summary>migrate: interrupted after the commit point; the agents finish it ('guidecopy job ID').</summary>
     public const int Detached = 13;
 
+    /// <summary>The exit codes as `guidecopy migrate --help` lists them (docs/cli.md has the table).</summary>
+    public const string MigrateHelp =
+        "Exit codes: 0 completed (the VM runs on the destination); 1 error; 2 usage or configuration error; " +
+        "10 refused by preflight (nothing paused); 11 rolled back (the VM runs on the source); " +
+        "12 failed after the commit point (the VM is the destination's); 13 detached after the commit point (the agents finish; 'guidecopy job ID').";
+
+    /// <summary>The exit codes every command shares, for `guidecopy --help`.</summary>
+    public const string CommonHelp =
+        "Exit codes: 0 success, 1 error, 2 usage or configuration error, 3 not found; migrate and check: 10 refused by preflight, " +
+        "migrate: 11 rolled back, 12 failed after the commit point, 13 detached (see 'guidecopy migrate --help', docs/cli.md).";
+
     public static int For(GuideCopy.Migration.Report.MigrationOutcome outcome) => outcome switch
     {
         GuideCopy.Migration.Report.MigrationOutcome.Completed => Success,

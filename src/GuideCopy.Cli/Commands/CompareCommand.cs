@@ -45,6 +45,17 @@ internal static class CompareCommand
                 return ExitCodes.Usage;
             }
 
+            GuideOptions guideOptions;
+            try
+            {
+                guideOptions = GuideCopyConfiguration.Build(p.GetValue(config), []).Section<GuideOptions>("Guide");
+            }
+            catch (ConfigurationException e)
+            {
+                Console.Error.WriteLine($"guidecopy compare: {e.Message}");
+                return ExitCodes.Usage;
+            }
+
             bool created = false;
             var reports = new List<MigrationReport>();
             try
@@ -56,7 +67,6 @@ internal static class CompareCommand
                 var guest = TestGuest.Boot(lab, lab.A, spec);
                 guest.WaitForHeartbeats(3, TimeSpan.FromSeconds(120));
                 var secret = AgentServer.ReadSecret(lab.SecretFile);
-                var guideOptions = GuideCopyConfiguration.Build(p.GetValue(config), []).Section<GuideOptions>("Guide");
                 string here = "a";
                 foreach (var variant in list)
                 {

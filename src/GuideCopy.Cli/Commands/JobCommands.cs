@@ -167,7 +167,7 @@ internal static class JobCommands
 
     private static readonly JsonSerializerOptions Pretty = new(ControlChannel.Json) { WriteIndented = true };
 
-    private static string DefaultSecretFile() => GuideCopyConfiguration.Build(null, [])["Controller:SecretFile"] ?? "/etc/guidecopy/secret";
+    private static string DefaultSecretFile() => GuideCopyConfiguration.Build(null, []).Section<ControllerOptions>("Controller").SecretFile;
 
     private static async Task<(List<JobsResult> Results, int Errors)> AskAll(string[] hosts, string? secretFile, CancellationToken ct)
     {
@@ -189,7 +189,7 @@ internal static class JobCommands
                 var r = await c.JobsAsync(ct);
                 results.Add(r with { Host = name });
             }
-            catch (Exception e) when (e is AgentException or LabException or FormatException)
+            catch (Exception e) when (e is AgentException or LabException or FormatException or ConfigurationException)
             {
                 Console.Error.WriteLine($"guidecopy: {name}: {e.Message}");
                 errors++;

@@ -20,7 +20,10 @@ internal static class MigrateCommand
         var to = new Option<string>("--to") { Description = "Destination host, same forms as --from.", Required = true };
         var mode = new Option<string>("--mode") { Description = "guide (ours); libvirt's precopy, postcopy (switch after the first pass) or postcopy-at-once; QEMU's qemu-postcopy or postcopy-preempt (switched at once, over QMP).", DefaultValueFactory = _ => "guide" };
         mode.AcceptOnlyFromAmong(Modes);
-        var bandwidth = new Option<string?>("--bandwidth") { Description = "Cap on the migration traffic, e.g. 100mbit or 12MiB/s; ours never caps demand pages." };
+        var bandwidth = new Option<string?>("--bandwidth") { Description = "Cap on the migration traffic: a plain number is MiB/s, as in virsh (100 = 100 MiB/s); or with a unit: 100mbit, 1gbit, 12MiB/s, 12MB/s. Guide mode never caps demand pages." };
+        var timeout = new Option<double?>("--timeout") { Description = "Seconds: give up if the commit point is not reached by then (guide: roll back; precopy: abort); the VM stays on the source (exit 10 if nothing was paused yet, 11 if it was)." };
+        var maxDowntime = new Option<double?>("--max-downtime") { Description = "Milliseconds. Guide mode: roll back (the source resumes, exit 11) rather than commit if the pause has lasted longer when the destination has loaded the device state. Libvirt modes: pre-copy's switchover target (virsh migrate-setmaxdowntime)." };
+        var keepDefinition = new Option<bool>("--keep-source-definition") { Description = "Keep a persistent domain's definition on the source, shut off (virsh migrate without --undefinesource). Default: removed, the definition moves." };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON (schema docs/report-schema.json); no progress output." };
         var fromAgent = new Option<string?>("--from-agent") { Description = "Source agent endpoint (unix:/path or tcp:host:port); default from --from." };
         var toAgent = new Option<string?>("--to-agent") { Description = "Destination agent endpoint; default from --to." };
@@ -30,9 +33,9 @@ internal static class MigrateCommand
         guide.AcceptOnlyFromAmong("on", "off");
         var insecure = InsecureLanesOption();
         var config = AgentCommand.ConfigOption();
-        var cmd = new Command("migrate", "Migrate a running domain between two hosts and print the report.")
+        var cmd = new Command("migrate", "Migrate a running domain between two hosts and print the report.\n" + ExitCodes.MigrateHelp)
         {
-            domain, from, to, mode, guide, bandwidth, json, fromAgent, toAgent, secret, observe, insecure, config,
+            domain, from, to, mode, guide, bandwidth, timeout, maxDowntime, keepDefinition, json, fromAgent, toAgent, secret, observe, insecure, config,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -43,15 +46,23 @@ internal static class MigrateCommand
                 var cfg = GuideCopyConfiguration.Build(p.GetValue(config), []);
                 var src = ResolveTarget(p.GetValue(from)!, p.GetValue(fromAgent), out string? srcSecret);
                 var dst = ResolveTarget(p.GetValue(to)!, p.GetValue(toAgent), out string? dstSecret);
-                string secretFile = p.GetValue(secret) ?? srcSecret ?? dstSecret ?? cfg["Controller:SecretFile"] ?? "/etc/guidecopy/secret";
+                var controller = cfg.Section<ControllerOptions>("Controller");
+                string secretFile = p.GetValue(secret) ?? srcSecret ?? dstSecret ?? controller.SecretFile;
                 byte[] secretBytes = p.GetValue(mode) == "guide" ? GuideCopy.Migration.Agent.AgentServer.ReadSecret(secretFile) : [];
                 var guideOptions = cfg.Section<GuideCopy.Migration.Guide.GuideOptions>("Guide");
                 guideOptions.Enabled = p.GetValue(guide) == "on";
+                if (p.GetValue(timeout) is <= 0 || p.GetValue(maxDowntime) is <= 0)
+                {
+                    throw new ArgumentException("--timeout and --max-downtime take a positive number (seconds, milliseconds)");
+                }
                 plan = new MigrationPlan(p.GetValue(domain)!, src, dst, p.GetValue(mode)!, ParseBandwidth(p.GetValue(bandwidth)), secretBytes,
                     ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)), Guide: guideOptions, BeforeCommit: HoldBeforeCommit(),
-                    ClearTextLanes: p.GetValue(insecure) || cfg["Controller:InsecureLanes"] is "true" or "True");
+                    ClearTextLanes: p.GetValue(insecure) || controller.InsecureLanes,
+                    Timeout: p.GetValue(timeout) is { } t ? TimeSpan.FromSeconds(t) : null,
+                    MaxDowntime: p.GetValue(maxDowntime) is { } md ? TimeSpan.FromMilliseconds(md) : null,
+                    KeepSourceDefinition: p.GetValue(keepDefinition));
             }
-            catch (Exception e) when (e is LabException or AgentException or FormatException or ArgumentException)
+            catch (Exception e) when (e is LabException or AgentException or FormatException or ArgumentException or ConfigurationException)
             {
                 Console.Error.WriteLine($"guidecopy migrate: {e.Message}");
                 return ExitCodes.Usage;
@@ -130,7 +141,7 @@ internal static class MigrateCommand
         return new MigrationTarget(text, text, agent, text, local ? null : uri.Host);
     }
 
-    /// <summary>100mbit, 1gbit, 12MiB/s, 12M, or plain bytes per second.</summary>
+    /// <summary>A plain number is MiB/s (virsh's unit); or 100mbit, 1gbit, 12MiB/s, 12MB/s, 12M (10^6 bytes/s), 500B/s.</summary>
     internal static long ParseBandwidth(string? text)
     {
         if (string.IsNullOrEmpty(text))
@@ -147,6 +158,12 @@ internal static class MigrateCommand
         double value = double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
         string prefix = m.Groups[2].Value.ToLowerInvariant();
         string unit = m.Groups[3].Value.ToLowerInvariant();
+        if (prefix.Length == 0 && unit.Length == 0)
+        {
+            // virsh migrate --bandwidth and migrate-setspeed count in MiB/s.
+            return (long)(value * 1024 * 1024);
+        }
+
         bool bits = unit == "bit";
         bool binary = unit.StartsWith('i');
         double scale = prefix switch

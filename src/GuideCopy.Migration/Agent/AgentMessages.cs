@@ -17,7 +17,8 @@ public sealed record SourcePrepareResult(
 /// Before the pause, on the source: the page server listening (serving nothing until the freeze),
 /// the frozen-RAM link, libvirt handles, QEMU's capabilities and the device-state socket.
 /// </summary>
-public sealed record SourceArmRequest(string MigrationId, string Domain, long BandwidthBytesPerSecond, bool Push, bool ClearTextLanes = false);
+/// <summary>KeepDefinition: the source's persistent definition stays when its copy is removed (virsh migrate without --undefinesource).</summary>
+public sealed record SourceArmRequest(string MigrationId, string Domain, long BandwidthBytesPerSecond, bool Push, bool ClearTextLanes = false, bool KeepDefinition = false);
 
 public sealed record SourceArmResult(string PageServer, ulong SessionId, long PageCount, string Lanes, double ArmMs);
 
@@ -46,7 +47,8 @@ public sealed record DestinationPrepareRequest(string MigrationId, string Migrat
 /// loads it and, with <paramref name="CommitWhenLoaded"/>, goes straight on to the commit point
 /// (as <see cref="IDestinationAgent.ResumeAsync"/>) with no controller round trip in the pause.
 /// </summary>
-public sealed record DestinationLoadRequest(string MigrationId, bool CommitWhenLoaded = true);
+/// <summary>MaxDowntimeMs: refuse the commit (the source resumes) if the pause has lasted longer when the device state is loaded; 0: no limit.</summary>
+public sealed record DestinationLoadRequest(string MigrationId, bool CommitWhenLoaded = true, double MaxDowntimeMs = 0);
 
 /// <summary>
 /// The destination's steps, each in ms: StartMs its QEMU's start; LoadMs from the device state's

@@ -110,6 +110,33 @@ public sealed class AgentOptions
 
     /// <summary>Longest wait for the destination QEMU's shim to hand its uffd, in seconds.</summary>
     public int ShimTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>
+    /// Where Prometheus scrapes <c>/metrics</c>: <c>address:port</c>; empty: the advertised
+    /// (migration-link) address, port <see cref="DefaultMetricsPort"/>; <c>off</c>: no listener.
+    /// </summary>
+    public string MetricsListen { get; set; } = "";
+
+    /// <summary>Not in Prometheus's list of allocated exporter ports (as of 2026).</summary>
+    public const int DefaultMetricsPort = 9471;
+
+    /// <summary>The metrics endpoint as address and port, or null for "off".</summary>
+    public (string Address, int Port)? MetricsEndpoint()
+    {
+        if (MetricsListen.Equals("off", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        if (MetricsListen.Length > 0)
+        {
+            var ep = System.Net.IPEndPoint.Parse(MetricsListen);
+            return (ep.Address.ToString(), ep.Port);
+        }
+
+        var page = System.Net.IPEndPoint.Parse(HostFactsReader.AdvertisedPageEndpoint(this));
+        return (page.Address.ToString(), DefaultMetricsPort);
+    }
 }
 
 /// <summary>Scheduling of the guide's QEMU on the source host (<see cref="AgentOptions.GuideCpuPolicy"/>).</summary>

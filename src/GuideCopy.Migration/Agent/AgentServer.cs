@@ -21,6 +21,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
 {
     private readonly AgentOptions _options;
     private readonly byte[] _secret;
+    private readonly AgentLog _lines;
     private readonly Action<string> _log;
     private readonly ConcurrentDictionary<string, SourceSide> _sources = new();
     private readonly ConcurrentDictionary<string, DestinationSide> _destinations = new();
@@ -28,9 +29,10 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
     private readonly ConcurrentDictionary<string, int> _inFlight = new();
     private MigrationJournal? _journal;
 
-    public AgentServer(AgentOptions options, Action<string> log)
+    public AgentServer(AgentOptions options, AgentLog log)
     {
         _options = options;
+        _lines = log;
         _log = log;
         _secret = ReadSecret(options.SecretFile);
     }
@@ -110,7 +112,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
     /// <summary>Every migration an earlier agent on this host left unfinished: undone before the commit point, finished after it.</summary>
     private void TakeUpJournal()
     {
-        foreach (var entry in Journal.ReadAll(m => _log($"journal: unreadable entry {m}")))
+        foreach (var entry in Journal.ReadAll(m => _lines.Error($"journal: unreadable entry {m}")))
         {
             if (entry.Stage.IsFinal() && !(entry.Stage == MigrationStage.Completed && entry.Role == MigrationRole.Destination && !entry.SourceReleased)
                 && !(entry.Stage == MigrationStage.Completed && entry.Role == MigrationRole.Source && !entry.SourceRemoved))
@@ -120,18 +122,18 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
 
             try
             {
-                if (entry.Role == MigrationRole.Source && SourceSide.Recover(_options, _secret, Journal, entry, _log) is { } source)
+                if (entry.Role == MigrationRole.Source && SourceSide.Recover(_options, _secret, Journal, entry, _lines) is { } source)
                 {
                     _sources[entry.Id] = source;
                 }
-                else if (entry.Role == MigrationRole.Destination && DestinationSide.Recover(_options, _secret, Journal, entry, _log) is { } destination)
+                else if (entry.Role == MigrationRole.Destination && DestinationSide.Recover(_options, _secret, Journal, entry, _lines) is { } destination)
                 {
                     _destinations[entry.Id] = destination;
                 }
             }
             catch (Exception e) when (e is LibvirtException or AgentException or IOException)
             {
-                _log($"{entry.Id}: could not take the migration up again: {e.Message}");
+                _lines.Error($"{entry.Id}: could not take the migration up again: {e.Message}");
             }
         }
     }
@@ -159,7 +161,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
             {
                 if (side.Stage is MigrationStage.Preflight or MigrationStage.SourcePaused or MigrationStage.DeviceStateSaved && LeaseExpired(id, now))
                 {
-                    _log($"{id}: the controller's lease ran out before the commit point: rolling back");
+                    _lines.Warning($"{id}: the controller's lease ran out before the commit point: rolling back");
                     _sources.TryRemove(id, out _);
                     Try(() => side.Abort("the controller went away before the commit point"));
                 }
@@ -173,7 +175,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
             {
                 if (side.Stage is MigrationStage.Preflight or MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded && LeaseExpired(id, now))
                 {
-                    _log($"{id}: the controller's lease ran out before the commit point: removing the destination copy");
+                    _lines.Warning($"{id}: the controller's lease ran out before the commit point: removing the destination copy");
                     _destinations.TryRemove(id, out _);
                     Try(() => side.Abort("the controller went away before the commit point"));
                 }
@@ -236,7 +238,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
         if (Interlocked.Increment(ref _handshaking) > MaxUnauthenticatedControl)
         {
             Interlocked.Decrement(ref _handshaking);
-            _log($"refused a control connection: {MaxUnauthenticatedControl} others are in their handshake");
+            _lines.Warning($"refused a control connection: {MaxUnauthenticatedControl} others are in their handshake");
             conn.Dispose();
             return;
         }
@@ -254,7 +256,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
         await using var channel = accepted;
         if (channel is null)
         {
-            _log("refused a control connection: it did not prove the shared secret");
+            _lines.Warning("refused a control connection: it did not prove the shared secret");
             return;
         }
 
@@ -294,7 +296,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
             catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
             {
                 string message = e is LibvirtException le ? $"libvirt: {le.LibvirtMessage}" : e.Message;
-                _log($"{op} failed: {message}");
+                _lines.Warning($"{op} failed: {message}");
                 reply = new JsonObject { ["ok"] = false, ["error"] = message };
             }
             finally
@@ -370,7 +372,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
 
     public async Task PrepareGuideAsync(GuidePrepareRequest req, CancellationToken ct)
     {
-        var side = Add(_sources, req.MigrationId, () => new SourceSide(_options, _secret, req.MigrationId, Journal, _log));
+        var side = Add(_sources, req.MigrationId, () => new SourceSide(_options, _secret, req.MigrationId, Journal, _lines));
         try
         {
             await side.PrepareGuideAsync(req, ct);
@@ -388,7 +390,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
     {
         var side = _sources.TryGetValue(req.MigrationId, out var prepared)
             ? prepared
-            : Add(_sources, req.MigrationId, () => new SourceSide(_options, _secret, req.MigrationId, Journal, _log));
+            : Add(_sources, req.MigrationId, () => new SourceSide(_options, _secret, req.MigrationId, Journal, _lines));
         try
         {
             return await side.ArmAsync(req, ct);
@@ -449,7 +451,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
 
     public async Task<DestinationStartResult> PrepareDestinationAsync(DestinationPrepareRequest req, CancellationToken ct)
     {
-        var side = Add(_destinations, req.MigrationId, () => new DestinationSide(_options, _secret, req.MigrationId, Journal, _log));
+        var side = Add(_destinations, req.MigrationId, () => new DestinationSide(_options, _secret, req.MigrationId, Journal, _lines));
         try
         {
             return await side.PrepareAsync(req, ct);

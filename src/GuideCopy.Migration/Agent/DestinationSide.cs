@@ -18,7 +18,7 @@ namespace GuideCopy.Migration.Agent;
 /// and, once every page is in, persist the definition and tell the source to let its copy go:
 /// all of it without the controller, from the journal, across restarts of this agent.
 /// </summary>
-public sealed class DestinationSide(AgentOptions options, byte[] secret, string migrationId, MigrationJournal journal, Action<string> log)
+public sealed class DestinationSide(AgentOptions options, byte[] secret, string migrationId, MigrationJournal journal, AgentLog log)
     : HostRole(options, secret, migrationId, log), IDisposable
 {
     private readonly object _lock = new();
@@ -36,6 +36,9 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     private DeviceStateTransfer.ArmedLoad? _load;
     private readonly TaskCompletionSource<long> _deviceState = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _deviceStateEndAt;
+
+    /// <summary>The first device-state byte's arrival: QEMU sends its header just before it stops the vCPUs, so the pause began at most this early.</summary>
+    private long _deviceStateFirstAt;
     private double _resumeMs;
     private Task? _completion, _recovery, _release;
     private DestinationStatus? _final;
@@ -120,6 +123,11 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         var load = _load;
         _pager!.DeviceStateReceived = bytes =>
         {
+            if (_deviceStateFirstAt == 0)
+            {
+                _deviceStateFirstAt = Stopwatch.GetTimestamp();
+            }
+
             try
             {
                 load.Write(bytes);
@@ -189,6 +197,13 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         }
 
         Log($"{Id}: device state ({length} bytes) loaded {loadMs:0.0} ms after its last byte");
+        double pausedMs = Stopwatch.GetElapsedTime(_deviceStateFirstAt).TotalMilliseconds;
+        if (req.MaxDowntimeMs > 0 && pausedMs > req.MaxDowntimeMs)
+        {
+            // Before "Committing" is journaled: the controller rolls back and the source resumes.
+            throw new AgentException($"the pause had lasted {pausedMs:0.0} ms when the device state was loaded, over --max-downtime {req.MaxDowntimeMs:0} ms: " +
+                                     "not committing, the source resumes (raise --max-downtime, or migrate when the host is less busy)");
+        }
         if (!req.CommitWhenLoaded)
         {
             return new DestinationStartResult(0, Math.Round(loadMs, 2), _registration.QemuPid);
@@ -196,6 +211,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
 
         var commit = Stopwatch.StartNew();
         var resumed = await ResumeAsync(ct, justLoaded: true);
+        AgentMetrics.PauseEnded(Stopwatch.GetElapsedTime(_deviceStateFirstAt).TotalMilliseconds);
         return new DestinationStartResult(0, Math.Round(loadMs, 2), _registration.QemuPid,
             Math.Round(commit.Elapsed.TotalMilliseconds - _resumeMs, 2), Math.Round(_resumeMs, 2), resumed.ResumedAtUnixMs);
     }
@@ -449,6 +465,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             }
 
             _final = status with { Stage = nameof(MigrationStage.Failed) };
+            AgentMetrics.DestinationFinished(_final);
             return;
         }
 
@@ -468,6 +485,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         // Everything of ours on this host goes before anyone hears "done" (work dir, shim socket).
         Dispose();
         _final = final;
+        AgentMetrics.DestinationFinished(final);
         Log($"{Id}: complete: {status.DonePages} pages, {status.Faults} faults");
         _release = Task.Run(ReleaseSource);
         await _release;
@@ -499,7 +517,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             {
                 if (DateTime.UtcNow > deadline)
                 {
-                    Log($"{Id}: could not tell the source that every page is in ({e.Message}); its paused copy stays until 'guidecopy job {Id}' or its agent is asked");
+                    Lines.Warning($"{Id}: could not tell the source that every page is in ({e.Message}); its paused copy stays until 'guidecopy job {Id}' or its agent is asked");
                     return;
                 }
 
@@ -520,14 +538,15 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     /// rebuilds its bitmap from the pages already in the RAM file, the decision is asked again
     /// if it was not heard, and the source's page server resumes the push from there.
     /// </summary>
-    public static DestinationSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, Action<string> log)
+    public static DestinationSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, AgentLog log)
     {
+        Action<string> info = log;
         var side = new DestinationSide(options, secret, entry.Id, journal, log) { _entry = entry };
         side.AdoptWorkDir();
         switch (entry.Stage)
         {
             case MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded:
-                log($"{entry.Id}: found a migration of {entry.Domain} that never committed: removing its paused copy");
+                info($"{entry.Id}: found a migration of {entry.Domain} that never committed: removing its paused copy");
                 side.DestroyCopy();
                 side.Record(entry with { Stage = MigrationStage.RolledBack, Note = "the destination agent restarted before the commit point" });
                 side.Dispose();
@@ -542,14 +561,14 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
 
                 side._shim = new ShimListener(Path.Combine(side._domainDir, "shim.sock"), DomainShimRules.For(options, side.Qemu, entry.Domain))
                 {
-                    Rejected = m => log($"{entry.Id}: refused a shim: {m}"),
+                    Rejected = m => info($"{entry.Id}: refused a shim: {m}"),
                 };
                 side._recovery = Task.Run(async () =>
                 {
                     var registration = await side._shim.AcceptAsync(side._stop.Token);
                     side._registration = registration;
                     side.StartPager(registration, entry.PageServer!, trustRamFile: true);
-                    log($"{entry.Id}: recovered after an agent restart: the shim handed its uffd again (QEMU pid {registration.QemuPid})");
+                    info($"{entry.Id}: recovered after an agent restart: the shim handed its uffd again (QEMU pid {registration.QemuPid})");
                     if (entry.Stage == MigrationStage.Committing)
                     {
                         lock (side._lock)
@@ -562,7 +581,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
                         side.StartCompletion();
                     }
                 });
-                log($"{entry.Id}: found a {entry.Stage} migration of {entry.Domain}; waiting for its shim to reconnect");
+                info($"{entry.Id}: found a {entry.Stage} migration of {entry.Domain}; waiting for its shim to reconnect");
                 return side;
             case MigrationStage.Completed when !entry.SourceReleased:
                 side._release = Task.Run(side.ReleaseSource);
@@ -721,8 +740,10 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
 
     private void Record(JournalEntry entry)
     {
+        var before = _entry;
         journal.Write(entry);
         _entry = entry;
+        Journaled(before, entry);
     }
 
     public void Dispose()

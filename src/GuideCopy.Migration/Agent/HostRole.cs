@@ -4,7 +4,7 @@ using GuideCopy.Transport;
 namespace GuideCopy.Migration.Agent;
 
 /// <summary>What a host's part of one migration shares, source or destination: its settings, the migration's key, the migration's work directory.</summary>
-public abstract class HostRole(AgentOptions options, byte[] secret, string migrationId, Action<string> log)
+public abstract class HostRole(AgentOptions options, byte[] secret, string migrationId, AgentLog log)
 {
     private bool _ownsWorkDir;
 
@@ -19,7 +19,37 @@ public abstract class HostRole(AgentOptions options, byte[] secret, string migra
     /// <summary>The migration id: checked here too, since it names directories and files.</summary>
     protected string Id { get; } = MigrationJournal.CheckId(migrationId);
 
+    /// <summary>Informational lines; <see cref="Lines"/> for warnings, errors and journal steps.</summary>
     protected Action<string> Log { get; } = log;
+
+    protected AgentLog Lines { get; } = log;
+
+    private bool _counted;
+
+    /// <summary>
+    /// After each journal write: a new stage is one log line, and the metrics count the side
+    /// as active from its first record in this agent until it takes a final stage.
+    /// </summary>
+    protected void Journaled(JournalEntry? before, JournalEntry after)
+    {
+        if (before?.Stage == after.Stage)
+        {
+            return;
+        }
+
+        Lines.Step(after);
+        if (!_counted && !(before?.Stage.IsFinal() ?? false))
+        {
+            _counted = true;
+            AgentMetrics.Started();
+        }
+
+        if (_counted && after.Stage.IsFinal())
+        {
+            _counted = false;
+            AgentMetrics.Ended(after.Role, after.Stage);
+        }
+    }
 
     /// <summary>Sockets, the guide's console and disks of this migration; removed when it ends.</summary>
     protected MigrationWorkDir Work { get; } = new(options, migrationId);

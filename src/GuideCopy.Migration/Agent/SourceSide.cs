@@ -20,7 +20,7 @@ namespace GuideCopy.Migration.Agent;
 /// this side refuses to resume the source, whoever asks (the controller, a lease that ran out,
 /// a restarted agent).
 /// </summary>
-public sealed class SourceSide(AgentOptions options, byte[] secret, string migrationId, MigrationJournal journal, Action<string> log)
+public sealed class SourceSide(AgentOptions options, byte[] secret, string migrationId, MigrationJournal journal, AgentLog log)
     : HostRole(options, secret, migrationId, log), IDisposable
 {
     private readonly object _decision = new();
@@ -157,7 +157,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         {
             Stage = MigrationStage.Preflight, Note = "armed", StartedAt = _entry?.StartedAt ?? DateTimeOffset.UtcNow,
             Persistent = prepared.Persistent, PageListen = Options.PageListen, PageSize = pageSize, FrozenRam = frozen,
-            BandwidthBytesPerSecond = req.BandwidthBytesPerSecond, ClearTextLanes = req.ClearTextLanes,
+            BandwidthBytesPerSecond = req.BandwidthBytesPerSecond, ClearTextLanes = req.ClearTextLanes, KeepDefinition = req.KeepDefinition,
         });
         _server = StartServer(frozen, pageSize, req.BandwidthBytesPerSecond, req.Push, 0, armed: true);
         _save = DeviceStateTransfer.ArmSave(_domain, Path.Combine(domainDir, "devstate.sock"), Qemu.Gid);
@@ -425,12 +425,13 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
                         dom.Destroy();
                     }
 
-                    if (_entry.Persistent && dom.IsPersistent)
+                    bool undefine = _entry.Persistent && dom.IsPersistent && !_entry.KeepDefinition;
+                    if (undefine)
                     {
                         dom.Undefine(virDomainUndefineFlagsValues.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM);
                     }
 
-                    Log($"{Id}: source domain destroyed{(_entry.Persistent ? " and undefined" : "")}");
+                    Log($"{Id}: source domain destroyed{(undefine ? " and undefined" : _entry.KeepDefinition && dom.IsPersistent ? "; its definition kept (shut off)" : "")}");
                 }
                 else if (dom is not null)
                 {
@@ -442,7 +443,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
             }
             catch (LibvirtException e)
             {
-                Log($"{Id}: could not remove the source copy of {Domain}: {e.LibvirtMessage}; remove it with 'virsh destroy {Domain}' (the VM runs on the destination)");
+                Lines.Error($"{Id}: could not remove the source copy of {Domain}: {e.LibvirtMessage}; remove it with 'virsh destroy {Domain}' (the VM runs on the destination)");
             }
         }
 
@@ -539,8 +540,9 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
     /// source (nothing was promised to the destination); after it, it serves the frozen RAM
     /// again from the same address and session; at the end it removes what is left.
     /// </summary>
-    public static SourceSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, Action<string> log)
+    public static SourceSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, AgentLog log)
     {
+        Action<string> info = log;
         var side = new SourceSide(options, secret, entry.Id, journal, log) { _entry = entry };
         side.AdoptWorkDir();
         side.DestroyGuide();
@@ -558,16 +560,16 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
                 side.Dispose();
                 return null;
             case MigrationStage.SourcePaused or MigrationStage.DeviceStateSaved:
-                log($"{entry.Id}: found a migration of {entry.Domain} that was not committed: rolling back");
+                info($"{entry.Id}: found a migration of {entry.Domain} that was not committed: rolling back");
                 side.Abort("the source agent restarted before the commit point");
                 return null;
             case MigrationStage.Committed when entry.FrozenRam is { } frozen && File.Exists(frozen):
                 side._server = side.StartServer(frozen, entry.PageSize, entry.BandwidthBytesPerSecond, push: true, entry.SessionId);
-                log($"{entry.Id}: found a committed migration of {entry.Domain}: serving {frozen} again (session {entry.SessionId:x16})");
+                info($"{entry.Id}: found a committed migration of {entry.Domain}: serving {frozen} again (session {entry.SessionId:x16})");
                 return side;
             case MigrationStage.Committed:
                 side.Record(entry with { Stage = MigrationStage.Failed, Note = $"the frozen RAM {entry.FrozenRam} is gone: pages the destination lacks are lost" });
-                log($"{entry.Id}: committed, but the frozen RAM {entry.FrozenRam} is gone; the destination cannot finish");
+                info($"{entry.Id}: committed, but the frozen RAM {entry.FrozenRam} is gone; the destination cannot finish");
                 return null;
             case MigrationStage.Completed when !entry.SourceRemoved:
                 side.DestroySourceCopy(); // a crash came between the record and the destroy
@@ -590,7 +592,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         }
         catch (LibvirtException e)
         {
-            Log($"{Id}: could not turn x-ignore-shared off on {Domain}: {e.LibvirtMessage}");
+            Lines.Warning($"{Id}: could not turn x-ignore-shared off on {Domain}: {e.LibvirtMessage}");
         }
     }
 
@@ -609,14 +611,16 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         }
         catch (LibvirtException e)
         {
-            Log($"{Id}: could not check for a leftover guide: {e.LibvirtMessage}");
+            Lines.Warning($"{Id}: could not check for a leftover guide: {e.LibvirtMessage}");
         }
     }
 
     private void Record(JournalEntry entry)
     {
+        var before = _entry;
         journal.Write(entry);
         _entry = entry;
+        Journaled(before, entry);
     }
 
     public void Dispose()

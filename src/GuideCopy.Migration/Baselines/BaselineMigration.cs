@@ -27,7 +27,8 @@ public static class BaselineMigration
             | virDomainMigrateFlags.VIR_MIGRATE_ABORT_ON_ERROR;
         // A persistent domain moves with its definition; a transient one stays transient.
         if (domain.IsPersistent)
-            flags |= virDomainMigrateFlags.VIR_MIGRATE_PERSIST_DEST | virDomainMigrateFlags.VIR_MIGRATE_UNDEFINE_SOURCE;
+            flags |= virDomainMigrateFlags.VIR_MIGRATE_PERSIST_DEST
+                | (options.KeepSourceDefinition ? 0 : virDomainMigrateFlags.VIR_MIGRATE_UNDEFINE_SOURCE);
         bool postCopy = options.Mode != BaselineMode.PreCopy;
         if (postCopy) flags |= virDomainMigrateFlags.VIR_MIGRATE_POSTCOPY;
 

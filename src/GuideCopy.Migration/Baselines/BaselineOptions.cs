@@ -14,6 +14,7 @@ namespace GuideCopy.Migration.Baselines;
 /// <param name="Timeout">A pre-copy that has not finished by then is aborted; post-copy cannot be aborted after the switch.</param>
 /// <param name="PollInterval">How often job stats are read while the migration runs.</param>
 /// <param name="DestinationXml">The XML the destination starts from (VIR_MIGRATE_PARAM_DEST_XML); null: the source's live XML.</param>
+/// <param name="KeepSourceDefinition">A persistent domain's definition stays on the source, shut off (no VIR_MIGRATE_UNDEFINE_SOURCE).</param>
 public sealed record BaselineOptions(
     BaselineMode Mode,
     ulong? BandwidthMiBps = null,
@@ -21,7 +22,8 @@ public sealed record BaselineOptions(
     TimeSpan? MaxDowntime = null,
     TimeSpan? Timeout = null,
     TimeSpan? PollInterval = null,
-    string? DestinationXml = null)
+    string? DestinationXml = null,
+    bool KeepSourceDefinition = false)
 {
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromMinutes(10);
 

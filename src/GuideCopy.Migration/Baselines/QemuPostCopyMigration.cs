@@ -144,7 +144,7 @@ public static class QemuPostCopyMigration
             }
 
             TryDestroy(domain);
-            if (persistent)
+            if (persistent && !options.KeepSourceDefinition)
             {
                 try { domain.Undefine(); } catch (LibvirtException) { }
             }

@@ -70,5 +70,12 @@ public sealed record AgentEndpoint(string? UnixPath, string? Host, int Port)
         ? new UnixDomainSocketEndPoint(UnixPath)
         : new IPEndPoint(IPAddress.Parse(Host!), Port);
 
+    /// <summary>What to check when nothing answers here: a TCP listener exists only where Agent:ControlListen was set (empty by default).</summary>
+    public string UnreachableHint => UnixPath is not null
+        ? "is 'guidecopy agent' running on this host (systemctl status guidecopy-agent)?"
+        : $"is 'guidecopy agent' running on {Host}, with Agent:ControlListen set to an address of it and port {Port} " +
+          $"(e.g. --set Agent:ControlListen={Host}:{Port} or GUIDECOPY__AGENT__CONTROLLISTEN)? It is empty by default: no TCP listener, " +
+          "and the firewall must let the controller reach that port";
+
     public override string ToString() => UnixPath is not null ? $"unix:{UnixPath}" : $"tcp:{Host}:{Port}";
 }

@@ -63,7 +63,7 @@ public sealed class ControlChannel : IAsyncDisposable
         }
         catch (SocketException e)
         {
-            throw new AgentException($"agent at {endpoint} is unreachable ({e.SocketErrorCode}): is 'guidecopy agent' running on that host?", connectionLost: true);
+            throw new AgentException($"agent at {endpoint} is unreachable ({e.SocketErrorCode}): {endpoint.UnreachableHint}", connectionLost: true);
         }
 
         var c = new ControlChannel(socket);

@@ -77,11 +77,21 @@ public sealed partial class GuideCopyMigration
     {
         _startedAt = DateTimeOffset.UtcNow;
         _clock.Start();
+        var caller = ct;
+        // --timeout bounds the steps before the commit point only: after it the VM is the
+        // destination's and giving up would not give it back.
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        if (_plan.Timeout is { } limit)
+        {
+            deadline.CancelAfter(limit);
+            ct = deadline.Token;
+        }
+
         try
         {
-            if (await PreflightAsync(ct) is { } problems)
+            if (await PreflightAsync(ct) is { Count: > 0 } problems)
             {
-                return Finish(MigrationOutcome.Refused, problems);
+                return Finish(MigrationOutcome.Refused, string.Join("\n", problems)) with { Problems = problems };
             }
 
             // Watching the guest's console is the lab's measurement, not migration work: off the clock.
@@ -97,10 +107,15 @@ public sealed partial class GuideCopyMigration
 
             await SwitchoverAsync(ct);
             await LoadAsync(ct);
-            await CommitAsync(ct);
+            await CommitAsync(caller);
         }
         catch (Exception e) when (!_stage.IsCommitted())
         {
+            if (e is OperationCanceledException && deadline.IsCancellationRequested && !caller.IsCancellationRequested)
+            {
+                e = new TimeoutException($"the commit point was not reached within --timeout {_plan.Timeout!.Value.TotalSeconds:0.###} s");
+            }
+
             var rolledBack = await RollBackAsync(e);
             if (rolledBack is not null)
             {
@@ -118,11 +133,27 @@ public sealed partial class GuideCopyMigration
             }
         }
 
-        return await FollowToCompletionAsync(ct);
+        return await FollowToCompletionAsync(caller);
     }
 
-    /// <summary>Both agents, the domain and the hosts checked; null when nothing stands in the way.</summary>
-    private async Task<string?> PreflightAsync(CancellationToken ct)
+    /// <summary>
+    /// The preflight alone (`guidecopy check`): both agents, the domain and the hosts checked,
+    /// nothing paused, started or journaled. Empty when nothing stands in the way.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> CheckAsync(CancellationToken ct)
+    {
+        try
+        {
+            return await PreflightAsync(ct);
+        }
+        finally
+        {
+            await DisposeAll();
+        }
+    }
+
+    /// <summary>Both agents, the domain and the hosts checked; each problem names its fix.</summary>
+    private async Task<List<string>> PreflightAsync(CancellationToken ct)
     {
         Report("preflight");
         _src = await _agents.ConnectSourceAsync(ct);
@@ -135,7 +166,7 @@ public sealed partial class GuideCopyMigration
             new DestinationCheckRequest(def.Name, def.Disks.Select(d => d.Source).OfType<string>().ToList(), _prepared.RamBytes), ct);
         var problems = _prepared.Problems.Concat(Preflight.Compare(srcFacts, dstFacts, _prepared)).Concat(check.Problems).ToList();
         Phase("preflight");
-        return problems.Count > 0 ? string.Join("\n", problems) : null;
+        return problems;
     }
 
     /// <summary>The guest's console, when the controller can read it (lab guests), for throughput.</summary>
@@ -211,7 +242,7 @@ public sealed partial class GuideCopyMigration
                 }
             }
 
-            _armed = await _src!.ArmSourceAsync(new SourceArmRequest(_id, _plan.Domain, _plan.BandwidthBytesPerSecond, _plan.Push, _plan.ClearTextLanes), ct);
+            _armed = await _src!.ArmSourceAsync(new SourceArmRequest(_id, _plan.Domain, _plan.BandwidthBytesPerSecond, _plan.Push, _plan.ClearTextLanes, _plan.KeepSourceDefinition), ct);
             _phases["sourceArm"] = _armed.ArmMs;
         }
         finally
@@ -238,7 +269,7 @@ public sealed partial class GuideCopyMigration
     {
         Report("switchover");
         bool commitWhenLoaded = _plan.BeforeCommit is null;
-        _loading = _dst!.LoadAsync(new DestinationLoadRequest(_id, commitWhenLoaded), ct);
+        _loading = _dst!.LoadAsync(new DestinationLoadRequest(_id, commitWhenLoaded, _plan.MaxDowntime?.TotalMilliseconds ?? 0), ct);
         _switchoverAt = DateTime.UtcNow;
         _stage = MigrationStage.SourcePaused;
         try

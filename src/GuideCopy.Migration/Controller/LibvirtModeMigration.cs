@@ -76,7 +76,9 @@ public static class LibvirtModeMigration
                     BandwidthMiBps: plan.BandwidthBytesPerSecond > 0 ? (ulong)Math.Max(1, plan.BandwidthBytesPerSecond >> 20) : null,
                     MigrationUri: plan.To.MigrationAddress is { } a ? $"tcp://{a}" : null,
                     DestinationXml: destinationXml,
-                    Timeout: plan.Timeout);
+                    Timeout: plan.Timeout,
+                    MaxDowntime: plan.MaxDowntime,
+                    KeepSourceDefinition: plan.KeepSourceDefinition);
                 BaselineResult result;
                 try
                 {

@@ -26,12 +26,15 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 /// Runs after the destination loaded the device state and before it is resumed: the window in
 /// which a failure must roll back. For fault-injection drills and tests; null in normal use.
 /// </param>
+/// <param name="MaxDowntime">Guide mode: the destination refuses the commit (the source resumes) if the pause lasted longer than this up to the device state's load (migrate --max-downtime).</param>
+/// <param name="KeepSourceDefinition">The source's persistent definition stays, shut off, when its copy is removed (virsh's default without --undefinesource).</param>
 public sealed record MigrationPlan(
     string Domain, MigrationTarget From, MigrationTarget To, string Mode, long BandwidthBytesPerSecond, byte[] Secret,
     bool Push = true, string? ConsoleFile = null, TimeSpan? ObserveAfter = null, Func<Task>? BeforeCommit = null,
     GuideCopy.Migration.Guide.GuideOptions? Guide = null, TimeSpan? Timeout = null, Func<Task>? AfterCommit = null,
     GuideCopy.Migration.Agent.IAgentConnector? Agents = null, Func<Task>? BeforeSwitchover = null, TimeSpan? CommitAsk = null,
-    bool ClearTextLanes = false, Func<string, string>? PageServerRoute = null);
+    bool ClearTextLanes = false, Func<string, string>? PageServerRoute = null,
+    TimeSpan? MaxDowntime = null, bool KeepSourceDefinition = false);
 
 /// <summary>Live progress for a terminal.</summary>
 public sealed record MigrationProgress(string Phase, long PagesDone, long PagesTotal, long Faults, long BytesOnWire, double Seconds);

@@ -38,6 +38,9 @@ public sealed record JournalEntry
 
     public bool Persistent { get; init; }
 
+    /// <summary>Source: keep the persistent definition when the copy is removed (migrate --keep-source-definition).</summary>
+    public bool KeepDefinition { get; init; }
+
     /// <summary>The push cap, kept so a restarted page server honours it too (bytes/s, 0: none).</summary>
     public long BandwidthBytesPerSecond { get; init; }
 

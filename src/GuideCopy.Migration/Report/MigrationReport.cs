@@ -83,6 +83,9 @@ public sealed record MigrationReport
 
     public string? Error { get; init; }
 
+    /// <summary>Outcome Refused: each preflight problem, naming its fix (the same lines as <see cref="Error"/>).</summary>
+    public IReadOnlyList<string>? Problems { get; init; }
+
     public DateTimeOffset StartedAt { get; init; }
 
     public double TotalSeconds { get; init; }

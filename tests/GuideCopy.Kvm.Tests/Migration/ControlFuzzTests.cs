@@ -48,7 +48,7 @@ public sealed class ControlFuzzTests
             RamDir = Path.Combine(_dir, "ram"),
         };
         _secret = AgentServer.ReadSecret(options.SecretFile);
-        _agent = new AgentServer(options, _ => { });
+        _agent = new AgentServer(options, AgentLog.To(_ => { }));
         _stop = new CancellationTokenSource();
         _running = Task.Run(() => _agent.RunAsync(_stop.Token));
         _endpoint = AgentEndpoint.Parse($"tcp:127.0.0.1:{port}");

@@ -190,4 +190,172 @@ public sealed class RollbackAndRefusalTests
             File.Move(hidden, _lab.ShimLibrary);
         }
     }
+
+    [Test]
+    public void CheckRunsThePreflightAloneAndChangesNothing()
+    {
+        var r = CliProcess.Run("check", Domain, "--from", $"lab:{Name}/a", "--to", $"lab:{Name}/b", "--json");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.StdErr + r.StdOut);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.StdOut);
+        Assert.That(doc.RootElement.GetProperty("ok").GetBoolean(), Is.True);
+        Assert.That(doc.RootElement.GetProperty("problems").GetArrayLength(), Is.Zero);
+        AssertSourceRunsAndDestinationIsClean();
+    }
+
+    [Test]
+    public void CheckRefusesWithEachProblemInTheArray()
+    {
+        // Source and destination the same host: a real preflight problem, named with its fix.
+        var r = CliProcess.Run("check", Domain, "--from", $"lab:{Name}/a", "--to", $"lab:{Name}/a", "--json");
+        Assert.That(r.ExitCode, Is.EqualTo(10), r.StdErr + r.StdOut);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.StdOut);
+        var problems = doc.RootElement.GetProperty("problems").EnumerateArray().Select(e => e.GetString()).ToList();
+        Assert.That(problems, Has.Some.Contains("the same host").And.Some.Contains("pick another destination"));
+        r = CliProcess.Run("check", "no-such-vm", "--from", $"lab:{Name}/a", "--to", $"lab:{Name}/b");
+        Assert.That(r.ExitCode, Is.EqualTo(10), r.StdErr + r.StdOut);
+        Assert.That(r.StdOut, Does.Contain("domain 'no-such-vm' not found"));
+        AssertSourceRunsAndDestinationIsClean();
+    }
+
+    [Test]
+    public void APauseLongerThanMaxDowntimeRollsBackBeforeTheCommit()
+    {
+        // 1 ms: under TCG the device state alone takes longer to load, so the limit is passed
+        // every time, and the destination must refuse the commit rather than resume late.
+        var (rc, report, err) = MigrationLab.Migrate(_lab, Domain, "a", "b", "--max-downtime", "1");
+        Assert.That(rc, Is.EqualTo(11), err);
+        Assert.That(report!.Outcome, Is.EqualTo(MigrationOutcome.RolledBack));
+        Assert.That(report.Error, Does.Contain("over --max-downtime 1 ms").And.Contain("the source runs again"));
+        AssertSourceRunsAndDestinationIsClean();
+        AssertNoWorkLeft();
+    }
+
+    [Test]
+    public void ATimeoutBeforeTheCommitPointRollsBack()
+    {
+        // Preflight and the destination's start take more than 0.3 s: the deadline falls before
+        // the pause, so nothing was paused (exit 10, as a refusal) and the destination is cleaned.
+        var (rc, report, err) = MigrationLab.Migrate(_lab, Domain, "a", "b", "--timeout", "0.3");
+        Assert.That(rc, Is.EqualTo(10), err);
+        Assert.That(report!.Error, Does.Contain("not reached within --timeout 0.3 s"));
+        AssertSourceRunsAndDestinationIsClean();
+        AssertNoWorkLeft();
+    }
+
+    [Test]
+    public void KeepSourceDefinitionLeavesItShutOffOnTheSource()
+    {
+        var (rc, report, err) = MigrationLab.Migrate(_lab, Domain, "a", "b", "--keep-source-definition", "--observe", "0");
+        try
+        {
+            Assert.That(rc, Is.EqualTo(0), err);
+            Assert.That(report!.Outcome, Is.EqualTo(MigrationOutcome.Completed));
+            Assert.That(CommandRunner.Check("virsh", "-c", _lab.B.LibvirtUri, "domstate", Domain).Trim(), Is.EqualTo("running"));
+            Assert.That(CommandRunner.Check("virsh", "-c", _lab.A.LibvirtUri, "domstate", Domain).Trim(), Is.EqualTo("shut off"));
+            Assert.That(CommandRunner.Run("pgrep", "-f", $"guest={Domain}").StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries), Has.Length.EqualTo(1),
+                "exactly one QEMU of the guest");
+        }
+        finally
+        {
+            // Back to a for the other tests, as a user would: the kept definition goes first.
+            CommandRunner.Run("virsh", "-c", _lab.A.LibvirtUri, "undefine", Domain);
+            if (_lab.B.DomainNames().Contains(Domain))
+            {
+                var (back, _, backErr) = MigrationLab.Migrate(_lab, Domain, "b", "a", "--observe", "0");
+                Assert.That(back, Is.EqualTo(0), backErr);
+            }
+        }
+
+        AssertSourceRunsAndDestinationIsClean();
+    }
+
+    private void AssertNoWorkLeft()
+    {
+        foreach (var h in _lab.Hosts)
+        {
+            string work = $"{h.RootPath}/run/guidecopy/work";
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (Directory.Exists(work) && Directory.GetFileSystemEntries(work).Length > 0 && DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(250);
+            }
+
+            Assert.That(Directory.Exists(work) ? Directory.GetFileSystemEntries(work) : [], Is.Empty, $"work files left on {h.Name}");
+        }
+    }
+
+    [Test]
+    public void PrometheusScrapesTheAgentsDuringAndAfterAMigration()
+    {
+        // What a monitoring system sees: the destination agent's /metrics on its link address,
+        // a migration active while it runs, then its outcome, pages by route and bytes.
+        string url = $"http://{_lab.B.Address}:{AgentOptions.DefaultMetricsPort}/metrics";
+        double before = Sample(_lab.B.Run("curl", "-sf", url).StdOut, "guidecopy_migrations", "role=\"destination\"", "outcome=\"completed\"");
+        var cli = new System.Diagnostics.Process
+        {
+            StartInfo = new("dotnet", [CliProcess.DllPath, "migrate", Domain, "--from", $"lab:{Name}/a", "--to", $"lab:{Name}/b", "--bandwidth", "8MB/s", "--json", "--observe", "0"])
+            {
+                RedirectStandardOutput = true, RedirectStandardError = true,
+            },
+        };
+        cli.Start();
+        var stdout = cli.StandardOutput.ReadToEndAsync();
+        var stderr = cli.StandardError.ReadToEndAsync();
+        double activeSeen = 0;
+        while (!cli.HasExited)
+        {
+            var scrape = _lab.B.Run("curl", "-sf", url);
+            if (scrape.ExitCode == 0)
+            {
+                activeSeen = Math.Max(activeSeen, Sample(scrape.StdOut, "guidecopy_migrations_active"));
+            }
+
+            Thread.Sleep(300);
+        }
+
+        cli.WaitForExit();
+        try
+        {
+            Assert.That(cli.ExitCode, Is.EqualTo(0), stderr.Result + stdout.Result);
+            var report = System.Text.Json.JsonSerializer.Deserialize<MigrationReport>(stdout.Result, MigrationReport.Json)!;
+            Assert.That(activeSeen, Is.EqualTo(1), "the destination's scrape during the migration shows it active");
+            string after = _lab.B.Check("curl", "-sf", url);
+            Assert.That(Sample(after, "guidecopy_migrations", "role=\"destination\"", "outcome=\"completed\"") - before, Is.EqualTo(1), after);
+            Assert.That(Sample(after, "guidecopy_migrations_active"), Is.Zero);
+            Assert.That(Sample(after, "guidecopy_pages", "route=\"push\""), Is.GreaterThan(0));
+            Assert.That(Sample(after, "guidecopy_received_bytes"), Is.GreaterThanOrEqualTo(report.BytesOnWire > 0 ? 1 : 0));
+            Assert.That(after, Does.Contain("guidecopy_downtime_ms"));
+            // Only on the link's address: not on the host's loopback.
+            Assert.That(_lab.B.Run("curl", "-sf", $"http://127.0.0.1:{AgentOptions.DefaultMetricsPort}/metrics").ExitCode, Is.Not.Zero);
+        }
+        finally
+        {
+            if (_lab.B.DomainNames().Contains(Domain))
+            {
+                var (back, _, backErr) = MigrationLab.Migrate(_lab, Domain, "b", "a", "--observe", "0");
+                Assert.That(back, Is.EqualTo(0), backErr);
+            }
+        }
+    }
+
+    /// <summary>The sum of a metric's samples whose labels hold every one given (Prometheus text format; counters may carry _total).</summary>
+    private static double Sample(string scrape, string metric, params string[] labels)
+    {
+        double sum = 0;
+        foreach (string line in scrape.Split('\n'))
+        {
+            if (line.StartsWith('#'))
+            {
+                continue;
+            }
+
+            var m = System.Text.RegularExpressions.Regex.Match(line, $@"^{metric}(_total)?(\{{(?<labels>[^}}]*)\}})? (?<value>\S+)$");
+            if (m.Success && labels.All(l => m.Groups["labels"].Value.Contains(l, StringComparison.Ordinal)))
+            {
+                sum += double.Parse(m.Groups["value"].Value, System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        return sum;
+    }
 }

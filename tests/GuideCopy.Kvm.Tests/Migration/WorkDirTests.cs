@@ -133,8 +133,8 @@ public sealed class WorkDirTests
         var live = new MigrationWorkDir(_options, "dup-1");
         live.Create(_qemu);
         var journal = new MigrationJournal(Path.Combine(_root, "journal"));
-        new DestinationSide(_options, [], "dup-1", journal, _log.Add).Dispose();
-        new SourceSide(_options, [], "dup-1", journal, _log.Add).Dispose();
+        new DestinationSide(_options, [], "dup-1", journal, AgentLog.To(_log.Add)).Dispose();
+        new SourceSide(_options, [], "dup-1", journal, AgentLog.To(_log.Add)).Dispose();
         Assert.That(File.Exists(Path.Combine(live.Path, MigrationWorkDir.MarkerName)));
     }
 }
