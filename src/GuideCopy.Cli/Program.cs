@@ -17,6 +17,8 @@ foreach (var command in new[]
     CompareCommand.Create(),
     PagesCommand.Create(),
     BenchCommand.Create(),
+    CommandTreeDocs.Man(() => root),
+    CommandTreeDocs.Completion(() => root),
 })
 {
     root.Subcommands.Add(command);

@@ -1,3 +1,5 @@
+using GuideCopy.Lab;
+
 namespace GuideCopy.Kvm.Tests;
 
 /// <summary>The CLI's usage errors, as an operator's script sees them: exit 2 and a line naming the problem.</summary>
@@ -140,4 +142,55 @@ public sealed class BandwidthUnitTests
     [TestCase("500B/s", 500L)]
     public void ParsesAsVirshWould(string text, long bytesPerSecond) =>
         Assert.That(GuideCopy.Cli.Commands.MigrateCommand.ParseBandwidth(text), Is.EqualTo(bytesPerSecond));
+}
+
+/// <summary>The man page and bash completion, made from the command tree, as a user meets them.</summary>
+[TestFixture]
+public sealed class ManPageAndCompletionTests
+{
+    [Test]
+    public void TheManPageRendersAndListsEveryCommandAndTheExitCodes()
+    {
+        var page = CliProcess.Run("man");
+        Assert.That(page.ExitCode, Is.EqualTo(0));
+        string file = Path.Combine(Path.GetTempPath(), $"guidecopy-{Environment.ProcessId}.1");
+        File.WriteAllText(file, page.StdOut);
+        try
+        {
+            var rendered = CommandRunner.Run("env", ["MANWIDTH=200", "man", "-l", file], TimeSpan.FromSeconds(30));
+            Assert.That(rendered.ExitCode, Is.EqualTo(0), rendered.StdErr);
+            string text = System.Text.RegularExpressions.Regex.Replace(rendered.StdOut, ".\b", "");
+            foreach (string command in new[] { "migrate", "check", "jobs", "abort", "agent", "compare", "lab" })
+            {
+                Assert.That(text, Does.Contain($"guidecopy {command}"));
+            }
+
+            Assert.That(text, Does.Contain("EXIT STATUS").And.Contain("11 rolled back").And.Contain("--max-downtime"));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Test]
+    public void BashCompletesCommandsOptionsAndTheirValues()
+    {
+        string script = CliProcess.Run("completion", "bash").StdOut;
+        string file = Path.Combine(Path.GetTempPath(), $"guidecopy-{Environment.ProcessId}.bash");
+        File.WriteAllText(file, script);
+        try
+        {
+            string Complete(string words, int cword) => CommandRunner.Run("bash", ["-c",
+                $"source {file}; COMP_WORDS=({words}); COMP_CWORD={cword}; _guidecopy; echo \"${{COMPREPLY[*]}}\""], TimeSpan.FromSeconds(30)).StdOut.Trim();
+            Assert.That(Complete("guidecopy mi", 1), Is.EqualTo("migrate"));
+            Assert.That(Complete("guidecopy migrate vm --mode ''", 4), Does.Contain("guide").And.Contain("postcopy-preempt").And.Contain("precopy"));
+            Assert.That(Complete("guidecopy migrate vm --max", 3), Is.EqualTo("--max-downtime"));
+            Assert.That(Complete("guidecopy lab ''", 2), Does.Contain("up").And.Contain("down"));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
 }

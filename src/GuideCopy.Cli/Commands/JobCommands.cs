@@ -31,10 +31,11 @@ internal static class JobCommands
         var hosts = HostOption();
         var secret = SecretOption();
         var json = JsonOption();
-        var cmd = new Command("jobs", "List running and recent migrations the agents know (their journals).") { hosts, secret, json };
+        var config = AgentCommand.ConfigOption();
+        var cmd = new Command("jobs", "List running and recent migrations the agents know (their journals).") { hosts, secret, json, config };
         cmd.SetAction(async (p, ct) =>
         {
-            var (results, errors) = await AskAll(p.GetValue(hosts) ?? [], p.GetValue(secret), ct);
+            var (results, errors) = await AskAll(p.GetValue(hosts) ?? [], p.GetValue(secret), p.GetValue(config), ct);
             if (p.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(results, Pretty));
@@ -59,11 +60,12 @@ internal static class JobCommands
         var hosts = HostOption();
         var secret = SecretOption();
         var json = JsonOption();
-        var cmd = new Command("job", "Show one migration on every agent given: stage, pages done and left, rate, ETA, faults, the guide.") { idOrDomain, hosts, secret, json };
+        var config = AgentCommand.ConfigOption();
+        var cmd = new Command("job", "Show one migration on every agent given: stage, pages done and left, rate, ETA, faults, the guide.") { idOrDomain, hosts, secret, json, config };
         cmd.SetAction(async (p, ct) =>
         {
             string key = p.GetValue(idOrDomain)!;
-            var (results, _) = await AskAll(p.GetValue(hosts) ?? [], p.GetValue(secret), ct);
+            var (results, _) = await AskAll(p.GetValue(hosts) ?? [], p.GetValue(secret), p.GetValue(config), ct);
             var all = results.SelectMany(r => r.Jobs.Select(j => (r.Host, Job: j))).ToList();
             string? id = all.Any(x => x.Job.Id == key) ? key : all.Where(x => x.Job.Domain == key).OrderByDescending(x => x.Job.StartedAt).Select(x => x.Job.Id).FirstOrDefault();
             var matches = all.Where(x => x.Job.Id == id).ToList();
@@ -167,9 +169,9 @@ internal static class JobCommands
 
     private static readonly JsonSerializerOptions Pretty = new(ControlChannel.Json) { WriteIndented = true };
 
-    private static string DefaultSecretFile() => GuideCopyConfiguration.Build(null, []).Section<ControllerOptions>("Controller").SecretFile;
+    private static string DefaultSecretFile(string? configFile = null) => GuideCopyConfiguration.Build(configFile, []).Section<ControllerOptions>("Controller").SecretFile;
 
-    private static async Task<(List<JobsResult> Results, int Errors)> AskAll(string[] hosts, string? secretFile, CancellationToken ct)
+    private static async Task<(List<JobsResult> Results, int Errors)> AskAll(string[] hosts, string? secretFile, string? configFile, CancellationToken ct)
     {
         var targets = hosts.Length == 0
             ? [("local", new AgentEndpoint("/run/guidecopy/agent.sock", null, 0), (string?)null)]
@@ -184,7 +186,7 @@ internal static class JobCommands
         {
             try
             {
-                byte[] key = AgentServer.ReadSecret(secretFile ?? labSecret ?? DefaultSecretFile());
+                byte[] key = AgentServer.ReadSecret(secretFile ?? labSecret ?? DefaultSecretFile(configFile));
                 await using var c = await AgentClient.ConnectAsync(endpoint, key, ct);
                 var r = await c.JobsAsync(ct);
                 results.Add(r with { Host = name });
