@@ -81,6 +81,13 @@ public sealed class PageServer : IDisposable
     private readonly object _zeroMapLock = new();
     private volatile bool _zeroMapReady;
     private FrameConnection? _demandLane;
+
+    /// <summary>Orders device-state sends against a new demand lane's replay of what was sent before it.</summary>
+    private readonly object _deviceStateLock = new();
+
+    private readonly System.Buffers.ArrayBufferWriter<byte> _deviceState = new();
+
+    private bool _deviceStateEnded;
     private long _deviceStateBytes;
 
     public PageServer(string frozenRamFilePath, PageServerOptions options)
@@ -183,22 +190,64 @@ public sealed class PageServer : IDisposable
     /// </summary>
     public void SendDeviceState(ReadOnlySpan<byte> bytes)
     {
-        var lane = Volatile.Read(ref _demandLane);
-        if (lane is null || lane.IsDisposed) throw new IOException("no destination is connected to receive the device state");
-        while (bytes.Length > 0)
+        lock (_deviceStateLock)
         {
-            int n = Math.Min(bytes.Length, Wire.MaxDeviceStateChunk);
-            lane.Send(FrameType.DeviceState, bytes[..n]);
-            _deviceStateBytes += n;
-            bytes = bytes[n..];
+            // Kept whole (hundreds of KiB, independent of RAM) so a demand lane that comes after a
+            // lost one gets it again from byte 0: the destination skips what it already has.
+            System.Buffers.BuffersExtensions.Write(_deviceState, bytes);
+            _deviceStateBytes += bytes.Length;
+            var lane = _demandLane;
+            if (lane is null || lane.IsDisposed)
+            {
+                return; // the next demand lane gets it all
+            }
+
+            try
+            {
+                SendDeviceStateChunks(lane, bytes);
+            }
+            catch (IOException)
+            {
+                lane.Dispose(); // the destination reconnects and gets it all again
+            }
         }
     }
 
     /// <summary>The device state is whole: the destination may finish loading it.</summary>
     public void EndDeviceState()
     {
-        var lane = Volatile.Read(ref _demandLane);
-        if (lane is null || lane.IsDisposed) throw new IOException("the destination's lane closed before the device state was whole");
+        lock (_deviceStateLock)
+        {
+            _deviceStateEnded = true;
+            var lane = _demandLane;
+            if (lane is null || lane.IsDisposed)
+            {
+                return;
+            }
+
+            try
+            {
+                SendDeviceStateEnd(lane);
+            }
+            catch (IOException)
+            {
+                lane.Dispose();
+            }
+        }
+    }
+
+    private static void SendDeviceStateChunks(FrameConnection lane, ReadOnlySpan<byte> bytes)
+    {
+        while (bytes.Length > 0)
+        {
+            int n = Math.Min(bytes.Length, Wire.MaxDeviceStateChunk);
+            lane.Send(FrameType.DeviceState, bytes[..n]);
+            bytes = bytes[n..];
+        }
+    }
+
+    private void SendDeviceStateEnd(FrameConnection lane)
+    {
         Span<byte> total = stackalloc byte[8];
         BinaryPrimitives.WriteInt64LittleEndian(total, _deviceStateBytes);
         lane.Send(FrameType.DeviceStateEnd, total);
@@ -354,10 +403,25 @@ public sealed class PageServer : IDisposable
         // The zero map as soon as it is known (at once on a frozen file; after the freeze on an
         // armed one, sent by ScanHolesThenAnnounce): the destination resolves those faults itself.
         bool zeroMapReady;
-        lock (_zeroMapLock)
+        lock (_deviceStateLock)
         {
-            _demandLane = lane;
-            zeroMapReady = _zeroMapReady;
+            lock (_zeroMapLock)
+            {
+                _demandLane = lane;
+                zeroMapReady = _zeroMapReady;
+            }
+
+            // A lane after a lost one: what of the device state is out goes again, before any
+            // later piece (SendDeviceState holds the same lock).
+            if (_deviceState.WrittenCount > 0)
+            {
+                SendDeviceStateChunks(lane, _deviceState.WrittenSpan);
+            }
+
+            if (_deviceStateEnded)
+            {
+                SendDeviceStateEnd(lane);
+            }
         }
         if (zeroMapReady) lane.Send(FrameType.ZeroMap, FrameCodec.EncodeBitmap(_ram.ZeroPages));
         // Armed: the destination has nothing to ask before it runs, and nothing is served before the freeze.

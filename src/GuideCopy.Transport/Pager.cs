@@ -100,6 +100,30 @@ public sealed class Pager : IDemandSink, IDisposable
 
     public delegate void DeviceStateSink(ReadOnlySpan<byte> bytes);
 
+    /// <summary>Device-state bytes passed to <see cref="DeviceStateReceived"/> so far, and on the current demand lane.</summary>
+    private long _deviceStateDelivered, _deviceStateOnLane;
+
+    private bool _deviceStateEnded;
+
+    /// <summary>
+    /// One piece of the device state. A demand lane lost mid-stream (a cut link, a frame that
+    /// failed authentication) is followed by a new one on which the source sends the state again
+    /// from byte 0 (PageServer.ServeDemand): only the bytes past what QEMU already has go on.
+    /// </summary>
+    private void DeviceStatePiece(ReadOnlySpan<byte> piece)
+    {
+        long start = _deviceStateOnLane;
+        _deviceStateOnLane += piece.Length;
+        if (_deviceStateOnLane <= _deviceStateDelivered)
+        {
+            return;
+        }
+
+        var fresh = piece[(int)Math.Max(0, _deviceStateDelivered - start)..];
+        _deviceStateDelivered = _deviceStateOnLane;
+        DeviceStateReceived?.Invoke(fresh);
+    }
+
     /// <summary>
     /// Completes once the demand lane (which carries the device state) and a control lane (for
     /// the commit question) are authenticated: what the destination prepares before the pause.
@@ -319,6 +343,8 @@ public sealed class Pager : IDemandSink, IDisposable
                     {
                         if (kind == Lane.Demand)
                         {
+                            // The source sends a new demand lane the device state again from its first byte.
+                            _deviceStateOnLane = 0;
                             _demandLane = lane;
                             // Faults still waiting lost their request with the old lane: ask again.
                             int n = installer.CopyPending(pending);
@@ -353,9 +379,12 @@ public sealed class Pager : IDemandSink, IDisposable
                     else if (type == FrameType.Complete) completeAt = Stopwatch.GetTimestamp();
                     else if (type == FrameType.ZeroMap && kind == Lane.Demand)
                         installer.MarkZeroMap(FrameCodec.ReadBitmap(lane.Payload, installer.PageCount, "zero map"));
-                    else if (type == FrameType.DeviceState && kind == Lane.Demand) DeviceStateReceived?.Invoke(lane.Payload);
-                    else if (type == FrameType.DeviceStateEnd && kind == Lane.Demand)
+                    else if (type == FrameType.DeviceState && kind == Lane.Demand) DeviceStatePiece(lane.Payload);
+                    else if (type == FrameType.DeviceStateEnd && kind == Lane.Demand && !_deviceStateEnded)
+                    {
+                        _deviceStateEnded = true;
                         DeviceStateEnded?.Invoke(BinaryPrimitives.ReadInt64LittleEndian(lane.Payload));
+                    }
                     else if (type != FrameType.Heartbeat) throw new ProtocolException($"unexpected {type} on the {kind} lane");
                     // The source believes it sent everything but pages are missing (sent on a lane
                     // that died): reconnect, and the resume bitmap makes it send them again.

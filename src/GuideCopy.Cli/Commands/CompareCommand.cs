@@ -29,11 +29,12 @@ internal static class CompareCommand
         var json = new Option<bool>("--json") { Description = "Print the reports as a JSON array." };
         var timeout = new Option<double>("--timeout") { Description = "Seconds after which a pre-copy that has not converged is aborted (the guest stays where it was).", DefaultValueFactory = _ => 180 };
         var guestArgs = new Option<string?>("--guest-args") { Description = "More guest kernel command-line keys, e.g. 'gc.verify_every=64 gc.ws=32'." };
+        var plot = new Option<string?>("--plot") { Description = "Write the pictures of this run into DIR: guest-work.svg (one line per mode), stalls.svg, pages-N-MODE.svg (guide mode, by route against the cap)." };
         var name = LabCommand.NameOption();
         var config = AgentCommand.ConfigOption();
         var cmd = new Command("compare", "Migrate one lab guest back and forth once per mode and print the reports side by side.")
         {
-            workload, modes, rate, bandwidth, memory, settle, json, guestArgs, timeout, name, config,
+            workload, modes, rate, bandwidth, memory, settle, json, guestArgs, timeout, plot, name, config,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -103,6 +104,13 @@ internal static class CompareCommand
                 }
 
                 Console.WriteLine(p.GetValue(json) ? JsonSerializer.Serialize(reports, MigrationReport.Json) : ReportTable.Render(reports));
+                if (p.GetValue(plot) is { } dir)
+                {
+                    foreach (string file in Pictures.ForCompare(reports, dir))
+                    {
+                        Console.Error.WriteLine($"compare: wrote {file}");
+                    }
+                }
                 return reports.All(r => r.Outcome == MigrationOutcome.Completed && r.Guest?.ChecksOk != false) ? ExitCodes.Success : ExitCodes.Failure;
             }
             catch (Exception e) when (e is LabException or TimeoutException)

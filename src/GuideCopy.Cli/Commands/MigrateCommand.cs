@@ -31,11 +31,12 @@ internal static class MigrateCommand
         var observe = new Option<double>("--observe") { Description = "Seconds to keep watching the guest's heartbeats after completion, for the report.", DefaultValueFactory = _ => 5 };
         var guide = new Option<string>("--guide") { Description = "With --mode guide: run the guide clone on the source (on) or not (off: demand, locality and background only).", DefaultValueFactory = _ => "on" };
         guide.AcceptOnlyFromAmong("on", "off");
+        var plot = new Option<string?>("--plot") { Description = "Write the guest's work over time to FILE (.svg or .png); guide mode also FILE's name with -pages: pages by route against the cap." };
         var insecure = InsecureLanesOption();
         var config = AgentCommand.ConfigOption();
         var cmd = new Command("migrate", "Migrate a running domain between two hosts and print the report.\n" + ExitCodes.MigrateHelp)
         {
-            domain, from, to, mode, guide, bandwidth, timeout, maxDowntime, keepDefinition, json, fromAgent, toAgent, secret, observe, insecure, config,
+            domain, from, to, mode, guide, bandwidth, timeout, maxDowntime, keepDefinition, json, plot, fromAgent, toAgent, secret, observe, insecure, config,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -70,6 +71,13 @@ internal static class MigrateCommand
 
             var report = await RunAsync(plan, showProgress: !asJson, ct);
             Console.WriteLine(asJson ? report.ToJson() : ReportTable.Render([report]));
+            if (p.GetValue(plot) is { } file && report.Timeline is not null)
+            {
+                foreach (string written in Pictures.ForMigrate(report, file))
+                {
+                    Console.Error.WriteLine($"guidecopy migrate: wrote {written}");
+                }
+            }
             if (!asJson && report.Error is not null)
             {
                 Console.Error.WriteLine($"guidecopy migrate: {report.Outcome}: {report.Error}");

@@ -514,8 +514,10 @@ public sealed partial class GuideCopyMigration
             await ThroughputWindows.ObserveAsync(_switchoverAt, completedAt, _plan.ObserveAfter, CancellationToken.None);
         }
 
-        GuestThroughput? guest = _follower is null ? null : ThroughputWindows.Compute(_history, _follower.Snapshot(), _switchoverAt, completedAt);
+        var live = _follower?.Snapshot() ?? [];
+        GuestThroughput? guest = _follower is null ? null : ThroughputWindows.Compute(_history, live, _switchoverAt, completedAt);
         _follower?.Dispose();
+        var timeline = new MigrationTimeline(ThroughputWindows.Series(live, _switchoverAt), _pageSamples, _plan.BandwidthBytesPerSecond);
         // The switchover's reply can be lost while the source still committed (its agent died
         // right after deciding): the migration is followed all the same, without its figures.
         var switched = _switched;
@@ -553,6 +555,7 @@ public sealed partial class GuideCopyMigration
                 R(status.StallMaxMs), R(status.StallTotalMs)),
             Guest = guest,
             Guide = served is null ? null : GuideSummary(served),
+            Timeline = timeline,
             PhasesMs = _phases,
         };
     }
@@ -567,6 +570,8 @@ public sealed partial class GuideCopyMigration
         while (true)
         {
             var s = await CallDestination(d => d.StatusAsync(new MigrationRequest(_id), ct), ct);
+            _pageSamples.Add(new PagesSample(Math.Round((DateTime.UtcNow - _switchoverAt).TotalSeconds, 3),
+                s.DemandPages, s.PushPages, s.LocalityPages, s.BackgroundPages, s.ZeroPages + s.RemovedPages));
             if (s.DonePages != lastDone)
             {
                 lastDone = s.DonePages;
@@ -685,6 +690,9 @@ public sealed partial class GuideCopyMigration
     };
 
     private TimeSpan _lastMark;
+
+    /// <summary>The destination's figures at each poll after the switchover (a few per second), for the pictures.</summary>
+    private readonly List<PagesSample> _pageSamples = [];
     private string? _guideFailure;
 
     /// <summary>Records how long the phase that ends now took.</summary>

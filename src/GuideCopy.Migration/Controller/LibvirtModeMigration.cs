@@ -138,6 +138,8 @@ public static class LibvirtModeMigration
                         ? new FaultStats((long)reqs, (long)reqs, null, null, null, result.BlockTime?.TotalMilliseconds)
                         : null,
                     Guest = guest,
+                    // No per-route page samples: libvirt's job stats have no routes.
+                    Timeline = follower is null ? null : new MigrationTimeline(ThroughputWindows.Series(live, switchoverAt), [], plan.BandwidthBytesPerSecond),
                     Details = details,
                 };
             }

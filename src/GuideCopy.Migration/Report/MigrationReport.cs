@@ -61,6 +61,18 @@ public sealed record GuideReport(
     double RuntimeSeconds, double CpuSeconds, string StopReason, long PagesSkippedForLead = 0, long LatePushesInFlight = 0,
     double? LateGuideLeadP50Ms = null, long FaultsAheadOfPush = 0);
 
+/// <summary>
+/// Samples for the pictures (`migrate --plot`, `compare --plot`), times in seconds from the
+/// switchover (negative: before it). GuestWork: the guest's work per second between two
+/// heartbeats, host time. Pages (guide mode): what the destination had installed, by route,
+/// at each poll. CapBytesPerSecond: the migration's bandwidth cap (0: none).
+/// </summary>
+public sealed record MigrationTimeline(IReadOnlyList<GuestWorkSample> GuestWork, IReadOnlyList<PagesSample> Pages, long CapBytesPerSecond, int PageSize = 4096);
+
+public sealed record GuestWorkSample(double T, double WorkPerSecond);
+
+public sealed record PagesSample(double T, long Demand, long Push, long Locality, long Background, long Zero);
+
 /// <summary>Everything the report shows; the JSON form is the stable interface for scripts (docs/report-schema.json).</summary>
 public sealed record MigrationReport
 {
@@ -108,6 +120,9 @@ public sealed record MigrationReport
 
     /// <summary>The guide (mode guide with --guide on); null when no guide ran.</summary>
     public GuideReport? Guide { get; init; }
+
+    /// <summary>The samples behind the pictures; null where the controller could not read the guest.</summary>
+    public MigrationTimeline? Timeline { get; init; }
 
     /// <summary>Phase timings in ms (preflight, device-state save, destination start, load, transfer ...).</summary>
     public IReadOnlyDictionary<string, double> PhasesMs { get; init; } = new Dictionary<string, double>();

@@ -85,6 +85,23 @@ public static class ThroughputWindows
             Ratio(duringRate, beforeRate), Ratio(afterRate, beforeRate), ok, afterSwitch.Count, lastBeat.Line);
     }
 
+    /// <summary>Work per second between consecutive live heartbeats, host time, in seconds from the switchover.</summary>
+    public static List<GuestWorkSample> Series(IReadOnlyList<Heartbeat> live, DateTime switchoverAt)
+    {
+        var series = new List<GuestWorkSample>(live.Count);
+        for (int i = 1; i < live.Count; i++)
+        {
+            double dt = (live[i].SeenAt - live[i - 1].SeenAt).TotalSeconds;
+            if (dt > 0 && live[i].Work >= live[i - 1].Work)
+            {
+                series.Add(new GuestWorkSample(Math.Round((live[i].SeenAt - switchoverAt).TotalSeconds, 3),
+                    Math.Round((live[i].Work - (double)live[i - 1].Work) / dt, 1)));
+            }
+        }
+
+        return series;
+    }
+
     private static double? GuestRate(Heartbeat first, Heartbeat last) =>
         last.GuestMs > first.GuestMs ? (last.Work - (double)first.Work) * 1000.0 / (last.GuestMs - first.GuestMs) : null;
 

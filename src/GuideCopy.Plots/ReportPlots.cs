@@ -1,0 +1,145 @@
+using GuideCopy.Migration.Report;
+using ScottPlot;
+
+namespace GuideCopy.Plots;
+
+/// <summary>
+/// The pictures an operator looks at instead of the report's numbers (ScottPlot, SVG or PNG by
+/// the file's extension): the guest's work per second across the switchover, one line per
+/// report; the pages installed over time stacked by route against what the cap allows; the
+/// stall latencies per mode.
+/// </summary>
+public static class ReportPlots
+{
+    private const int Width = 900;
+    private const int Height = 450;
+
+    /// <summary>The guest's own work per second, as a share of its rate before the migration, one line per report; 0 s is the switchover.</summary>
+    public static void GuestWork(IReadOnlyList<MigrationReport> reports, string file)
+    {
+        var plot = new Plot();
+        foreach (var (report, i) in reports.Select((r, i) => (r, i)))
+        {
+            var samples = report.Timeline?.GuestWork ?? [];
+            if (samples.Count == 0)
+            {
+                continue;
+            }
+
+            double baseline = report.Guest?.BeforeRate is > 0 and var b ? b : 1;
+            var line = plot.Add.ScatterLine(samples.Select(s => s.T).ToArray(), samples.Select(s => 100 * s.WorkPerSecond / baseline).ToArray());
+            line.LegendText = Label(report, i);
+            line.LineWidth = 2;
+        }
+
+        var switchover = plot.Add.VerticalLine(0);
+        switchover.LinePattern = LinePattern.Dashed;
+        switchover.LegendText = "switchover";
+        plot.Title("Guest work across the migration");
+        plot.XLabel("seconds from the switchover");
+        plot.YLabel(reports.All(r => r.Guest?.BeforeRate is > 0) ? "work/s, % of the rate before" : "work/s");
+        plot.ShowLegend(Alignment.LowerRight);
+        Save(plot, file);
+    }
+
+    /// <summary>One guide-mode report's pages on the destination over time, stacked by route, and what a link at the cap could have carried since the switchover.</summary>
+    public static void PagesByRoute(MigrationReport report, string file)
+    {
+        var samples = report.Timeline?.Pages ?? [];
+        var plot = new Plot();
+        if (samples.Count > 0)
+        {
+            double[] t = samples.Select(s => s.T).ToArray();
+            var routes = new (string Name, Func<PagesSample, long> Of)[]
+            {
+                ("zero (no transfer)", s => s.Zero), ("demand", s => s.Demand), ("locality", s => s.Locality),
+                ("push (guide order)", s => s.Push), ("background", s => s.Background),
+            };
+            double[] below = new double[samples.Count];
+            foreach (var (name, of) in routes)
+            {
+                double[] top = samples.Select((s, k) => below[k] + of(s)).ToArray();
+                var band = plot.Add.FillY(t, below, top);
+                band.LegendText = name;
+                below = top;
+            }
+
+            if (report.Timeline!.CapBytesPerSecond > 0)
+            {
+                double perSecond = report.Timeline.CapBytesPerSecond / (double)report.Timeline.PageSize;
+                double end = t[^1];
+                var cap = plot.Add.ScatterLine(new[] { 0.0, end }, new[] { 0.0, perSecond * end });
+                cap.LinePattern = LinePattern.Dashed;
+                cap.LineWidth = 2;
+                cap.LegendText = $"the cap ({report.Timeline.CapBytesPerSecond * 8 / 1e6:0} Mbit/s), pages sent";
+            }
+        }
+
+        plot.Title($"Pages on the destination by route: {report.Mode} {report.Domain}");
+        plot.XLabel("seconds from the switchover");
+        plot.YLabel("pages");
+        plot.ShowLegend(Alignment.UpperLeft);
+        Save(plot, file);
+    }
+
+    /// <summary>Stall latency per report: median, 99th percentile and longest demand fault.</summary>
+    public static void Stalls(IReadOnlyList<MigrationReport> reports, string file)
+    {
+        var plot = new Plot();
+        var kinds = new (string Name, Func<FaultStats, double?> Of)[] { ("p50", f => f.StallP50Ms), ("p99", f => f.StallP99Ms), ("max", f => f.StallMaxMs) };
+        var ticks = new List<Tick>();
+        for (int i = 0; i < reports.Count; i++)
+        {
+            ticks.Add(new Tick(i * (kinds.Length + 1) + 1, Label(reports[i], i)));
+        }
+
+        for (int k = 0; k < kinds.Length; k++)
+        {
+            var bars = new List<Bar>();
+            for (int i = 0; i < reports.Count; i++)
+            {
+                if (reports[i].DestinationFaults is { } f && kinds[k].Of(f) is { } ms)
+                {
+                    bars.Add(new Bar { Position = i * (kinds.Length + 1) + k, Value = ms });
+                }
+            }
+
+            var color = plot.Add.Palette.GetColor(k);
+            foreach (var bar in bars)
+            {
+                bar.FillColor = color;
+            }
+
+            var series = plot.Add.Bars(bars);
+            series.LegendText = kinds[k].Name;
+        }
+
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks.ToArray());
+        plot.Axes.Margins(bottom: 0);
+        plot.Title("Demand-fault stalls (QEMU's modes report no per-fault latency)");
+        plot.YLabel("ms");
+        plot.ShowLegend(Alignment.UpperRight);
+        Save(plot, file);
+    }
+
+    private static string Label(MigrationReport r, int i) =>
+        $"{i + 1}. {r.Mode}{(r.Guide is null && r.Mode == "guide" ? " (guide off)" : "")}";
+
+    private static void Save(Plot plot, string file)
+    {
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(file));
+        if (dir is not null)
+        {
+            Directory.CreateDirectory(dir);
+        }
+
+        if (file.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
+        {
+            plot.SavePng(file, Width, Height);
+        }
+        else
+        {
+            plot.SaveSvg(file, Width, Height);
+        }
+    }
+}
