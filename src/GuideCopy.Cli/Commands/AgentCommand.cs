@@ -100,6 +100,7 @@ internal static class AgentCommand
                     return null;
                 }
 
+                AgentMetrics.Publish();
                 var server = new MetricServer(ep.Address, ep.Port);
                 server.Start();
                 logger.LogInformation("metrics on http://{Address}:{Port}/metrics", ep.Address, ep.Port);

@@ -11,38 +11,44 @@ namespace GuideCopy.Migration.Agent;
 /// </summary>
 public static class AgentMetrics
 {
-    public const string MeterName = "GuideCopy.Agent";
+    // prometheus-net names each series meter_instrument: guidecopy_migrations, guidecopy_pages, ...
+    public const string MeterName = "GuideCopy";
 
     private static readonly Meter Meter = new(MeterName);
 
     private static readonly Counter<long> Migrations = Meter.CreateCounter<long>(
-        "guidecopy_migrations", description: "Migrations that ended on this host, by role (source, destination) and outcome (completed, rolled_back, failed).");
+        "migrations", description: "Migrations that ended on this host, by role (source, destination) and outcome (completed, rolled_back, failed).");
 
     private static readonly Counter<long> Pages = Meter.CreateCounter<long>(
-        "guidecopy_pages", description: "Pages installed on this destination by route: demand, push, locality, background, zero, duplicate.");
+        "pages", description: "Pages installed on this destination by route: demand, push, locality, background, zero, duplicate.");
 
     private static readonly Counter<long> Bytes = Meter.CreateCounter<long>(
-        "guidecopy_received_bytes", unit: "bytes", description: "Bytes this destination received on its page lanes.");
+        "received_bytes", unit: "bytes", description: "Bytes this destination received on its page lanes.");
 
     private static readonly Counter<long> Faults = Meter.CreateCounter<long>(
-        "guidecopy_demand_faults", description: "Destination vCPU faults on pages not yet there (each waited on the network).");
+        "demand_faults", description: "Destination vCPU faults on pages not yet there (each waited on the network).");
 
     private static readonly Counter<long> Reconnects = Meter.CreateCounter<long>(
-        "guidecopy_lane_reconnects", description: "Page-lane reconnects on this destination (link cuts, a restarted source agent).");
+        "lane_reconnects", description: "Page-lane reconnects on this destination (link cuts, a restarted source agent).");
 
     private static readonly Histogram<double> Downtime = Meter.CreateHistogram<double>(
-        "guidecopy_downtime_ms", unit: "ms",
+        "downtime_ms", unit: "ms",
         description: "Destination's view of the pause: first device-state byte in to its QEMU resumed (the source's vCPUs stopped just before that byte).");
 
     private static readonly Histogram<double> Stall = Meter.CreateHistogram<double>(
-        "guidecopy_stall_ms", unit: "ms", description: "Per migration: the time this destination's vCPUs waited on demand faults, summed.");
+        "stall_ms", unit: "ms", description: "Per migration: the time this destination's vCPUs waited on demand faults, summed.");
 
     private static int _active;
 
     static AgentMetrics()
     {
-        Meter.CreateObservableGauge("guidecopy_migrations_active", () => Volatile.Read(ref _active),
+        Meter.CreateObservableGauge("migrations_active", () => Volatile.Read(ref _active),
             description: "Migrations this agent is taking part in now (either role).");
+    }
+
+    /// <summary>Creates the meter now, so an exporter listening for meters sees its instruments before the first migration.</summary>
+    public static void Publish()
+    {
     }
 
     /// <summary>A migration side started here (its first journal record).</summary>

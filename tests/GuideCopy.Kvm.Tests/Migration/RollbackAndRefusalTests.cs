@@ -320,6 +320,7 @@ public sealed class RollbackAndRefusalTests
             var report = System.Text.Json.JsonSerializer.Deserialize<MigrationReport>(stdout.Result, MigrationReport.Json)!;
             Assert.That(activeSeen, Is.EqualTo(1), "the destination's scrape during the migration shows it active");
             string after = _lab.B.Check("curl", "-sf", url);
+            TestContext.Out.WriteLine(string.Join('\n', after.Split('\n').Where(l => l.Contains("guidecopy_", StringComparison.Ordinal) && !l.StartsWith('#'))));
             Assert.That(Sample(after, "guidecopy_migrations", "role=\"destination\"", "outcome=\"completed\"") - before, Is.EqualTo(1), after);
             Assert.That(Sample(after, "guidecopy_migrations_active"), Is.Zero);
             Assert.That(Sample(after, "guidecopy_pages", "route=\"push\""), Is.GreaterThan(0));
