@@ -329,8 +329,15 @@ public sealed partial class GuideCopyMigration
                 _phases["commit"] = Math.Round(asked.Elapsed.TotalMilliseconds, 1);
             }
         }
-        catch (Exception e) when (e is AgentException { ConnectionLost: true } or OperationCanceledException or TimeoutException
-                                      || e is AgentException a && a.Message.Contains("has not answered", StringComparison.Ordinal))
+        catch (AgentException e) when (e.Message.Contains("has not answered", StringComparison.Ordinal))
+        {
+            // The destination answered: it has not committed, it waits for the source's word.
+            // Asking it again changes nothing; the rollback asks the source, whose journal holds
+            // the one decision (a committed source refuses it, and the migration is followed).
+            Report($"the destination is still waiting for the source's decision ({e.Message}); asking the source");
+            throw;
+        }
+        catch (Exception e) when (e is AgentException { ConnectionLost: true } or OperationCanceledException or TimeoutException)
         {
             // No answer is not a "no": the destination may have resumed. Ask it; if it cannot
             // say, the rollback asks the source, whose journal holds the one decision.

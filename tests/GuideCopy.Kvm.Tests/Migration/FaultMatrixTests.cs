@@ -99,10 +99,16 @@ public sealed class FaultMatrixTests
         Assert.That(other.DomainNames(), Does.Not.Contain(Domain), $"a copy of {Domain} is left on {other.Name}");
         Assert.That(CommandRunner.Run("pgrep", "-f", $"guest={Domain}").StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries), Has.Length.EqualTo(1),
             "exactly one QEMU of the guest must run");
-        Assert.That(NewLeftWork(), Is.Empty, "work files left");
+        Assert.That(NewLeftWork(), Is.Empty, "work files left; the agents' last lines:\n" + AgentLogTails());
         Assert.That(_lab.Hosts.SelectMany(FrozenLinks), Is.Empty, "frozen RAM links left");
         MigrationLab.AssertHeartbeatsContinue(_guest);
     }
+
+    private string AgentLogTails() => string.Join("\n", _lab.Hosts.Select(h =>
+    {
+        string log = Path.Combine(_lab.Layout.HostDir(h.Name), "agent.log");
+        return $"--- {h.Name}:\n" + (File.Exists(log) ? string.Join("\n", File.ReadLines(log).TakeLast(25)) : "(no log)");
+    }));
 
     /// <summary>The source agent's own links to frozen RAM (SourceSide keeps them under RamDir/guidecopy-frozen).</summary>
     private static string[] FrozenLinks(LabHost h)
