@@ -40,14 +40,14 @@ public static unsafe class FdPassing
                     for (int i = 0; i < count; i++)
                     {
                         if (fd < 0) fd = fds[i];
-                        else Close(fds[i]);
+                        else Mono.Unix.Native.Syscall.close(fds[i]);
                     }
                 }
                 off += (c->Len + 7) & ~(nuint)7;
             }
             if ((msg.Flags & (MSG_TRUNC | MSG_CTRUNC)) != 0)
             {
-                if (fd >= 0) Close(fd);
+                if (fd >= 0) Mono.Unix.Native.Syscall.close(fd);
                 fd = -1;
                 throw new InvalidDataException("shim message truncated (too long or too many fds)");
             }
@@ -59,8 +59,8 @@ public static unsafe class FdPassing
     public static bool Send(int socket, ReadOnlySpan<byte> data)
     {
         fixed (byte* p = data)
-            return global::Interop.Sys.Send(socket, p, (nuint)data.Length, MSG_NOSIGNAL) == data.Length;
+            return Mono.Unix.Native.Syscall.send(socket, p, (ulong)data.Length, Mono.Unix.Native.MessageFlags.MSG_NOSIGNAL) == data.Length;
     }
 
-    public static void CloseFd(int fd) => Close(fd);
+    public static void CloseFd(int fd) => Mono.Unix.Native.Syscall.close(fd);
 }

@@ -29,12 +29,14 @@ public sealed unsafe class Userfaultfd : SafeHandleZeroOrMinusOneIsInvalid
     /// <summary>Creates a non-blocking uffd: /dev/userfaultfd first, then the syscall.</summary>
     public static Userfaultfd Create()
     {
-        const int flags = (int)(OpenFlags.O_CLOEXEC | OpenFlags.O_NONBLOCK);
-        int dev = Open("/dev/userfaultfd", OpenFlags.O_RDWR | OpenFlags.O_CLOEXEC);
+        // The uffd's own flags go to the kernel as they are (USERFAULTFD_IOC_NEW's argument, the
+        // syscall's): x86-64 O_CLOEXEC | O_NONBLOCK, not Mono.Unix's portable OpenFlags.
+        const int flags = 0x80000 | 0x800;
+        int dev = Mono.Unix.Native.Syscall.open("/dev/userfaultfd", Mono.Unix.Native.OpenFlags.O_RDWR | Mono.Unix.Native.OpenFlags.O_CLOEXEC);
         if (dev >= 0)
         {
             int fd = Ioctl(dev, USERFAULTFD_IOC_NEW, flags);
-            global::Interop.Sys.Close(dev);
+            Mono.Unix.Native.Syscall.close(dev);
             if (fd >= 0) return FromFd(fd);
         }
         long r = Syscall(SYS_userfaultfd, flags);
@@ -85,7 +87,7 @@ public sealed unsafe class Userfaultfd : SafeHandleZeroOrMinusOneIsInvalid
     {
         fixed (UffdMessage* p = into)
         {
-            nint n = Read(Fd, p, (nuint)(into.Length * sizeof(UffdMessage)));
+            long n = Mono.Unix.Native.Syscall.read(Fd, p, (ulong)(into.Length * sizeof(UffdMessage)));
             if (n >= 0) return (int)(n / sizeof(UffdMessage));
             int e = Marshal.GetLastPInvokeError();
             if (e == Errno.EAGAIN || e == Errno.EINTR) return 0;
@@ -131,7 +133,7 @@ public sealed unsafe class Userfaultfd : SafeHandleZeroOrMinusOneIsInvalid
         return Ioctl(Fd, UFFDIO_WAKE, &range) < 0 ? Marshal.GetLastPInvokeError() : 0;
     }
 
-    protected override bool ReleaseHandle() => global::Interop.Sys.Close((int)handle) == 0;
+    protected override bool ReleaseHandle() => Mono.Unix.Native.Syscall.close((int)handle) == 0;
 
     private static IOException Error(string what, int errno = -1)
     {

@@ -1,6 +1,6 @@
 namespace GuideCopy.MemoryPlane;
 
-/// <summary>Why a page was sent, in the source's priority order (ARCHITECTURE.md step 5).</summary>
+/// <summary>Why a page was sent, in the source's priority order (docs/ARCHITECTURE.md step 5).</summary>
 public enum PageOrigin : byte
 {
     /// <summary>(a) a destination fault asked for it.</summary>

@@ -18,16 +18,14 @@ public static class ReportPlots
     public static void GuestWork(IReadOnlyList<MigrationReport> reports, string file)
     {
         var plot = new Plot();
-        foreach (var (report, i) in reports.Select((r, i) => (r, i)))
+        // A mode that did not complete has no switchover to line up on; shares need every line's rate before.
+        var drawn = reports.Select((r, i) => (Report: r, Index: i)).Where(x => x.Report.Timeline?.GuestWork.Count > 0).ToList();
+        bool shares = drawn.All(x => x.Report.Guest?.BeforeRate is > 0);
+        foreach (var (report, i) in drawn)
         {
-            var samples = report.Timeline?.GuestWork ?? [];
-            if (samples.Count == 0)
-            {
-                continue;
-            }
-
-            double baseline = report.Guest?.BeforeRate is > 0 and var b ? b : 1;
-            var line = plot.Add.ScatterLine(samples.Select(s => s.T).ToArray(), samples.Select(s => 100 * s.WorkPerSecond / baseline).ToArray());
+            var samples = report.Timeline!.GuestWork;
+            double baseline = shares ? report.Guest!.BeforeRate!.Value / 100 : 1;
+            var line = plot.Add.ScatterLine(samples.Select(s => s.T).ToArray(), samples.Select(s => s.WorkPerSecond / baseline).ToArray());
             line.LegendText = Label(report, i);
             line.LineWidth = 2;
         }
@@ -37,7 +35,7 @@ public static class ReportPlots
         switchover.LegendText = "switchover";
         plot.Title("Guest work across the migration");
         plot.XLabel("seconds from the switchover");
-        plot.YLabel(reports.All(r => r.Guest?.BeforeRate is > 0) ? "work/s, % of the rate before" : "work/s");
+        plot.YLabel(shares ? "work/s, % of the rate before" : "work/s");
         plot.ShowLegend(Alignment.LowerRight);
         Save(plot, file);
     }

@@ -18,7 +18,7 @@ internal static class JobCommands
 {
     private static Option<string[]> HostOption() => new("--host")
     {
-        Description = "An agent to ask: lab:a, lab:NAME/b or a libvirt URI (its agent at tcp:HOST:7170). Repeatable; default: this host's agent.",
+        Description = "An agent to ask: lab:a, lab:NAME/b, a libvirt URI (its agent at tcp:HOST:7170) or an agent endpoint (unix:/path, tcp:HOST:PORT). Repeatable; default: this host's agent.",
         AllowMultipleArgumentsPerToken = true,
     };
 
@@ -173,15 +173,36 @@ internal static class JobCommands
 
     private static async Task<(List<JobsResult> Results, int Errors)> AskAll(string[] hosts, string? secretFile, string? configFile, CancellationToken ct)
     {
-        var targets = hosts.Length == 0
-            ? [("local", new AgentEndpoint("/run/guidecopy/agent.sock", null, 0), (string?)null)]
-            : hosts.Select(h =>
-            {
-                var t = MigrateCommand.ResolveTarget(h, null, out string? labSecret);
-                return (h, t.Agent, labSecret);
-            }).ToList();
         var results = new List<JobsResult>();
         int errors = 0;
+        var targets = new List<(string Name, AgentEndpoint Endpoint, string? LabSecret)>();
+        if (hosts.Length == 0)
+        {
+            targets.Add(("local", new AgentEndpoint("/run/guidecopy/agent.sock", null, 0), null));
+        }
+
+        foreach (string h in hosts)
+        {
+            try
+            {
+                // An agent endpoint as such (unix:/path, tcp:HOST:PORT), or a host as for migrate.
+                if (h.StartsWith("unix:", StringComparison.Ordinal) || h.StartsWith("tcp:", StringComparison.Ordinal))
+                {
+                    targets.Add((h, AgentEndpoint.Parse(h), null));
+                }
+                else
+                {
+                    var t = MigrateCommand.ResolveTarget(h, null, out string? labSecret);
+                    targets.Add((h, t.Agent, labSecret));
+                }
+            }
+            catch (Exception e) when (e is FormatException or LabException)
+            {
+                Console.Error.WriteLine($"guidecopy: {h}: {e.Message}");
+                errors++;
+            }
+        }
+
         foreach (var (name, endpoint, labSecret) in targets)
         {
             try

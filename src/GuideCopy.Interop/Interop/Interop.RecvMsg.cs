@@ -4,7 +4,7 @@ internal static partial class Interop
 {
     internal static partial class Sys
     {
-        // Raw recvmsg/send: Mono.Unix's Msghdr is a class holding managed arrays, which would
+        // Raw recvmsg: Mono.Unix's Msghdr is a class holding managed arrays, which would
         // allocate on every call and hides the cmsg buffer we parse for SCM_RIGHTS.
         internal const int SOL_SOCKET = 1;
         internal const int SCM_RIGHTS = 1;
@@ -32,7 +32,5 @@ internal static partial class Interop
         [LibraryImport(Libraries.Libc, EntryPoint = "recvmsg", SetLastError = true)]
         internal static unsafe partial nint RecvMsg(int socket, MsgHdr* message, int flags);
 
-        [LibraryImport(Libraries.Libc, EntryPoint = "send", SetLastError = true)]
-        internal static unsafe partial nint Send(int socket, void* buffer, nuint length, int flags);
     }
 }

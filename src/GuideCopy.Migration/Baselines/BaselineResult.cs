@@ -8,7 +8,7 @@ namespace GuideCopy.Migration.Baselines;
 /// <param name="LibvirtElapsed">libvirt's time_elapsed for the job (null if it did not report one).</param>
 /// <param name="Downtime">
 /// libvirt's downtime (source paused to destination running). For post-copy QEMU's figure has been
-/// seen to be unreliable on this rig (FACTS.md); compare it with the guest's own heartbeats.
+/// seen to be unreliable on this rig (docs/FACTS.md); compare it with the guest's own heartbeats.
 /// </param>
 /// <param name="ObservedPause">
 /// Source SUSPENDED event to destination RESUMED event, as the controller received them: the

@@ -7,7 +7,7 @@ namespace GuideCopy.Migration.Baselines;
 /// <summary>
 /// The pause the guest really sees: source SUSPENDED -> destination RESUMED, as this process
 /// receives libvirt's lifecycle events (libvirt's and QEMU's own downtime figures are missing or
-/// unreliable for post-copy, FACTS.md). Both handlers run on the one event-loop thread.
+/// unreliable for post-copy, docs/FACTS.md). Both handlers run on the one event-loop thread.
 /// </summary>
 public sealed class GuestPauseWatch : IDisposable
 {

@@ -524,7 +524,7 @@ public sealed partial class GuideCopyMigration
         var live = _follower?.Snapshot() ?? [];
         GuestThroughput? guest = _follower is null ? null : ThroughputWindows.Compute(_history, live, _switchoverAt, completedAt);
         _follower?.Dispose();
-        var timeline = new MigrationTimeline(ThroughputWindows.Series(live, _switchoverAt), _pageSamples, _plan.BandwidthBytesPerSecond);
+        var timeline = new MigrationTimeline(ThroughputWindows.Series(_history, live, _switchoverAt), _pageSamples, _plan.BandwidthBytesPerSecond);
         // The switchover's reply can be lost while the source still committed (its agent died
         // right after deciding): the migration is followed all the same, without its figures.
         var switched = _switched;

@@ -125,10 +125,10 @@ public static class LibvirtModeMigration
                     Outcome = MigrationOutcome.Completed,
                     StartedAt = startedAt,
                     TotalSeconds = Math.Round(result.TotalTime.TotalSeconds, 3),
-                    // QEMU's own post-copy downtime figure is unreliable (FACTS.md); where the events
+                    // QEMU's own post-copy downtime figure is unreliable (docs/FACTS.md); where the events
                     // were seen, the QMP-driven runs report the pause the guest saw.
                     // The pause the guest saw (source SUSPENDED to destination RESUMED), as for our
-                    // mode; libvirt's own figure (unreliable for post-copy, FACTS.md) only if an event was missed.
+                    // mode; libvirt's own figure (unreliable for post-copy, docs/FACTS.md) only if an event was missed.
                     DowntimeMs = (result.ObservedPause ?? result.Downtime)?.TotalMilliseconds,
                     BytesOnWire = (long?)result.DataBytes,
                     Pages = BaselinePages.From(result),
@@ -139,7 +139,7 @@ public static class LibvirtModeMigration
                         : null,
                     Guest = guest,
                     // No per-route page samples: libvirt's job stats have no routes.
-                    Timeline = follower is null ? null : new MigrationTimeline(ThroughputWindows.Series(live, switchoverAt), [], plan.BandwidthBytesPerSecond),
+                    Timeline = follower is null ? null : new MigrationTimeline(ThroughputWindows.Series(history, live, switchoverAt), [], plan.BandwidthBytesPerSecond),
                     Details = details,
                 };
             }

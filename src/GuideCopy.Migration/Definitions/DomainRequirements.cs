@@ -1,7 +1,7 @@
 namespace GuideCopy.Migration.Definitions;
 
 /// <summary>
-/// The requirements a domain must meet before anything is paused (ARCHITECTURE.md,
+/// The requirements a domain must meet before anything is paused (docs/ARCHITECTURE.md,
 /// "Requirements on a domain"). Each problem is one sentence that names the fix.
 /// </summary>
 public static class DomainRequirements

@@ -1,7 +1,7 @@
 namespace GuideCopy.Migration.Guide;
 
 /// <summary>
-/// When the guide is stopped (ARCHITECTURE.md step 6). Bound from the "Guide" section of the
+/// When the guide is stopped (docs/ARCHITECTURE.md step 6). Bound from the "Guide" section of the
 /// configuration; sent with each migration by the controller.
 /// </summary>
 public sealed class GuideOptions

@@ -15,7 +15,7 @@ public sealed record GuideStats(
     string StopReason, double StartMs, long PushSkipped = 0, long LateInFlight = 0, double? LateLeadP50Ms = null, long Overtaken = 0);
 
 /// <summary>
-/// The guide on the source host (ARCHITECTURE.md steps 4 and 6): a transient clone of the paused
+/// The guide on the source host (docs/ARCHITECTURE.md steps 4 and 6): a transient clone of the paused
 /// domain, RAM a fresh file behind the shim, faults served from the frozen source RAM by
 /// <see cref="GuideMemory"/>, fed the same device state and resumed. A control loop stops it
 /// when it stops predicting the destination, has nothing left to say, or runs out of time.

@@ -85,10 +85,30 @@ public static class ThroughputWindows
             Ratio(duringRate, beforeRate), Ratio(afterRate, beforeRate), ok, afterSwitch.Count, lastBeat.Line);
     }
 
-    /// <summary>Work per second between consecutive live heartbeats, host time, in seconds from the switchover.</summary>
-    public static List<GuestWorkSample> Series(IReadOnlyList<Heartbeat> live, DateTime switchoverAt)
+    /// <summary>
+    /// Work per second between consecutive heartbeats, in seconds from the switchover: the last
+    /// <see cref="Before"/> of the console's history placed by guest time before the first live
+    /// beat, then the live beats by host time (where downtime and stalls show).
+    /// </summary>
+    public static List<GuestWorkSample> Series(IReadOnlyList<Heartbeat> history, IReadOnlyList<Heartbeat> live, DateTime switchoverAt)
     {
-        var series = new List<GuestWorkSample>(live.Count);
+        var series = new List<GuestWorkSample>(live.Count + 16);
+        if (live.Count > 0)
+        {
+            var first = live[0];
+            double firstT = (first.SeenAt - switchoverAt).TotalSeconds;
+            var earlier = history.Where(b => b.Seq <= first.Seq && first.GuestMs - b.GuestMs <= Before.TotalMilliseconds).ToList();
+            for (int i = 1; i < earlier.Count; i++)
+            {
+                double dt = (earlier[i].GuestMs - earlier[i - 1].GuestMs) / 1000.0;
+                if (dt > 0 && earlier[i].Work >= earlier[i - 1].Work)
+                {
+                    series.Add(new GuestWorkSample(Math.Round(firstT - (first.GuestMs - earlier[i].GuestMs) / 1000.0, 3),
+                        Math.Round((earlier[i].Work - (double)earlier[i - 1].Work) / dt, 1)));
+                }
+            }
+        }
+
         for (int i = 1; i < live.Count; i++)
         {
             double dt = (live[i].SeenAt - live[i - 1].SeenAt).TotalSeconds;

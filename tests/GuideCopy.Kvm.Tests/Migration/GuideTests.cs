@@ -74,7 +74,7 @@ public sealed class GuideTests
                 Assert.That(on.Pages.Demand, Is.LessThanOrEqualTo(off.Pages.Demand * 1.25), "the guide must not add demand faults");
             }
 
-            // Never worse, with room for this machine's run-to-run noise (FACTS.md: slow phases).
+            // Never worse, with room for this machine's run-to-run noise (docs/FACTS.md: slow phases).
             Assert.That(on.DestinationFaults.StallTotalMs, Is.LessThanOrEqualTo((off.DestinationFaults.StallTotalMs ?? 0) * 1.25),
                 "the guide must not make the destination wait longer");
             // The guide never leaves anything behind on the source host.
