@@ -326,6 +326,10 @@ public sealed class RollbackAndRefusalTests
             Assert.That(Sample(after, "guidecopy_pages", "route=\"push\""), Is.GreaterThan(0));
             Assert.That(Sample(after, "guidecopy_received_bytes"), Is.GreaterThanOrEqualTo(report.BytesOnWire > 0 ? 1 : 0));
             Assert.That(after, Does.Contain("guidecopy_downtime_ms"));
+            // The agent's log: one key=value line per journal stage, with the migration id.
+            string log = File.ReadAllText(Path.Combine(_lab.Layout.HostDir("b"), "agent.log"));
+            Assert.That(log, Does.Contain($"migration={report.Id} role=destination domain={Domain} stage=Committed")
+                .And.Contain($"migration={report.Id} role=destination domain={Domain} stage=Completed"));
             // Only on the link's address: not on the host's loopback.
             Assert.That(_lab.B.Run("curl", "-sf", $"http://127.0.0.1:{AgentOptions.DefaultMetricsPort}/metrics").ExitCode, Is.Not.Zero);
         }
