@@ -52,7 +52,23 @@ public sealed class ControlFuzzTests
         _stop = new CancellationTokenSource();
         _running = Task.Run(() => _agent.RunAsync(_stop.Token));
         _endpoint = AgentEndpoint.Parse($"tcp:127.0.0.1:{port}");
-        SpinWait.SpinUntil(() => File.Exists(options.ControlSocket), 10_000);
+        // The agent opens its UNIX socket first, then the TCP listener the fuzz goes to: wait for the latter.
+        SpinWait.SpinUntil(() => File.Exists(options.ControlSocket) && TcpAccepts(port), 10_000);
+    }
+
+    private static bool TcpAccepts(int port)
+    {
+        try
+        {
+            using var probe = new System.Net.Sockets.TcpClient();
+            probe.Connect("127.0.0.1", port);
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            Thread.Sleep(20);
+            return false;
+        }
     }
 
     [OneTimeTearDown]
