@@ -85,7 +85,8 @@ public sealed class PageServer : IDisposable
     /// <summary>Orders device-state sends against a new demand lane's replay of what was sent before it.</summary>
     private readonly object _deviceStateLock = new();
 
-    private readonly System.Buffers.ArrayBufferWriter<byte> _deviceState = new();
+    /// <summary>The device state sent so far; null once the destination has loaded it (it asked for the commit).</summary>
+    private System.Buffers.ArrayBufferWriter<byte>? _deviceState = new();
 
     private bool _deviceStateEnded;
     private long _deviceStateBytes;
@@ -194,6 +195,11 @@ public sealed class PageServer : IDisposable
         {
             // Kept whole (hundreds of KiB, independent of RAM) so a demand lane that comes after a
             // lost one gets it again from byte 0: the destination skips what it already has.
+            if (_deviceState is null)
+            {
+                return; // loaded already: nothing of it is asked for any more
+            }
+
             System.Buffers.BuffersExtensions.Write(_deviceState, bytes);
             _deviceStateBytes += bytes.Length;
             var lane = _demandLane;
@@ -220,7 +226,7 @@ public sealed class PageServer : IDisposable
         {
             _deviceStateEnded = true;
             var lane = _demandLane;
-            if (lane is null || lane.IsDisposed)
+            if (lane is null || lane.IsDisposed || _deviceState is null)
             {
                 return;
             }
@@ -413,12 +419,12 @@ public sealed class PageServer : IDisposable
 
             // A lane after a lost one: what of the device state is out goes again, before any
             // later piece (SendDeviceState holds the same lock).
-            if (_deviceState.WrittenCount > 0)
+            if (_deviceState is { WrittenCount: > 0 })
             {
                 SendDeviceStateChunks(lane, _deviceState.WrittenSpan);
             }
 
-            if (_deviceStateEnded)
+            if (_deviceStateEnded && _deviceState is not null)
             {
                 SendDeviceStateEnd(lane);
             }
@@ -462,6 +468,13 @@ public sealed class PageServer : IDisposable
             if (type == FrameType.Commit)
             {
                 bool committed = CommitRequested?.Invoke() ?? true;
+                if (committed)
+                {
+                    // The destination asks only once its QEMU has loaded the whole device state:
+                    // a demand lane after a link cut needs none of it again.
+                    lock (_deviceStateLock) _deviceState = null;
+                }
+
                 Span<byte> decision = [(byte)(committed ? CommitDecision.Committed : CommitDecision.RolledBack)];
                 lane.Send(FrameType.CommitDecision, decision);
                 Log?.Invoke($"commit asked: {(committed ? "committed" : "rolled back")}");

@@ -540,13 +540,12 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     /// </summary>
     public static DestinationSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, AgentLog log)
     {
-        Action<string> info = log;
         var side = new DestinationSide(options, secret, entry.Id, journal, log) { _entry = entry };
         side.AdoptWorkDir();
         switch (entry.Stage)
         {
             case MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded:
-                info($"{entry.Id}: found a migration of {entry.Domain} that never committed: removing its paused copy");
+                log.Info($"{entry.Id}: found a migration of {entry.Domain} that never committed: removing its paused copy");
                 side.DestroyCopy();
                 side.Record(entry with { Stage = MigrationStage.RolledBack, Note = "the destination agent restarted before the commit point" });
                 side.Dispose();
@@ -561,14 +560,14 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
 
                 side._shim = new ShimListener(Path.Combine(side._domainDir, "shim.sock"), DomainShimRules.For(options, side.Qemu, entry.Domain))
                 {
-                    Rejected = m => info($"{entry.Id}: refused a shim: {m}"),
+                    Rejected = m => log.Info($"{entry.Id}: refused a shim: {m}"),
                 };
                 side._recovery = Task.Run(async () =>
                 {
                     var registration = await side._shim.AcceptAsync(side._stop.Token);
                     side._registration = registration;
                     side.StartPager(registration, entry.PageServer!, trustRamFile: true);
-                    info($"{entry.Id}: recovered after an agent restart: the shim handed its uffd again (QEMU pid {registration.QemuPid})");
+                    log.Info($"{entry.Id}: recovered after an agent restart: the shim handed its uffd again (QEMU pid {registration.QemuPid})");
                     if (entry.Stage == MigrationStage.Committing)
                     {
                         lock (side._lock)
@@ -581,7 +580,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
                         side.StartCompletion();
                     }
                 });
-                info($"{entry.Id}: found a {entry.Stage} migration of {entry.Domain}; waiting for its shim to reconnect");
+                log.Info($"{entry.Id}: found a {entry.Stage} migration of {entry.Domain}; waiting for its shim to reconnect");
                 return side;
             case MigrationStage.Completed when !entry.SourceReleased:
                 side._release = Task.Run(side.ReleaseSource);

@@ -542,7 +542,6 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
     /// </summary>
     public static SourceSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, AgentLog log)
     {
-        Action<string> info = log;
         var side = new SourceSide(options, secret, entry.Id, journal, log) { _entry = entry };
         side.AdoptWorkDir();
         side.DestroyGuide();
@@ -560,16 +559,16 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
                 side.Dispose();
                 return null;
             case MigrationStage.SourcePaused or MigrationStage.DeviceStateSaved:
-                info($"{entry.Id}: found a migration of {entry.Domain} that was not committed: rolling back");
+                log.Info($"{entry.Id}: found a migration of {entry.Domain} that was not committed: rolling back");
                 side.Abort("the source agent restarted before the commit point");
                 return null;
             case MigrationStage.Committed when entry.FrozenRam is { } frozen && File.Exists(frozen):
                 side._server = side.StartServer(frozen, entry.PageSize, entry.BandwidthBytesPerSecond, push: true, entry.SessionId);
-                info($"{entry.Id}: found a committed migration of {entry.Domain}: serving {frozen} again (session {entry.SessionId:x16})");
+                log.Info($"{entry.Id}: found a committed migration of {entry.Domain}: serving {frozen} again (session {entry.SessionId:x16})");
                 return side;
             case MigrationStage.Committed:
                 side.Record(entry with { Stage = MigrationStage.Failed, Note = $"the frozen RAM {entry.FrozenRam} is gone: pages the destination lacks are lost" });
-                info($"{entry.Id}: committed, but the frozen RAM {entry.FrozenRam} is gone; the destination cannot finish");
+                log.Info($"{entry.Id}: committed, but the frozen RAM {entry.FrozenRam} is gone; the destination cannot finish");
                 return null;
             case MigrationStage.Completed when !entry.SourceRemoved:
                 side.DestroySourceCopy(); // a crash came between the record and the destroy

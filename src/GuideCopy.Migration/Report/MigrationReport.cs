@@ -121,7 +121,7 @@ public sealed record MigrationReport
     /// <summary>The guide (mode guide with --guide on); null when no guide ran.</summary>
     public GuideReport? Guide { get; init; }
 
-    /// <summary>The samples behind the pictures; null where the controller could not read the guest.</summary>
+    /// <summary>The samples behind the pictures; null for outcomes other than Completed, and in libvirt's and QEMU's modes when the guest's console cannot be read (guide mode then has page samples only).</summary>
     public MigrationTimeline? Timeline { get; init; }
 
     /// <summary>Phase timings in ms (preflight, device-state save, destination start, load, transfer ...).</summary>
