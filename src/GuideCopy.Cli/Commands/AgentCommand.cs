@@ -68,11 +68,15 @@ internal static class AgentCommand
         return cmd;
     }
 
-    private sealed class AgentHostedService(AgentOptions options, ILogger<AgentHostedService> logger, IHostApplicationLifetime lifetime) : BackgroundService
+    private sealed class AgentHostedService(AgentOptions options, ILoggerFactory loggers, IHostApplicationLifetime lifetime) : BackgroundService
     {
+        // One short category: it opens every journal line ("agent[0] migration=... stage=..."),
+        // where the class name would repeat 60 characters of namespace on each.
+        private readonly ILogger logger = loggers.CreateLogger("agent");
+
         protected override async Task ExecuteAsync(CancellationToken stoppingToken)
         {
-            using var metrics = StartMetrics();
+            var metrics = StartMetrics();
             try
             {
                 var server = new AgentServer(options, new AgentLog(logger));
@@ -83,6 +87,27 @@ internal static class AgentCommand
                 logger.LogCritical("agent stopped: {Message}", e.Message);
                 Environment.ExitCode = ExitCodes.Failure;
                 lifetime.StopApplication();
+            }
+            finally
+            {
+                StopMetrics(metrics);
+            }
+        }
+
+        /// <summary>
+        /// Closing HttpListener looks its endpoint up again, and throws when the address is gone
+        /// (a link taken down before the agent stops: EADDRNOTAVAIL); the metrics are lost either
+        /// way, so this is a warning, not a failed stop.
+        /// </summary>
+        private void StopMetrics(MetricServer? metrics)
+        {
+            try
+            {
+                metrics?.Dispose();
+            }
+            catch (System.Net.HttpListenerException e)
+            {
+                logger.LogWarning("metrics listener closed with an error (was its address removed?): {Message}", e.Message);
             }
         }
 

@@ -30,13 +30,15 @@ internal static class LabCommand
         var name = NameOption();
         var rate = new Option<string?>("--rate") { Description = "Cap the lab link with tc tbf, e.g. 100mbit (default: uncapped)." };
         var shared = new Option<bool>("--shared-cpus") { Description = "Let both hosts use every CPU (default: host a gets the first half of the CPUs, host b the rest, like two machines)." };
-        var cmd = new Command("up", "Bring the lab up: namespaces, veth link, a libvirtd per host.") { name, rate, shared };
+        var journal = new Option<bool>("--journal") { Description = "Run the agents under systemd-cat -t guidecopy-agent, so their lines reach journald with priorities as the unit's do." };
+        var cmd = new Command("up", "Bring the lab up: namespaces, veth link, a libvirtd per host.") { name, rate, shared, journal };
         cmd.SetAction(p => Cli.Guard(() =>
         {
+            string[] launch = p.GetValue(journal) ? JournaledAgentLaunch() : AgentLaunch;
             var lab = LabRig.Up(p.GetValue(name)!, p.GetValue(rate), Console.WriteLine, p.GetValue(shared));
             try
             {
-                lab.StartAgents(AgentLaunch, NativeBuild.Shim, Console.WriteLine);
+                lab.StartAgents(launch, NativeBuild.Shim, Console.WriteLine);
             }
             catch (LabException)
             {
@@ -200,6 +202,23 @@ internal static class LabCommand
 
     /// <summary>How to run this very build's CLI inside a lab host (for its agent).</summary>
     internal static string[] AgentLaunch => ["dotnet", typeof(LabCommand).Assembly.Location];
+
+    /// <summary>
+    /// The agents as a unit with StandardOutput=journal runs them: systemd-cat connects stdout to
+    /// journald's stream socket and sets JOURNAL_STREAM (systemd.exec(5)), so the agent writes
+    /// its "&lt;N&gt;" priority prefixes (AgentCommand) and journald files each line at its level.
+    /// The lab's hosts share this machine's /run/systemd, so one journald serves both.
+    /// </summary>
+    private static string[] JournaledAgentLaunch()
+    {
+        const string journalStream = "/run/systemd/journal/stdout";
+        if (!File.Exists(journalStream))
+        {
+            throw new LabException($"--journal: no journald listens on {journalStream}; start systemd-journald (or run on a systemd host), or leave out --journal");
+        }
+
+        return ["systemd-cat", "-t", "guidecopy-agent", .. AgentLaunch];
+    }
 
     private static void PrintStatus(LabRig lab)
     {

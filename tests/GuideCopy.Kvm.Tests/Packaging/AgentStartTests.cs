@@ -52,6 +52,53 @@ public sealed class AgentStartTests
         }
     }
 
+    /// <summary>
+    /// The agent's metrics listen on the migration link's address; when that address goes away
+    /// before the agent stops (a link taken down, a lab torn down), HttpListener's close throws
+    /// EADDRNOTAVAIL. That used to fail the agent's background service at Critical on every
+    /// such stop; it must be a warning and a clean exit (status 0). Run in a network namespace
+    /// of its own, whose loopback holds the address for the time of the test.
+    /// </summary>
+    [Test]
+    public void AgentStopsCleanlyWhenItsMetricsAddressIsGone()
+    {
+        string dir = Directory.CreateTempSubdirectory("gc-agent-").FullName;
+        try
+        {
+            string secret = Path.Combine(dir, "secret");
+            File.WriteAllText(secret, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)) + "\n");
+            File.SetUnixFileMode(secret, (UnixFileMode)0b110_000_000);
+            string socket = Path.Combine(dir, "agent.sock");
+            string agent = string.Join(' ', new[]
+            {
+                "dotnet", CliProcess.DllPath, "agent", "--config", RepoFile.PathOf("packaging/guidecopy.json"),
+                "--set", $"Agent:SecretFile={secret}", "--set", $"Agent:ControlSocket={socket}",
+                "--set", $"Agent:WorkDir={Path.Combine(dir, "work")}", "--set", "Agent:ControlListen=",
+                "--set", "Agent:MetricsListen=10.123.45.6:9471",
+            }.Select(a => "'" + a + "'"));
+            string script = $$"""
+                set -u
+                ip link set lo up && ip addr add 10.123.45.6/32 dev lo
+                {{agent}} > '{{dir}}/agent.log' 2>&1 & apid=$!
+                for i in $(seq 300); do [ -S '{{socket}}' ] && break; sleep 0.1; done
+                curl -sf http://10.123.45.6:9471/metrics | grep -c '^guidecopy_' || echo "no guidecopy_ series"
+                ip addr del 10.123.45.6/32 dev lo
+                kill -TERM $apid; wait $apid; echo "agent exit $?"
+                """;
+            var run = CommandRunner.Run("unshare", ["-n", "bash", "-c", script], TimeSpan.FromMinutes(2));
+            string log = File.ReadAllText(Path.Combine(dir, "agent.log"));
+            TestContext.Out.WriteLine(run.StdOut + run.StdErr + log);
+            Assert.That(run.StdOut, Does.Not.Contain("no guidecopy_ series"), "the agent served its metrics on that address first");
+            Assert.That(run.StdOut, Does.Contain("agent exit 0"), log);
+            Assert.That(log, Does.Contain("metrics listener closed with an error"));
+            Assert.That(log, Does.Not.Contain("BackgroundService failed"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private static void StartAndStop(string[] program, string config, string dir, string[] extra)
     {
         string socket = Path.Combine(dir, "agent.sock");
