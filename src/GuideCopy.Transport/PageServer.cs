@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Text.Json.Serialization;
 using GuideCopy.MemoryPlane;
 
 namespace GuideCopy.Transport;
@@ -45,6 +46,7 @@ public readonly record struct PageServerCounters(
     long DemandPages, long PushPages, long LocalityPages, long BackgroundPages,
     long ZeroPagesSkipped, long BytesOnWire, long Connections, long AuthFailures, long ProtocolErrors, long Resumes)
 {
+    [JsonIgnore]
     public long PagesSent => DemandPages + PushPages + LocalityPages + BackgroundPages;
 }
 

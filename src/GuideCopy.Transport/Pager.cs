@@ -37,14 +37,6 @@ public sealed class PagerOptions
     public bool DeferPush { get; init; }
 }
 
-/// <summary>What a pager did; also the live view while it runs.</summary>
-public readonly record struct PagerStats(
-    InstallOutcome? Outcome, long PageCount, long DonePages, long Faults, long InstalledPages,
-    long ZeroResolvedPages, long RemovedPages, long DuplicatePages,
-    long DemandPages, long PushPages, long LocalityPages, long BackgroundPages,
-    long StallCount, TimeSpan StallP50, TimeSpan StallP99, TimeSpan StallMax, TimeSpan StallTotal,
-    long BytesReceived, int Reconnects, long PresentAtStart, TimeSpan Elapsed, long ZeroPages = 0);
-
 /// <summary>
 /// Destination side: owns a uffd handed by the shim and fills it from a <see cref="PageServer"/>.
 /// Faults go out on the demand lane; pushed pages come in on the push lane; either lane that
@@ -130,23 +122,48 @@ public sealed class Pager : IDemandSink, IDisposable
     /// </summary>
     public Task LanesUp => _lanesUp.Task;
 
-    public PagerStats Stats
+    /// <summary>What this pager did so far; the live view while it runs, the final figures after.</summary>
+    public PagerCounters Counters
     {
         get
         {
             var i = _installer;
-            long bytes = Interlocked.Read(ref _closedBytes) + (_demandLane?.BytesReceived ?? 0) + (_pushLane?.BytesReceived ?? 0);
-            if (i is null) return new PagerStats(_outcome, _reg.PageCount, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, default, default, default, default, bytes, _reconnects, 0, _clock.Elapsed);
+            var lanes = new PagerCounters
+            {
+                Outcome = _outcome,
+                PageCount = _reg.PageCount,
+                BytesReceived = Interlocked.Read(ref _closedBytes) + (_demandLane?.BytesReceived ?? 0) + (_pushLane?.BytesReceived ?? 0),
+                Reconnects = _reconnects,
+                LaneErrors = LaneErrors,
+                ElapsedMs = _clock.Elapsed.TotalMilliseconds,
+            };
+            if (i is null) return lanes;
             var h = i.Stalls;
-            return new PagerStats(_outcome, i.PageCount, i.Done.Count, i.Faults, i.InstalledPages, i.ZeroResolvedPages,
-                i.RemovedPages, i.DuplicatePages, i.InstalledBy(PageOrigin.Demand), i.InstalledBy(PageOrigin.Push),
-                i.InstalledBy(PageOrigin.Locality), i.InstalledBy(PageOrigin.Background),
-                h.Count, h.Percentile(0.5), h.Percentile(0.99), h.Max, h.Total, bytes, _reconnects,
-                i.PresentPages, _clock.Elapsed, i.ZeroPages);
+            return lanes with
+            {
+                PageCount = i.PageCount,
+                DonePages = i.Done.Count,
+                Faults = i.Faults,
+                InstalledPages = i.InstalledPages,
+                ZeroResolvedPages = i.ZeroResolvedPages,
+                ZeroPages = i.ZeroPages,
+                RemovedPages = i.RemovedPages,
+                DuplicatePages = i.DuplicatePages,
+                PresentAtStart = i.PresentPages,
+                DemandPages = i.InstalledBy(PageOrigin.Demand),
+                PushPages = i.InstalledBy(PageOrigin.Push),
+                LocalityPages = i.InstalledBy(PageOrigin.Locality),
+                BackgroundPages = i.InstalledBy(PageOrigin.Background),
+                StallCount = h.Count,
+                StallP50Ms = h.Percentile(0.5).TotalMilliseconds,
+                StallP99Ms = h.Percentile(0.99).TotalMilliseconds,
+                StallMaxMs = h.Max.TotalMilliseconds,
+                StallTotalMs = h.Total.TotalMilliseconds,
+            };
         }
     }
 
-    public async Task<PagerStats> RunAsync(CancellationToken ct = default)
+    public async Task<PagerCounters> RunAsync(CancellationToken ct = default)
     {
         _clock.Start();
         // QEMU may go on now: faults it raises wait in the uffd queue until the fault thread runs.
@@ -188,7 +205,7 @@ public sealed class Pager : IDemandSink, IDisposable
             foreach (var t in threads) t.Join(2000);
             _clock.Stop();
         }
-        return Stats;
+        return Counters;
     }
 
     private void ConnectDemandFirst()

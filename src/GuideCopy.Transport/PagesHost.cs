@@ -72,7 +72,7 @@ public static class PagesHost
             }
             catch (OperationCanceledException)
             {
-                Write(output, "DONE " + Format(pager.Stats));
+                Write(output, "DONE " + Format(pager.Counters));
                 return true;
             }
             catch (Exception e)
@@ -88,13 +88,13 @@ public static class PagesHost
         $"zero_skipped={c.ZeroPagesSkipped} bytes={c.BytesOnWire} connections={c.Connections} auth_failures={c.AuthFailures} " +
         $"protocol_errors={c.ProtocolErrors} resumes={c.Resumes}";
 
-    public static string Format(PagerStats s) =>
+    public static string Format(PagerCounters s) =>
         $"outcome={s.Outcome} pages={s.PageCount} done={s.DonePages} faults={s.Faults} installed={s.InstalledPages} " +
         $"zero_resolved={s.ZeroResolvedPages} removed={s.RemovedPages} duplicates={s.DuplicatePages} " +
         $"by_demand={s.DemandPages} by_push={s.PushPages} by_locality={s.LocalityPages} by_background={s.BackgroundPages} " +
-        $"stalls={s.StallCount} stall_p50_us={s.StallP50.TotalMicroseconds:0} stall_p99_us={s.StallP99.TotalMicroseconds:0} " +
-        $"stall_max_us={s.StallMax.TotalMicroseconds:0} stall_total_ms={s.StallTotal.TotalMilliseconds:0.0} " +
-        $"bytes={s.BytesReceived} reconnects={s.Reconnects} present_at_start={s.PresentAtStart} elapsed_ms={s.Elapsed.TotalMilliseconds:0}";
+        $"stalls={s.StallCount} stall_p50_us={s.StallP50Ms * 1000:0} stall_p99_us={s.StallP99Ms * 1000:0} " +
+        $"stall_max_us={s.StallMaxMs * 1000:0} stall_total_ms={s.StallTotalMs:0.0} " +
+        $"bytes={s.BytesReceived} reconnects={s.Reconnects} present_at_start={s.PresentAtStart} elapsed_ms={s.ElapsedMs:0}";
 
     /// <summary>Parses ADDR:PORT (IPv4, [IPv6]:PORT or a host name).</summary>
     public static IPEndPoint ParseEndpoint(string text)

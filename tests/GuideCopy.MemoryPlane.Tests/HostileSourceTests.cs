@@ -17,7 +17,7 @@ public class HostileSourceTests
     private const int Pages = 256;
     private static readonly byte[] Secret = "hostile test"u8.ToArray();
 
-    private static async Task<(PagerStats? stats, Exception? error)> RunAgainst(Action<FrameConnection> demandLane, long advertisedPages = Pages, int laneErrorsBeforeStop = 0)
+    private static async Task<(PagerCounters? stats, Exception? error)> RunAgainst(Action<FrameConnection> demandLane, long advertisedPages = Pages, int laneErrorsBeforeStop = 0)
     {
         Paths.EnsureNative();
         string dst = $"/dev/shm/gcmp-hostile-{Environment.ProcessId}";

@@ -227,7 +227,7 @@ internal static class BenchCommand
             TimeSpan cpu0 = default, cpu1 = default;
             while (!run.IsCompleted)
             {
-                long done = pager.Stats.InstalledPages;
+                long done = pager.Counters.InstalledPages;
                 // CPU time is read outside the allocation window (Process allocates).
                 if (p0 == 0 && done >= total / 5) { cpu0 = self.TotalProcessorTime; a0 = GC.GetTotalAllocatedBytes(true); p0 = done; t0 = Stopwatch.GetTimestamp(); }
                 if (p0 != 0 && p1 == 0 && done >= total * 9 / 10) { a1 = GC.GetTotalAllocatedBytes(true); p1 = done; t1 = Stopwatch.GetTimestamp(); self.Refresh(); cpu1 = self.TotalProcessorTime; }
@@ -237,9 +237,9 @@ internal static class BenchCommand
             touch.Input("go");
             var result = ChildRun.Fields(touch.Line("RESULT", 120));
             if (result["ok"] != "1") throw new InvalidOperationException("ramtouch saw wrong bytes after the in-process push");
-            double gibps = stats.InstalledPages * 4096.0 / (1L << 30) / stats.Elapsed.TotalSeconds;
+            double gibps = stats.InstalledPages * 4096.0 / (1L << 30) / (stats.ElapsedMs / 1000);
             if (p1 == 0) return (gibps, double.NaN, 0, double.NaN, double.NaN);
-            // The sampling loop itself allocates nothing per iteration (Stats is a struct).
+            // The sampling loop itself allocates nothing per iteration (Counters is a struct).
             double gib = (p1 - p0) * 4096.0 / (1L << 30);
             double steady = gib / Stopwatch.GetElapsedTime(t0, t1).TotalSeconds;
             return (gibps, (double)(a1 - a0) / (p1 - p0), p1 - p0, steady, (cpu1 - cpu0).TotalSeconds / gib);

@@ -1,3 +1,6 @@
+using GuideCopy.Migration.Guide;
+using GuideCopy.Transport;
+
 namespace GuideCopy.Migration.Agent;
 
 // The requests and results of the control channel (JSON, camelCase). One record per message.
@@ -67,19 +70,16 @@ public sealed record AbortRequest(string MigrationId, bool SourceRolledBack = fa
 
 public sealed record ResumeResult(long ResumedAtUnixMs);
 
-/// <summary>The pager's progress and, once done, its final figures.</summary>
-public sealed record DestinationStatus(
-    bool Done, string? Outcome, long PageCount, long DonePages, long Faults, long ZeroResolvedPages,
-    long DemandPages, long PushPages, long LocalityPages, long BackgroundPages, long RemovedPages, long DuplicatePages,
-    long StallCount, double StallP50Ms, double StallP99Ms, double StallMaxMs, double StallTotalMs,
-    long BytesReceived, int Reconnects, double ElapsedMs, string Stage = "", int LaneErrors = 0, string? Note = null,
-    long ResumedAtUnixMs = 0, long ZeroPages = 0, long PresentPages = 0);
+/// <summary>
+/// The destination's stage and its pager's counters, nested by name: <see cref="PagerCounters"/>
+/// is each counter's one home, from the installer to the report.
+/// </summary>
+public sealed record DestinationStatus(bool Done, string Stage, PagerCounters Pages, string? Note = null, long ResumedAtUnixMs = 0);
 
 public sealed record DestinationFinishRequest(string MigrationId, string? PersistentXml);
 
-public sealed record SourceFinishResult(
-    long DemandPages, long PushPages, long LocalityPages, long BackgroundPages, long ZeroPagesSkipped, long BytesOnWire,
-    GuideCopy.Migration.Guide.GuideStats? Guide = null);
+/// <summary>The source's part once done: its page server's counters and the guide's, nested by name.</summary>
+public sealed record SourceFinishResult(PageServerCounters Served, GuideStats? Guide = null);
 
 public sealed record Empty();
 

@@ -1,3 +1,4 @@
+using GuideCopy.Transport;
 using System.Diagnostics.Metrics;
 using GuideCopy.Migration.Journal;
 
@@ -70,13 +71,13 @@ public static class AgentMetrics
     public static void PauseEnded(double milliseconds) => Downtime.Record(milliseconds);
 
     /// <summary>A destination's figures once every page is in (or its pager ended).</summary>
-    public static void DestinationFinished(DestinationStatus s)
+    public static void DestinationFinished(PagerCounters s)
     {
         Pages.Add(s.DemandPages, new KeyValuePair<string, object?>("route", "demand"));
         Pages.Add(s.PushPages, new KeyValuePair<string, object?>("route", "push"));
         Pages.Add(s.LocalityPages, new KeyValuePair<string, object?>("route", "locality"));
         Pages.Add(s.BackgroundPages, new KeyValuePair<string, object?>("route", "background"));
-        Pages.Add(s.ZeroPages, new KeyValuePair<string, object?>("route", "zero"));
+        Pages.Add(s.ZeroOrRemovedPages, new KeyValuePair<string, object?>("route", "zero"));
         Pages.Add(s.DuplicatePages, new KeyValuePair<string, object?>("route", "duplicate"));
         Bytes.Add(s.BytesReceived);
         Faults.Add(s.Faults);

@@ -526,7 +526,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
     {
         var e = Journal.Read(id) is { Role: MigrationRole.Destination } d ? d : throw new AgentException($"no migration {id} on this host");
         var kept = e.Result?.Deserialize<DestinationStatus>(ControlChannel.Json)
-                   ?? new DestinationStatus(false, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+                   ?? new DestinationStatus(false, "", default);
         return kept with { Done = e.Stage == MigrationStage.Completed, Stage = e.Stage.ToString(), Note = e.Note, ResumedAtUnixMs = e.ResumedAtUnixMs };
     }
 
@@ -581,8 +581,8 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
             }
 
             jobs.Add(new JobInfo(e.Id, e.Role.ToString(), e.Domain, e.Stage.ToString(), e.StartedAt, e.UpdatedAt, e.Note,
-                live?.DonePages ?? 0, live?.PageCount ?? 0, live?.Faults ?? 0, live?.BytesReceived ?? 0, live?.Reconnects ?? 0,
-                Math.Round((live?.ElapsedMs ?? 0) / 1000, 1), guide, e.Result));
+                live?.Pages.DonePages ?? 0, live?.Pages.PageCount ?? 0, live?.Pages.Faults ?? 0, live?.Pages.BytesReceived ?? 0, live?.Pages.Reconnects ?? 0,
+                Math.Round((live?.Pages.ElapsedMs ?? 0) / 1000, 1), guide, e.Result));
         }
 
         return jobs;

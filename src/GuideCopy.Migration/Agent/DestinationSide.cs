@@ -30,7 +30,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     private string? _domainDir;
     private ShimRegistration? _registration;
     private Pager? _pager;
-    private Task<PagerStats>? _paging;
+    private Task<PagerCounters>? _paging;
     private CancellationTokenSource? _pagingStop;
     private Task<bool>? _decision;
     private DeviceStateTransfer.ArmedLoad? _load;
@@ -436,7 +436,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
     private async Task CompleteAsync()
     {
         var paging = _paging ?? throw new AgentException("no pager");
-        PagerStats stats;
+        PagerCounters stats;
         try
         {
             stats = await paging;
@@ -465,7 +465,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
             }
 
             _final = status with { Stage = nameof(MigrationStage.Failed) };
-            AgentMetrics.DestinationFinished(_final);
+            AgentMetrics.DestinationFinished(_final.Pages);
             return;
         }
 
@@ -485,8 +485,8 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         // Everything of ours on this host goes before anyone hears "done" (work dir, shim socket).
         Dispose();
         _final = final;
-        AgentMetrics.DestinationFinished(final);
-        Log($"{Id}: complete: {status.DonePages} pages, {status.Faults} faults");
+        AgentMetrics.DestinationFinished(final.Pages);
+        Log($"{Id}: complete: {status.Pages.DonePages} pages, {status.Pages.Faults} faults");
         _release = Task.Run(ReleaseSource);
         await _release;
     }
@@ -618,18 +618,9 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         return LiveStatus(done: false);
     }
 
-    private DestinationStatus Empty(bool done) =>
-        new(done, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, Stage.ToString(), 0, _entry?.Note, _entry?.ResumedAtUnixMs ?? 0);
+    private DestinationStatus Empty(bool done) => new(done, Stage.ToString(), default, _entry?.Note, _entry?.ResumedAtUnixMs ?? 0);
 
-    private DestinationStatus LiveStatus(bool done)
-    {
-        var s = _pager!.Stats;
-        return new DestinationStatus(done, s.Outcome?.ToString(), s.PageCount, s.DonePages, s.Faults, s.ZeroResolvedPages,
-            s.DemandPages, s.PushPages, s.LocalityPages, s.BackgroundPages, s.RemovedPages, s.DuplicatePages,
-            s.StallCount, s.StallP50.TotalMilliseconds, s.StallP99.TotalMilliseconds, s.StallMax.TotalMilliseconds, s.StallTotal.TotalMilliseconds,
-            s.BytesReceived, s.Reconnects, s.Elapsed.TotalMilliseconds, Stage.ToString(), _pager.LaneErrors, _entry?.Note, _entry?.ResumedAtUnixMs ?? 0,
-            s.ZeroPages, s.PresentAtStart);
-    }
+    private DestinationStatus LiveStatus(bool done) => new(done, Stage.ToString(), _pager!.Counters, _entry?.Note, _entry?.ResumedAtUnixMs ?? 0);
 
     /// <summary>The controller's wait for the end: returns once this side completed (or failed) on its own.</summary>
     public async Task<DestinationStatus> FinishAsync(CancellationToken ct)

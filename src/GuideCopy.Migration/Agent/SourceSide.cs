@@ -366,8 +366,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
     {
         _guideStart?.Wait(TimeSpan.FromSeconds(30));
         var guideStats = _guide?.Stop(guideReason);
-        var c = _server?.Counters ?? default;
-        return new SourceFinishResult(c.DemandPages, c.PushPages, c.LocalityPages, c.BackgroundPages, c.ZeroPagesSkipped, c.BytesOnWire, guideStats);
+        return new SourceFinishResult(_server?.Counters ?? default, guideStats);
     }
 
     /// <summary>
@@ -391,7 +390,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         StartCleanup();
         _cleanup!.Wait(TimeSpan.FromSeconds(60));
         return _result ?? _entry!.Result.Deserialize<SourceFinishResult>(ControlChannel.Json)
-            ?? new SourceFinishResult(0, 0, 0, 0, 0, 0);
+            ?? new SourceFinishResult(default);
     }
 
     /// <summary>Destroys the source copy once, whoever asks first (the destination's Done, or the controller's finish).</summary>

@@ -553,13 +553,11 @@ public sealed partial class GuideCopyMigration
             StartedAt = _startedAt,
             TotalSeconds = totalSeconds,
             DowntimeMs = downtime,
-            BytesOnWire = (served?.BytesOnWire ?? status.BytesReceived) + (switched?.DeviceStateBytes ?? 0),
+            BytesOnWire = (served?.Served.BytesOnWire ?? status.Pages.BytesReceived) + (switched?.DeviceStateBytes ?? 0),
             DeviceStateBytes = switched?.DeviceStateBytes,
             Lanes = _armed!.Lanes,
-            Pages = new PageCounts(status.PageCount, status.DemandPages, status.PushPages, status.LocalityPages,
-                status.BackgroundPages, status.ZeroPages + status.RemovedPages, status.DuplicatePages, status.PresentPages),
-            DestinationFaults = new FaultStats(status.Faults, status.StallCount, R(status.StallP50Ms), R(status.StallP99Ms),
-                R(status.StallMaxMs), R(status.StallTotalMs)),
+            Pages = PageCounts.From(status.Pages),
+            DestinationFaults = FaultStats.From(status.Pages),
             Guest = guest,
             Guide = served is null ? null : GuideSummary(served),
             Timeline = timeline,
@@ -578,16 +576,16 @@ public sealed partial class GuideCopyMigration
         {
             var s = await CallDestination(d => d.StatusAsync(new MigrationRequest(_id), ct), ct);
             _pageSamples.Add(new PagesSample(Math.Round((DateTime.UtcNow - _switchoverAt).TotalSeconds, 3),
-                s.DemandPages, s.PushPages, s.LocalityPages, s.BackgroundPages, s.ZeroPages + s.RemovedPages));
-            if (s.DonePages != lastDone)
+                s.Pages.DemandPages, s.Pages.PushPages, s.Pages.LocalityPages, s.Pages.BackgroundPages, s.Pages.ZeroOrRemovedPages));
+            if (s.Pages.DonePages != lastDone)
             {
-                lastDone = s.DonePages;
+                lastDone = s.Pages.DonePages;
                 lastMove = DateTime.UtcNow;
             }
 
             double still = (DateTime.UtcNow - lastMove).TotalSeconds;
-            string phase = still >= 5 ? $"transfer stalled {still:0} s ({s.Stage}, {s.Reconnects} reconnects)" : "transfer";
-            _progress?.Invoke(new MigrationProgress(phase, s.DonePages, s.PageCount, s.Faults, s.BytesReceived, _clock.Elapsed.TotalSeconds));
+            string phase = still >= 5 ? $"transfer stalled {still:0} s ({s.Stage}, {s.Pages.Reconnects} reconnects)" : "transfer";
+            _progress?.Invoke(new MigrationProgress(phase, s.Pages.DonePages, s.Pages.PageCount, s.Pages.Faults, s.Pages.BytesReceived, _clock.Elapsed.TotalSeconds));
             if (s.Done)
             {
                 return s;
@@ -600,7 +598,7 @@ public sealed partial class GuideCopyMigration
 
             if (DateTime.UtcNow - lastMove > NoProgressLimit)
             {
-                throw new StalledException($"no page moved for {NoProgressLimit.TotalMinutes:0} min ({s.Stage}, {s.Reconnects} lane reconnects)");
+                throw new StalledException($"no page moved for {NoProgressLimit.TotalMinutes:0} min ({s.Stage}, {s.Pages.Reconnects} lane reconnects)");
             }
 
             await Task.Delay(250, ct);
@@ -648,7 +646,7 @@ public sealed partial class GuideCopyMigration
             return new GuideReport(false, 0, 0, null, 0, 0, 0, 0, 0, _guideFailure ?? "guide did not run");
         }
 
-        long pushed = served.PushPages;
+        long pushed = served.Served.PushPages;
         double? hit = pushed + g.DemandDuringGuide > 0 ? Math.Round((double)pushed / (pushed + g.DemandDuringGuide), 3) : null;
         return new GuideReport(g.RuntimeSeconds > 0, g.PagesLogged, pushed, hit, g.LatePushes, g.Misses, g.DemandDuringGuide,
             g.RuntimeSeconds, g.CpuSeconds, g.StopReason, g.PushSkipped, g.LateInFlight, g.LateLeadP50Ms, g.Overtaken);
@@ -713,6 +711,5 @@ public sealed partial class GuideCopyMigration
     private void Report(string phase) =>
         _progress?.Invoke(new MigrationProgress(phase, 0, 0, 0, 0, _clock.Elapsed.TotalSeconds));
 
-    private static double R(double x) => Math.Round(x, 3);
 
 }

@@ -1,3 +1,4 @@
+using GuideCopy.Transport;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -34,10 +35,20 @@ public sealed record PageCounts(long Total, long Demand, long Guide, long Locali
 {
     /// <summary>The pages the categories account for (Total when the report adds up).</summary>
     public long Accounted => Demand + Guide + Locality + Background + Zero + Present;
+
+    /// <summary>The report's page categories from the destination's counters (guide mode).</summary>
+    public static PageCounts From(PagerCounters c) => new(c.PageCount, c.DemandPages, c.PushPages, c.LocalityPages,
+        c.BackgroundPages, c.ZeroOrRemovedPages, c.DuplicatePages, c.PresentAtStart);
 }
 
 /// <summary>Destination faults and how long the guest waited on them.</summary>
-public sealed record FaultStats(long Faults, long Stalls, double? StallP50Ms, double? StallP99Ms, double? StallMaxMs, double? StallTotalMs);
+public sealed record FaultStats(long Faults, long Stalls, double? StallP50Ms, double? StallP99Ms, double? StallMaxMs, double? StallTotalMs)
+{
+    /// <summary>The destination's faults and stalls from its counters (guide mode), to the µs.</summary>
+    public static FaultStats From(PagerCounters c) => new(c.Faults, c.StallCount, Round(c.StallP50Ms), Round(c.StallP99Ms), Round(c.StallMaxMs), Round(c.StallTotalMs));
+
+    private static double Round(double ms) => Math.Round(ms, 3);
+}
 
 /// <summary>
 /// The guest's own progress (its heartbeat work counter) per second: in the 10 s before the

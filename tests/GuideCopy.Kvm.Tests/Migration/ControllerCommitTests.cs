@@ -1,3 +1,5 @@
+using GuideCopy.MemoryPlane;
+using GuideCopy.Transport;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Controller;
@@ -78,7 +80,7 @@ public sealed class ControllerCommitTests
             }
 
             public Task<SourceFinishResult> FinishSourceAsync(MigrationRequest req, CancellationToken ct) =>
-                Task.FromResult(new SourceFinishResult(0, 0, 0, 0, 0, 123));
+                Task.FromResult(new SourceFinishResult(new PageServerCounters { BytesOnWire = 123 }));
 
             public Task AbortSourceAsync(MigrationRequest req, CancellationToken ct)
             {
@@ -151,8 +153,8 @@ public sealed class ControllerCommitTests
                     H.DestinationStage = MigrationStage.Completed; // every page in on the next look
                 }
 
-                return Task.FromResult(new DestinationStatus(H.DestinationStage == MigrationStage.Completed, "Completed", 65536, 65536,
-                    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, H.DestinationStage.ToString(), 0, null, committed ? 1100 : 0));
+                return Task.FromResult(new DestinationStatus(H.DestinationStage == MigrationStage.Completed, H.DestinationStage.ToString(),
+                    new PagerCounters { Outcome = InstallOutcome.Completed, PageCount = 65536, DonePages = 65536 }, null, committed ? 1100 : 0));
             }
 
             public Task<DestinationStatus> FinishDestinationAsync(DestinationFinishRequest req, CancellationToken ct) => StatusAsync(new(req.MigrationId), ct);
