@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json.Serialization;
 using GuideCopy.MemoryPlane;
+using GuideCopy.Interop;
 
 namespace GuideCopy.Transport;
 
@@ -367,14 +368,14 @@ public sealed class PageServer : IDisposable
             if (kind == Lane.Control)
             {
                 // The commit question comes while the VM is paused: answer it like a fault.
-                GuideCopy.Interop.ThreadScheduling.PreferForLatency(_options.DemandRealtimePriority);
+                ThreadScheduling.PreferForLatency(_options.DemandRealtimePriority);
                 ServeControl(lane);
             }
             else if (kind == Lane.Demand)
             {
                 // A vCPU on the destination waits for every answer; the push lane's thread (and
                 // the guide's QEMU and fault service) may wait instead.
-                GuideCopy.Interop.ThreadScheduling.PreferForLatency(_options.DemandRealtimePriority);
+                ThreadScheduling.PreferForLatency(_options.DemandRealtimePriority);
                 ServeDemand(lane);
             }
             else ServePush(lane);

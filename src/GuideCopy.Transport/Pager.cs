@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using GuideCopy.MemoryPlane;
+using GuideCopy.Interop;
 
 namespace GuideCopy.Transport;
 
@@ -309,7 +310,7 @@ public sealed class Pager : IDemandSink, IDisposable
     {
         // The page a vCPU waits for arrives here, while the push lane's thread installs a stream:
         // this one must not wait for that one's time slice.
-        string? applied = GuideCopy.Interop.ThreadScheduling.PreferForLatency(_options.DemandRealtimePriority);
+        string? applied = ThreadScheduling.PreferForLatency(_options.DemandRealtimePriority);
         if (_options.DemandRealtimePriority > 0)
             Log?.Invoke($"demand threads: {applied ?? "priority refused, fair class"}");
         LaneLoop(Lane.Demand);

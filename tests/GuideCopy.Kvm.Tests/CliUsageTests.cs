@@ -1,4 +1,5 @@
 using GuideCopy.Lab;
+using GuideCopy.Cli.Commands;
 
 namespace GuideCopy.Kvm.Tests;
 
@@ -141,7 +142,7 @@ public sealed class BandwidthUnitTests
     [TestCase("12M", 12_000_000L)]
     [TestCase("500B/s", 500L)]
     public void ParsesAsVirshWould(string text, long bytesPerSecond) =>
-        Assert.That(GuideCopy.Cli.Commands.MigrateCommand.ParseBandwidth(text), Is.EqualTo(bytesPerSecond));
+        Assert.That(MigrateCommand.ParseBandwidth(text), Is.EqualTo(bytesPerSecond));
 }
 
 /// <summary>The man page and bash completion, made from the command tree, as a user meets them.</summary>

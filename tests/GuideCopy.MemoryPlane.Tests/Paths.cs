@@ -1,3 +1,4 @@
+using GuideCopy.Lab;
 namespace GuideCopy.MemoryPlane.Tests;
 
 /// <summary>Where the built native parts and the helper assembly are.</summary>
@@ -19,8 +20,8 @@ public static class Paths
     /// <summary>Builds the shim and tools if missing (make -C native shim tools).</summary>
     public static void EnsureNative()
     {
-        if (File.Exists(Shim) && File.Exists(RamTouch) && File.Exists(GuideCopy.Lab.LocalAttacker.ShimPeer)) return;
-        var r = GuideCopy.Lab.CommandRunner.Run("make", "-C", Path.Combine(Repo, "native"), "shim", "tools");
+        if (File.Exists(Shim) && File.Exists(RamTouch) && File.Exists(LocalAttacker.ShimPeer)) return;
+        var r = CommandRunner.Run("make", "-C", Path.Combine(Repo, "native"), "shim", "tools");
         if (!r.Succeeded) Assert.Fail("make -C native failed: " + r.StdErr);
     }
 }

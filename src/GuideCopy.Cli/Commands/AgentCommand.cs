@@ -2,6 +2,7 @@ using System.CommandLine;
 using GuideCopy.Cli.Configuration;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Host;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Systemd;
@@ -35,7 +36,7 @@ internal static class AgentCommand
             try
             {
                 options = GuideCopyConfiguration.Build(p.GetValue(config), p.GetValue(set) ?? []).Section<AgentOptions>("Agent");
-                _ = AgentServer.ReadSecret(options.SecretFile);
+                _ = SharedSecret.Read(options.SecretFile);
             }
             catch (Exception e) when (e is AgentException or ConfigurationException or IOException)
             {

@@ -36,7 +36,7 @@ internal static class CheckCommand
                 var controller = GuideCopyConfiguration.Build(p.GetValue(config), []).Section<ControllerOptions>("Controller");
                 var src = MigrateCommand.ResolveTarget(p.GetValue(from)!, null, out string? srcSecret);
                 var dst = MigrateCommand.ResolveTarget(p.GetValue(to)!, null, out string? dstSecret);
-                byte[] key = AgentServer.ReadSecret(p.GetValue(secret) ?? srcSecret ?? dstSecret ?? controller.SecretFile);
+                byte[] key = SharedSecret.Read(p.GetValue(secret) ?? srcSecret ?? dstSecret ?? controller.SecretFile);
                 plan = new MigrationPlan(p.GetValue(domain)!, src, dst, "guide", 0, key);
             }
             catch (Exception e) when (e is LabException or AgentException or FormatException or ArgumentException or ConfigurationException)

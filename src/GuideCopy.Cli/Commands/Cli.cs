@@ -1,4 +1,5 @@
 using GuideCopy.Lab;
+using GuideCopy.Migration.Report;
 
 namespace GuideCopy.Cli.Commands;
 
@@ -33,12 +34,12 @@ internal static class ExitCodes
         "Exit codes: 0 success, 1 error, 2 usage or configuration error, 3 not found; migrate and check: 10 refused by preflight, " +
         "migrate: 11 rolled back, 12 failed after the commit point, 13 detached (see 'guidecopy migrate --help', docs/cli.md).";
 
-    public static int For(GuideCopy.Migration.Report.MigrationOutcome outcome) => outcome switch
+    public static int For(MigrationOutcome outcome) => outcome switch
     {
-        GuideCopy.Migration.Report.MigrationOutcome.Completed => Success,
-        GuideCopy.Migration.Report.MigrationOutcome.Refused => Refused,
-        GuideCopy.Migration.Report.MigrationOutcome.RolledBack => RolledBack,
-        GuideCopy.Migration.Report.MigrationOutcome.Detached => Detached,
+        MigrationOutcome.Completed => Success,
+        MigrationOutcome.Refused => Refused,
+        MigrationOutcome.RolledBack => RolledBack,
+        MigrationOutcome.Detached => Detached,
         _ => FailedAfterCommit,
     };
 }

@@ -6,6 +6,7 @@ using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Controller;
 using GuideCopy.Migration.Guide;
 using GuideCopy.Migration.Report;
+using GuideCopy.Migration.Control;
 
 namespace GuideCopy.Cli.Commands;
 
@@ -67,7 +68,7 @@ internal static class CompareCommand
                 TestGuest.Remove(lab, spec.Name);
                 var guest = TestGuest.Boot(lab, lab.A, spec);
                 guest.WaitForHeartbeats(3, TimeSpan.FromSeconds(120));
-                var secret = AgentServer.ReadSecret(lab.SecretFile);
+                var secret = SharedSecret.Read(lab.SecretFile);
                 string here = "a";
                 foreach (var variant in list)
                 {

@@ -2,6 +2,10 @@ using System.CommandLine;
 using GuideCopy.Lab;
 using GuideCopy.Migration.Controller;
 using GuideCopy.Migration.Report;
+using GuideCopy.Guest;
+using GuideCopy.Migration.Agent;
+using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Guide;
 
 namespace GuideCopy.Cli.Commands;
 
@@ -46,17 +50,17 @@ internal static class DemoCommand
                 var plan = new MigrationPlan(spec.Name,
                     MigrateCommand.ResolveTarget($"lab:{labName}/a", null, out string? secretFile),
                     MigrateCommand.ResolveTarget($"lab:{labName}/b", null, out _),
-                    p.GetValue(mode)!, 0, GuideCopy.Migration.Agent.AgentServer.ReadSecret(secretFile!), ObserveAfter: TimeSpan.FromSeconds(5),
-                    Guide: new GuideCopy.Migration.Guide.GuideOptions { Enabled = p.GetValue(guide) == "on" });
+                    p.GetValue(mode)!, 0, SharedSecret.Read(secretFile!), ObserveAfter: TimeSpan.FromSeconds(5),
+                    Guide: new GuideOptions { Enabled = p.GetValue(guide) == "on" });
                 string how = plan.Mode != "guide" ? plan.Mode : plan.Guide?.Enabled == true ? "guide-copy, guide on" : "guide-copy, guide off";
                 Console.Error.WriteLine($"demo: migrating {spec.Name} lab:a -> lab:b ({how})");
                 var report = await MigrateCommand.RunAsync(plan, showProgress: !p.GetValue(json), ct);
                 Console.WriteLine(p.GetValue(json) ? report.ToJson() : ReportTable.Render([report]));
-                var after = new GuideCopy.Guest.GuestConsole(guest.ConsolePath).ReadAll();
+                var after = new GuestConsole(guest.ConsolePath).ReadAll();
                 Console.Error.WriteLine($"demo: {spec.Name} now runs on host {(lab.B.DomainNames().Contains(spec.Name) ? "b" : "a")}; latest heartbeat: {after[^1].Line}");
                 return report.Outcome == MigrationOutcome.Completed && after[^1].IsOk ? ExitCodes.Success : ExitCodes.For(report.Outcome) is 0 ? ExitCodes.Failure : ExitCodes.For(report.Outcome);
             }
-            catch (Exception e) when (e is LabException or TimeoutException or GuideCopy.Migration.Control.AgentException)
+            catch (Exception e) when (e is LabException or TimeoutException or AgentException)
             {
                 Console.Error.WriteLine($"guidecopy demo: {e.Message}");
                 return ExitCodes.Failure;

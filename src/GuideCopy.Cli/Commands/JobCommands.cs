@@ -125,7 +125,7 @@ internal static class JobCommands
 
             var src = MigrateCommand.ResolveTarget(p.GetValue(from)!, null, out string? srcSecret);
             var dst = MigrateCommand.ResolveTarget(p.GetValue(to)!, null, out string? dstSecret);
-            byte[] key = AgentServer.ReadSecret(p.GetValue(secret) ?? srcSecret ?? dstSecret ?? DefaultSecretFile());
+            byte[] key = SharedSecret.Read(p.GetValue(secret) ?? srcSecret ?? dstSecret ?? DefaultSecretFile());
             // The source first: once it has taken "rolled back", the destination can never resume.
             bool sourceRolledBack = false;
             try
@@ -207,7 +207,7 @@ internal static class JobCommands
         {
             try
             {
-                byte[] key = AgentServer.ReadSecret(secretFile ?? labSecret ?? DefaultSecretFile(configFile));
+                byte[] key = SharedSecret.Read(secretFile ?? labSecret ?? DefaultSecretFile(configFile));
                 await using var c = await AgentClient.ConnectAsync(endpoint, key, ct);
                 var r = await c.JobsAsync(ct);
                 results.Add(r with { Host = name });

@@ -5,6 +5,7 @@ using GuideCopy.Migration.Baselines;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Controller;
 using GuideCopy.Migration.Report;
+using GuideCopy.Migration.Guide;
 
 namespace GuideCopy.Cli.Commands;
 
@@ -49,8 +50,8 @@ internal static class MigrateCommand
                 var dst = ResolveTarget(p.GetValue(to)!, p.GetValue(toAgent), out string? dstSecret);
                 var controller = cfg.Section<ControllerOptions>("Controller");
                 string secretFile = p.GetValue(secret) ?? srcSecret ?? dstSecret ?? controller.SecretFile;
-                byte[] secretBytes = p.GetValue(mode) == "guide" ? GuideCopy.Migration.Agent.AgentServer.ReadSecret(secretFile) : [];
-                var guideOptions = cfg.Section<GuideCopy.Migration.Guide.GuideOptions>("Guide");
+                byte[] secretBytes = p.GetValue(mode) == "guide" ? SharedSecret.Read(secretFile) : [];
+                var guideOptions = cfg.Section<GuideOptions>("Guide");
                 guideOptions.Enabled = p.GetValue(guide) == "on";
                 if (p.GetValue(timeout) is <= 0 || p.GetValue(maxDowntime) is <= 0)
                 {

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
+using GuideCopy.Migration.Host;
 using GuideCopy.Transport;
 
 namespace GuideCopy.Cli.Commands;
@@ -23,7 +24,7 @@ internal static class PagesCommand
     internal static Option<int> DemandPriority() => new("--demand-priority")
     {
         Description = "SCHED_FIFO priority of the demand-path threads, 0: fair class (as Agent:DemandRealtimePriority).",
-        DefaultValueFactory = _ => new GuideCopy.Migration.Agent.AgentOptions().DemandRealtimePriority,
+        DefaultValueFactory = _ => new AgentOptions().DemandRealtimePriority,
     };
 
     /// <summary>Both ends derive the migration key from the secret file and this id, as the agents do.</summary>

@@ -1,6 +1,7 @@
 using System.Reflection;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Guide;
+using GuideCopy.Migration.Host;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Configuration.CommandLine;
 using Microsoft.Extensions.Configuration.EnvironmentVariables;

@@ -34,7 +34,7 @@ public sealed record DestinationArmRequest(string MigrationId, string PageServer
 public sealed record DestinationArmResult(double ArmMs);
 
 /// <summary>The pause: suspend, the device state streamed to the destination over the demand lane, the freeze.</summary>
-public sealed record SwitchoverRequest(string MigrationId, string Domain, GuideCopy.Migration.Guide.GuideOptions? Guide = null);
+public sealed record SwitchoverRequest(string MigrationId, string Domain, GuideOptions? Guide = null);
 
 public sealed record GuidePrepareRequest(string MigrationId, string Domain);
 

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Host;
 using GuideCopy.Migration.Journal;
 using LibvirtSharp;
 
@@ -34,26 +35,10 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
         _options = options;
         _lines = log;
         _log = log;
-        _secret = ReadSecret(options.SecretFile);
+        _secret = SharedSecret.Read(options.SecretFile);
     }
 
     private MigrationJournal Journal => _journal ?? throw new InvalidOperationException("agent not started");
-
-    public static byte[] ReadSecret(string path)
-    {
-        if (!File.Exists(path))
-        {
-            throw new AgentException($"secret file {path} does not exist: create it with 'head -c 32 /dev/urandom | base64 > {path}; chmod 600 {path}' and copy it to every host");
-        }
-
-        var text = File.ReadAllText(path).Trim();
-        if (text.Length < 16)
-        {
-            throw new AgentException($"secret file {path} holds fewer than 16 characters: use a longer secret");
-        }
-
-        return System.Text.Encoding.UTF8.GetBytes(text);
-    }
 
     public async Task RunAsync(CancellationToken ct)
     {

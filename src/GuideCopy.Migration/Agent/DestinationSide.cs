@@ -4,10 +4,12 @@ using System.Text.Json;
 using GuideCopy.MemoryPlane;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Definitions;
+using GuideCopy.Migration.Host;
 using GuideCopy.Migration.Journal;
 using GuideCopy.Transport;
 using LibvirtSharp;
 using LibvirtSharp.Native;
+using GuideCopy.Interop;
 
 namespace GuideCopy.Migration.Agent;
 
@@ -300,7 +302,7 @@ public sealed class DestinationSide(AgentOptions options, byte[] secret, string 
         var decided = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         new Thread(() =>
         {
-            GuideCopy.Interop.ThreadScheduling.PreferForLatency(Options.DemandRealtimePriority);
+            ThreadScheduling.PreferForLatency(Options.DemandRealtimePriority);
             try
             {
                 decided.TrySetResult(ResolveCommit());

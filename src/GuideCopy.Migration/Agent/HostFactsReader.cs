@@ -1,5 +1,4 @@
-using System.Net.NetworkInformation;
-using System.Net.Sockets;
+using GuideCopy.Migration.Host;
 using LibvirtSharp;
 
 namespace GuideCopy.Migration.Agent;
@@ -36,7 +35,7 @@ public static class HostFactsReader
             o.ShimLibrary,
             // libvirt >= 9.x hands QEMU /dev/userfaultfd; older needs the sysctl for user libvirt-qemu.
             File.Exists("/dev/userfaultfd") || ReadSysctl("vm/unprivileged_userfaultfd") == "1",
-            AdvertisedPageEndpoint(o));
+            o.AdvertisedPageEndpoint());
     }
 
     /// <summary>The file system type name of a directory (tmpfs, hugetlbfs, ext4 ...) and its free bytes.</summary>
@@ -50,23 +49,6 @@ public static class HostFactsReader
         // DriveInfo resolves the mount holding the path and reports its fs type from /proc/self/mountinfo.
         var drive = new DriveInfo(path);
         return (drive.DriveFormat, drive.AvailableFreeSpace);
-    }
-
-    public static string AdvertisedPageEndpoint(AgentOptions o)
-    {
-        int port = System.Net.IPEndPoint.Parse(o.PageListen).Port;
-        string address = o.AdvertiseAddress;
-        if (address.Length == 0)
-        {
-            address = NetworkInterface.GetAllNetworkInterfaces()
-                .Where(i => i.OperationalStatus == OperationalStatus.Up && i.NetworkInterfaceType != NetworkInterfaceType.Loopback)
-                .SelectMany(i => i.GetIPProperties().UnicastAddresses)
-                .Where(a => a.Address.AddressFamily == AddressFamily.InterNetwork)
-                .Select(a => a.Address.ToString())
-                .FirstOrDefault() ?? "127.0.0.1";
-        }
-
-        return $"{address}:{port}";
     }
 
     private static string ReadSysctl(string name)

@@ -1,3 +1,4 @@
+using GuideCopy.Migration.Host;
 using GuideCopy.Migration.Journal;
 using GuideCopy.Transport;
 

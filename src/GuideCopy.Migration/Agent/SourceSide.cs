@@ -4,6 +4,7 @@ using System.Text.Json;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Definitions;
 using GuideCopy.Migration.Guide;
+using GuideCopy.Migration.Host;
 using GuideCopy.Migration.Journal;
 using GuideCopy.Transport;
 using LibvirtSharp;
@@ -162,7 +163,7 @@ public sealed class SourceSide(AgentOptions options, byte[] secret, string migra
         _server = StartServer(frozen, pageSize, req.BandwidthBytesPerSecond, req.Push, 0, armed: true);
         _save = DeviceStateTransfer.ArmSave(_domain, Path.Combine(domainDir, "devstate.sock"), Qemu.Gid);
         Log($"{Id}: armed: page server on {_server.LocalEndPoint} ({_server.PageCount} pages of {pageSize} B), device-state socket listening");
-        return Task.FromResult(new SourceArmResult(HostFactsReader.AdvertisedPageEndpoint(Options), _server.SessionId, _server.PageCount,
+        return Task.FromResult(new SourceArmResult(Options.AdvertisedPageEndpoint(), _server.SessionId, _server.PageCount,
             Handshake.Describe(ProtectionOf(_entry)), Math.Round(sw.Elapsed.TotalMilliseconds, 1)));
     }
 

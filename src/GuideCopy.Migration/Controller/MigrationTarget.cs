@@ -1,4 +1,6 @@
 using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Agent;
+using GuideCopy.Migration.Guide;
 
 namespace GuideCopy.Migration.Controller;
 
@@ -31,8 +33,8 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 public sealed record MigrationPlan(
     string Domain, MigrationTarget From, MigrationTarget To, string Mode, long BandwidthBytesPerSecond, byte[] Secret,
     bool Push = true, string? ConsoleFile = null, TimeSpan? ObserveAfter = null, Func<Task>? BeforeCommit = null,
-    GuideCopy.Migration.Guide.GuideOptions? Guide = null, TimeSpan? Timeout = null, Func<Task>? AfterCommit = null,
-    GuideCopy.Migration.Agent.IAgentConnector? Agents = null, Func<Task>? BeforeSwitchover = null, TimeSpan? CommitAsk = null,
+    GuideOptions? Guide = null, TimeSpan? Timeout = null, Func<Task>? AfterCommit = null,
+    IAgentConnector? Agents = null, Func<Task>? BeforeSwitchover = null, TimeSpan? CommitAsk = null,
     bool ClearTextLanes = false, Func<string, string>? PageServerRoute = null,
     TimeSpan? MaxDowntime = null, bool KeepSourceDefinition = false);
 

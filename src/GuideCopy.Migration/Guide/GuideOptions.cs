@@ -1,3 +1,4 @@
+using GuideCopy.Transport;
 namespace GuideCopy.Migration.Guide;
 
 /// <summary>
@@ -55,7 +56,7 @@ public sealed class GuideOptions
     public static int LeadFor(long bytesPerSecond)
     {
         double rate = bytesPerSecond > 0 ? bytesPerSecond : UncappedBytesPerSecond;
-        return (int)Math.Round(DestinationEntriesPerSecond * GuideCopy.Transport.LaneSocket.PushUnsentBytes / rate);
+        return (int)Math.Round(DestinationEntriesPerSecond * LaneSocket.PushUnsentBytes / rate);
     }
 
     /// <summary>

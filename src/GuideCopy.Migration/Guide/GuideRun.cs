@@ -1,11 +1,12 @@
 using System.Diagnostics;
 using GuideCopy.MemoryPlane;
-using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Definitions;
+using GuideCopy.Migration.Host;
 using GuideCopy.Transport;
 using LibvirtSharp;
 using LibvirtSharp.Native;
+using GuideCopy.Interop;
 
 namespace GuideCopy.Migration.Guide;
 
@@ -89,11 +90,11 @@ public sealed class GuideRun : IDisposable
         // they leave idle, or it would slow the very VM it is meant to speed up. SCHED_IDLE gives
         // exactly that (a waking page-server thread preempts it at once); nice alone did not
         // (measured: demand p50 0.26 -> 0.35 ms with the guide at nice 19 on the page server's CPU).
-        int threads = GuideCopy.Interop.ProcessPriority.SetNice(_qemuPid, _options.GuideNice);
+        int threads = ProcessPriority.SetNice(_qemuPid, _options.GuideNice);
         string policy = $"nice {_options.GuideNice}";
         if (_options.GuideCpuPolicy == GuideCpuPolicy.Idle)
         {
-            threads = GuideCopy.Interop.ProcessPriority.SetIdlePolicy(_qemuPid);
+            threads = ProcessPriority.SetIdlePolicy(_qemuPid);
             policy = "SCHED_IDLE";
         }
 

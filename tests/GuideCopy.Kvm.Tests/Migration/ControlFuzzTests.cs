@@ -5,6 +5,7 @@ using CsCheck;
 using GuideCopy.MemoryPlane.Tests;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Host;
 using GuideCopy.Migration.Journal;
 
 namespace GuideCopy.Kvm.Tests.Migration;
@@ -47,7 +48,7 @@ public sealed class ControlFuzzTests
             LibvirtUri = $"qemu+unix:///system?socket={_dir}/no-libvirt.sock",
             RamDir = Path.Combine(_dir, "ram"),
         };
-        _secret = AgentServer.ReadSecret(options.SecretFile);
+        _secret = SharedSecret.Read(options.SecretFile);
         _agent = new AgentServer(options, AgentLog.To(_ => { }));
         _stop = new CancellationTokenSource();
         _running = Task.Run(() => _agent.RunAsync(_stop.Token));

@@ -6,6 +6,7 @@ using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Controller;
 using GuideCopy.Migration.Journal;
 using GuideCopy.Migration.Report;
+using GuideCopy.Migration.Guide;
 
 namespace GuideCopy.Kvm.Tests.Migration;
 
@@ -74,7 +75,7 @@ public sealed class FaultMatrixTests
 
     /// <summary>A hop from where the guest is to the other host; the push capped so the transfer lasts seconds.</summary>
     private MigrationPlan Hop(Func<Task>? beforeCommit = null, Func<Task>? afterCommit = null) => new(
-        Domain, Target(_on), Target(Other), "guide", 8_000_000, AgentServer.ReadSecret(_lab.SecretFile),
+        Domain, Target(_on), Target(Other), "guide", 8_000_000, SharedSecret.Read(_lab.SecretFile),
         ObserveAfter: TimeSpan.Zero, BeforeCommit: beforeCommit, AfterCommit: afterCommit);
 
     private static MigrationTarget Target(LabHost h) => MigrationLab.Target(h);
@@ -296,7 +297,7 @@ public sealed class FaultMatrixTests
         var source = _on;
         var plan = Hop() with
         {
-            Guide = new GuideCopy.Migration.Guide.GuideOptions { Enabled = true },
+            Guide = new GuideOptions { Enabled = true },
             BeforeSwitchover = async () =>
             {
                 Kill9(AgentOf(source));

@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using GuideCopy.Interop;
 using GuideCopy.Transport;
+using GuideCopy.MemoryPlane;
 
 namespace GuideCopy.Kvm.Tests.Migration;
 
@@ -180,7 +181,7 @@ public sealed class LaneRelay : IDisposable
         BinaryPrimitives.WriteUInt16LittleEndian(frame, Wire.Magic);
         frame[2] = (byte)FrameType.Pages;
         BinaryPrimitives.WriteUInt32LittleEndian(frame.AsSpan(4), (uint)payload);
-        FrameCodec.WritePagesHeader(frame.AsSpan(Wire.HeaderSize), first, 1, GuideCopy.MemoryPlane.PageOrigin.Push);
+        FrameCodec.WritePagesHeader(frame.AsSpan(Wire.HeaderSize), first, 1, PageOrigin.Push);
         frame.AsSpan(Wire.HeaderSize + Wire.PagesHeaderSize, 4096).Fill(ForgedByte);
         RandomNumberGenerator.Fill(frame.AsSpan(frame.Length - FrameSeal.TagSize));
         return frame;

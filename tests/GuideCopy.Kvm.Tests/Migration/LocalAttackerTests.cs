@@ -2,7 +2,9 @@ using System.Diagnostics;
 using GuideCopy.Lab;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Controller;
+using GuideCopy.Migration.Host;
 using GuideCopy.Migration.Report;
+using GuideCopy.Migration.Control;
 
 namespace GuideCopy.Kvm.Tests.Migration;
 
@@ -67,7 +69,7 @@ public sealed class LocalAttackerTests
         var asQemu = Attacker(destination, qemuUser, qemuGroup, [qemuGroup], "send", shimSocket, "uffd", "", "120000");
         string outsider = "", outsiderRebind = "", groupRebind = "";
         var plan = new MigrationPlan(Domain, MigrationLab.Target(_lab.A), MigrationLab.Target(destination), "guide", 8_000_000,
-            AgentServer.ReadSecret(_lab.SecretFile), ObserveAfter: TimeSpan.Zero,
+            SharedSecret.Read(_lab.SecretFile), ObserveAfter: TimeSpan.Zero,
             BeforeCommit: () =>
             {
                 // The destination QEMU holds its uffd's registration; its socket is still there.

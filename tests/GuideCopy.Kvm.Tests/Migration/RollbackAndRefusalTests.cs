@@ -3,6 +3,7 @@ using GuideCopy.Lab;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Controller;
+using GuideCopy.Migration.Host;
 using GuideCopy.Migration.Report;
 
 namespace GuideCopy.Kvm.Tests.Migration;
@@ -33,7 +34,7 @@ public sealed class RollbackAndRefusalTests
     public void Down() => LabRig.Down(Name);
 
     private MigrationPlan Plan(Func<Task>? beforeCommit = null) => new(
-        Domain, Target(_lab.A), Target(_lab.B), "guide", 0, AgentServer.ReadSecret(_lab.SecretFile),
+        Domain, Target(_lab.A), Target(_lab.B), "guide", 0, SharedSecret.Read(_lab.SecretFile),
         ObserveAfter: TimeSpan.Zero, BeforeCommit: beforeCommit);
 
     private static MigrationTarget Target(LabHost h) => MigrationLab.Target(h);

@@ -4,6 +4,7 @@ using GuideCopy.Lab;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Controller;
 using GuideCopy.Migration.Report;
+using GuideCopy.Migration.Control;
 
 namespace GuideCopy.Kvm.Tests.Migration;
 
@@ -50,7 +51,7 @@ public sealed class SecureLaneTests
         var destination = Other;
         LaneRelay? relay = null;
         var plan = new MigrationPlan(Domain, MigrationLab.Target(_on), MigrationLab.Target(destination), "guide", 8_000_000,
-            AgentServer.ReadSecret(_lab.SecretFile), ObserveAfter: TimeSpan.Zero, ClearTextLanes: clearText,
+            SharedSecret.Read(_lab.SecretFile), ObserveAfter: TimeSpan.Zero, ClearTextLanes: clearText,
             PageServerRoute: real =>
             {
                 // The page server is listening now: put the relay in front of it.

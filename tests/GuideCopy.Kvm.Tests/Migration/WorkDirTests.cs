@@ -1,6 +1,7 @@
 using GuideCopy.Lab;
 using GuideCopy.MemoryPlane;
 using GuideCopy.Migration.Agent;
+using GuideCopy.Migration.Host;
 using GuideCopy.Migration.Journal;
 using Mono.Unix.Native;
 

@@ -3,6 +3,7 @@ using System.Reflection;
 using System.Text.Json;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Guide;
+using GuideCopy.Migration.Host;
 
 namespace GuideCopy.Kvm.Tests.Packaging;
 

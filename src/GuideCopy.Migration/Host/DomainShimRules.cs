@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using GuideCopy.MemoryPlane;
 
-namespace GuideCopy.Migration.Agent;
+namespace GuideCopy.Migration.Host;
 
 /// <summary>
 /// The <see cref="ShimPeerRules"/> for one domain's QEMU, from libvirt's own records: the uid

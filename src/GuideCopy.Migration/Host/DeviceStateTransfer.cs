@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using LibvirtSharp;
 
-namespace GuideCopy.Migration.Agent;
+namespace GuideCopy.Migration.Host;
 
 /// <summary>
 /// Moves a domain's CPU and device state (not its RAM) through QMP, as QEMU's own migration

@@ -4,7 +4,7 @@ using GuideCopy.Migration.Definitions;
 using LibvirtSharp;
 using LibvirtSharp.Native;
 
-namespace GuideCopy.Migration.Agent;
+namespace GuideCopy.Migration.Host;
 
 /// <summary>
 /// A QEMU that waits for device state (<c>-incoming defer</c>), started paused through libvirt

@@ -1,4 +1,8 @@
-namespace GuideCopy.Migration.Agent;
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+
+namespace GuideCopy.Migration.Host;
 
 /// <summary>
 /// Every knob of the agent, with its default and unit. Bound from the "Agent" section of
@@ -130,12 +134,34 @@ public sealed class AgentOptions
 
         if (MetricsListen.Length > 0)
         {
-            var ep = System.Net.IPEndPoint.Parse(MetricsListen);
+            var ep = IPEndPoint.Parse(MetricsListen);
             return (ep.Address.ToString(), ep.Port);
         }
 
-        var page = System.Net.IPEndPoint.Parse(HostFactsReader.AdvertisedPageEndpoint(this));
+        var page = IPEndPoint.Parse(AdvertisedPageEndpoint());
         return (page.Address.ToString(), DefaultMetricsPort);
+    }
+
+    /// <summary>
+    /// ADDR:PORT the destination's pager is told to reach this agent's page server at:
+    /// <see cref="AdvertiseAddress"/> (else the first IPv4 address of an interface that is up
+    /// and not loopback) and <see cref="PageListen"/>'s port.
+    /// </summary>
+    public string AdvertisedPageEndpoint()
+    {
+        int port = IPEndPoint.Parse(PageListen).Port;
+        string address = AdvertiseAddress;
+        if (address.Length == 0)
+        {
+            address = NetworkInterface.GetAllNetworkInterfaces()
+                .Where(i => i.OperationalStatus == OperationalStatus.Up && i.NetworkInterfaceType != NetworkInterfaceType.Loopback)
+                .SelectMany(i => i.GetIPProperties().UnicastAddresses)
+                .Where(a => a.Address.AddressFamily == AddressFamily.InterNetwork)
+                .Select(a => a.Address.ToString())
+                .FirstOrDefault() ?? "127.0.0.1";
+        }
+
+        return $"{address}:{port}";
     }
 }
 

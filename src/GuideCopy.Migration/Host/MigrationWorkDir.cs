@@ -3,7 +3,7 @@ using GuideCopy.Migration.Control;
 using Mono.Unix;
 using Mono.Unix.Native;
 
-namespace GuideCopy.Migration.Agent;
+namespace GuideCopy.Migration.Host;
 
 /// <summary>
 /// One migration's directory under <see cref="AgentOptions.WorkDir"/>: root-owned, QEMU's group,

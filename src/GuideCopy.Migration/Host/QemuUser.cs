@@ -1,7 +1,7 @@
 using GuideCopy.Migration.Control;
 using Mono.Unix;
 
-namespace GuideCopy.Migration.Agent;
+namespace GuideCopy.Migration.Host;
 
 /// <summary>
 /// The user and group libvirt runs QEMU as (qemu.conf <c>user</c>/<c>group</c>; Debian's
