@@ -22,9 +22,7 @@ public sealed class AgentStartTests
         string dir = Directory.CreateTempSubdirectory("gc-agent-").FullName;
         try
         {
-            string secret = Path.Combine(dir, "secret");
-            File.WriteAllText(secret, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)) + "\n");
-            File.SetUnixFileMode(secret, (UnixFileMode)0b110_000_000);
+            string secret = AgentSecret.CreateIn(dir);
             StartAndStop(["dotnet", CliProcess.DllPath], RepoFile.PathOf("packaging/guidecopy.json"), dir, ["--set", $"Agent:SecretFile={secret}"]);
         }
         finally
@@ -65,9 +63,7 @@ public sealed class AgentStartTests
         string dir = Directory.CreateTempSubdirectory("gc-agent-").FullName;
         try
         {
-            string secret = Path.Combine(dir, "secret");
-            File.WriteAllText(secret, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)) + "\n");
-            File.SetUnixFileMode(secret, (UnixFileMode)0b110_000_000);
+            string secret = AgentSecret.CreateIn(dir);
             string socket = Path.Combine(dir, "agent.sock");
             string agent = string.Join(' ', new[]
             {

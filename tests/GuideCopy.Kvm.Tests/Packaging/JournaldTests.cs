@@ -33,9 +33,7 @@ public sealed class JournaldTests
         string tag = $"gc-agent-test-{Environment.ProcessId}";
         try
         {
-            string secret = Path.Combine(dir, "secret");
-            File.WriteAllText(secret, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)) + "\n");
-            File.SetUnixFileMode(secret, (UnixFileMode)0b110_000_000);
+            string secret = AgentSecret.CreateIn(dir);
             string socket = Path.Combine(dir, "agent.sock");
             string agent = string.Join(' ', new[]
             {
