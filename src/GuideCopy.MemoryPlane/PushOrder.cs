@@ -24,7 +24,7 @@ public sealed class PushOrder
     /// (the guide logs first touches) never drops one, and an entry's sequence number is its
     /// position in the feeder's log (what <see cref="NoteDemand"/>'s predictedAt refers to).
     /// </param>
-    public PushOrder(long pageCount, int pushCapacity = 0, int localityCapacity = 1 << 14, int localityWindow = 32)
+    public PushOrder(long pageCount, int pushCapacity = 0, int localityCapacity = 1 << 14, int localityWindow = DefaultLocalityWindow)
     {
         PageCount = pageCount;
         _push = new Ring(pushCapacity > 0 ? pushCapacity : (int)Math.Max(1, pageCount));
@@ -32,6 +32,16 @@ public sealed class PushOrder
         _unpredicted = new Ring(localityCapacity);
         _localityWindow = localityWindow;
     }
+
+    /// <summary>
+    /// Pages after a fault taken as its neighbours (128 KiB of 4 KiB pages): the run a sequential
+    /// reader reaches within a few of its faults' round trips, not so long that one fault's
+    /// neighbours crowd out the next fault's (docs/memory-plane.md, "The source: `PageServer`").
+    /// </summary>
+    public const int DefaultLocalityWindow = 32;
+
+    /// <summary>The neighbours each demand fault queues (<see cref="DefaultLocalityWindow"/> unless set).</summary>
+    public int LocalityWindow => _localityWindow;
 
     public long PageCount { get; }
 

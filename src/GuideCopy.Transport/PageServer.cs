@@ -16,7 +16,10 @@ public sealed class PageServerOptions
     /// <summary>Sealed (AEGIS-256, the default) or clear text (an explicit choice for closed lab links); the pager must ask for the same.</summary>
     public LaneProtection Protection { get; init; } = LaneProtection.Sealed;
     /// <summary>Where to listen; port 0 picks one (see <see cref="PageServer.LocalEndPoint"/>).</summary>
-    public IPEndPoint Listen { get; init; } = new(IPAddress.Any, 7480);
+    public IPEndPoint Listen { get; init; } = new(IPAddress.Any, DefaultPort);
+
+    /// <summary>The page port the agent's Agent:PageListen defaults to (docs/configuration.md) and the firewall opens.</summary>
+    public const int DefaultPort = 7171;
     /// <summary>Cap on push/locality/background bytes per second; 0 = none. Never applied to demand pages.</summary>
     public long BandwidthBytesPerSecond { get; init; }
     /// <summary>Page size of the RAM file (4096 for tmpfs, 2 MiB for hugetlbfs).</summary>
@@ -591,7 +594,7 @@ public sealed class PageServer : IDisposable
     private int MaxRun(PageOrigin origin, int perFrame, int pageSize) => origin switch
     {
         PageOrigin.Push => perFrame, // bounded by the queue: only entries that are the next pages join
-        PageOrigin.Locality => Math.Min(perFrame, 32),
+        PageOrigin.Locality => Math.Min(perFrame, _order.LocalityWindow), // one fault's neighbours per frame
         _ => _options.BandwidthBytesPerSecond > 0
             ? (int)Math.Clamp(_options.BandwidthBytesPerSecond / 100 / pageSize, 16, perFrame)
             : perFrame,

@@ -43,7 +43,7 @@ internal static class PagesCommand
     private static Command Serve()
     {
         var file = new Option<string>("--file") { Description = "The frozen RAM file (source domain paused).", Required = true };
-        var listen = new Option<string>("--listen") { Description = "ADDR:PORT to listen on.", DefaultValueFactory = _ => "0.0.0.0:7480" };
+        var listen = new Option<string>("--listen") { Description = "ADDR:PORT to listen on.", DefaultValueFactory = _ => $"0.0.0.0:{PageServerOptions.DefaultPort}" };
         var secret = SecretFile();
         var bandwidth = new Option<string?>("--bandwidth") { Description = "Cap on pushed bytes/s (e.g. 12M, 100mbit); demand pages are never capped." };
         var pageSize = new Option<int>("--page-size") { Description = "Page size in bytes (2097152 for hugetlbfs).", DefaultValueFactory = _ => 4096 };

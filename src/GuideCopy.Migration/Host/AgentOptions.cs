@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
+using GuideCopy.Transport;
 
 namespace GuideCopy.Migration.Host;
 
@@ -17,7 +18,7 @@ public sealed class AgentOptions
     public string ControlListen { get; set; } = "";
 
     /// <summary>TCP address:port the page server listens on while this host is a source.</summary>
-    public string PageListen { get; set; } = "0.0.0.0:7171";
+    public string PageListen { get; set; } = $"0.0.0.0:{PageServerOptions.DefaultPort}";
 
     /// <summary>Address destinations use to reach this host's page server; empty: the first non-loopback IPv4.</summary>
     public string AdvertiseAddress { get; set; } = "";
