@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using CsCheck;
-using GuideCopy.MemoryPlane.Tests;
+using GuideCopy.Unit.Tests;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Host;

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using GuideCopy.Transport;
 
-namespace GuideCopy.MemoryPlane.Tests;
+namespace GuideCopy.Unit.Tests.Transport;
 
 /// <summary>Every parser against hostile input: clean rejection, never a crash or a hang.</summary>
 public class ParserTests

@@ -1,6 +1,6 @@
 using GuideCopy.Migration.Journal;
 
-namespace GuideCopy.Kvm.Tests.Migration;
+namespace GuideCopy.Unit.Tests.Migration;
 
 /// <summary>The journal every agent writes before each irreversible step: what a restarted agent reads back.</summary>
 [TestFixture]

@@ -1,6 +1,6 @@
 using GuideCopy.Lab;
 
-namespace GuideCopy.Kvm.Tests.Lab;
+namespace GuideCopy.Unit.Tests.Lab;
 
 /// <summary>
 /// The CPU mask the lab writes to rps_cpus, in the kernel's bitmap format (LabRigTests checks the

@@ -1,6 +1,6 @@
 using GuideCopy.Migration.Baselines;
 
-namespace GuideCopy.Kvm.Tests.Report;
+namespace GuideCopy.Unit.Tests.Migration;
 
 /// <summary>
 /// QEMU's counters as page categories (the lab tests check them on real runs; these pin the

@@ -1,4 +1,4 @@
-namespace GuideCopy.MemoryPlane.Tests;
+namespace GuideCopy.Unit.Tests.MemoryPlane;
 
 /// <summary>
 /// The push order in isolation (the lab tests drive it through real lanes): the guide's queue

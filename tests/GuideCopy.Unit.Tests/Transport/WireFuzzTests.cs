@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using CsCheck;
 using GuideCopy.Transport;
 
-namespace GuideCopy.MemoryPlane.Tests;
+namespace GuideCopy.Unit.Tests.Transport;
 
 /// <summary>
 /// Every parser a page-lane peer reaches, fuzzed (<see cref="Fuzz"/>): the frame header, each

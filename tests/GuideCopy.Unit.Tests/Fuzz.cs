@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using CsCheck;
 
-namespace GuideCopy.MemoryPlane.Tests;
+namespace GuideCopy.Unit.Tests;
 
 /// <summary>
 /// Property-based fuzzing with CsCheck (generation and shrinking from one PCG stream): every

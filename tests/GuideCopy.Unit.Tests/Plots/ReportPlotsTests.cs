@@ -2,7 +2,7 @@ using System.Xml.Linq;
 using GuideCopy.Migration.Report;
 using GuideCopy.Plots;
 
-namespace GuideCopy.Kvm.Tests.Report;
+namespace GuideCopy.Unit.Tests.Plots;
 
 /// <summary>
 /// The pictures from a report's timeline: real SVG files an operator can open, with a line per

@@ -6,7 +6,7 @@ using GuideCopy.Migration.Controller;
 using GuideCopy.Migration.Journal;
 using GuideCopy.Migration.Report;
 
-namespace GuideCopy.Kvm.Tests.Migration;
+namespace GuideCopy.Unit.Tests.Migration;
 
 /// <summary>
 /// The controller's commit and rollback rules, step by step, against fake agents that keep

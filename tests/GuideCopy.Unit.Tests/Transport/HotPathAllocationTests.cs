@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using GuideCopy.MemoryPlane;
 using GuideCopy.Transport;
 
-namespace GuideCopy.MemoryPlane.Tests;
+namespace GuideCopy.Unit.Tests.Transport;
 
 /// <summary>
 /// "No per-page allocation on hot paths", checked: the per-page and per-frame operations that

@@ -1,6 +1,6 @@
 using GuideCopy.Migration.Definitions;
 
-namespace GuideCopy.Kvm.Tests.Definitions;
+namespace GuideCopy.Unit.Tests.Migration;
 
 /// <summary>
 /// The requirements preflight checks on a domain's XML, each refusal naming its fix; the lab

@@ -1,4 +1,4 @@
-namespace GuideCopy.MemoryPlane.Tests;
+namespace GuideCopy.Unit.Tests.MemoryPlane;
 
 /// <summary>
 /// The guide's read-ahead sizing: interleaved sequential streams each grow their run, random
