@@ -58,7 +58,7 @@ internal static class MigrateCommand
                     throw new ArgumentException("--timeout and --max-downtime take a positive number (seconds, milliseconds)");
                 }
                 plan = new MigrationPlan(p.GetValue(domain)!, src, dst, p.GetValue(mode)!, ParseBandwidth(p.GetValue(bandwidth)), secretBytes,
-                    ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)), Guide: guideOptions, BeforeCommit: HoldBeforeCommit(),
+                    ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)), Guide: guideOptions, BeforeCommit: HoldBeforeCommit(), BeforeSwitchover: HoldBeforeSwitchover(ct),
                     ClearTextLanes: p.GetValue(insecure) || controller.InsecureLanes,
                     Timeout: p.GetValue(timeout) is { } t ? TimeSpan.FromSeconds(t) : null,
                     MaxDowntime: p.GetValue(maxDowntime) is { } md ? TimeSpan.FromMilliseconds(md) : null,
@@ -94,6 +94,21 @@ internal static class MigrateCommand
     /// controller stops between the device-state load and the resume, so a test can kill it in
     /// the one window where only the agents' lease can undo the migration. Unset in normal use.
     /// </summary>
+    /// <summary>
+    /// Fault injection for the fault matrix (GUIDECOPY_FAULT_HOLD=before-switchover): everything
+    /// armed, nothing paused, held until the operator's interrupt, which must then roll back.
+    /// Since the destination commits on its own the moment it has loaded, the window between
+    /// "prepared" and the pause is too short (~0.1-1 s) to aim a signal at without this.
+    /// </summary>
+    private static Func<Task>? HoldBeforeSwitchover(CancellationToken ct) =>
+        Environment.GetEnvironmentVariable("GUIDECOPY_FAULT_HOLD") == "before-switchover"
+            ? () =>
+            {
+                Console.Error.WriteLine("guidecopy migrate: holding before the switchover (GUIDECOPY_FAULT_HOLD)");
+                return Task.Delay(Timeout.Infinite, ct);
+            }
+            : null;
+
     private static Func<Task>? HoldBeforeCommit() =>
         Environment.GetEnvironmentVariable("GUIDECOPY_FAULT_HOLD") == "before-commit"
             ? () =>

@@ -69,6 +69,15 @@ public sealed class FaultMatrixTests
                 _lab.StartAgent(h, MigrationLab.AgentLaunch);
             }
         }
+
+        // A cell that failed before its AssertRunsOnlyOn left _on where the guest was: the next
+        // cell would look for it on the wrong host and fail too. Start it where the guest runs.
+        var running = _lab.Hosts.Where(h => h.DomainNames().Contains(Domain)).ToList();
+        if (running.Count == 1 && running[0] != _on)
+        {
+            TestContext.Out.WriteLine($"the guest runs on {running[0].Name}, not {_on.Name}: the next cell starts there");
+            _on = running[0];
+        }
     }
 
     private LabHost Other => _on == _lab.A ? _lab.B : _lab.A;
@@ -280,8 +289,12 @@ public sealed class FaultMatrixTests
     {
         var source = _on;
         var destination = Other;
-        using var cli = StartCli("migrate", Domain, "--from", $"lab:{Name}/{source.Name}", "--to", $"lab:{Name}/{destination.Name}", "--json");
+        // Held armed before the pause (GUIDECOPY_FAULT_HOLD): a signal aimed at the short window
+        // between "prepared" and the pause missed it in a loaded CI run (the migration completed).
+        using var cli = StartCli(new Dictionary<string, string> { ["GUIDECOPY_FAULT_HOLD"] = "before-switchover" },
+            "migrate", Domain, "--from", $"lab:{Name}/{source.Name}", "--to", $"lab:{Name}/{destination.Name}", "--json");
         WaitForStage(destination, MigrationStage.DestinationPrepared, TimeSpan.FromSeconds(60));
+        Thread.Sleep(3000); // the guide's start and both arms, then the hold
         CommandRunner.Check("kill", "-INT", cli.Id.ToString());
         Assert.That(cli.WaitForExit(TimeSpan.FromSeconds(120)), Is.True, "the controller did not exit after SIGINT");
         var report = JsonSerializer.Deserialize<MigrationReport>(cli.StandardOutput.ReadToEnd(), MigrationReport.Json)!;
