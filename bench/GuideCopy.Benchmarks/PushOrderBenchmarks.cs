@@ -1,5 +1,5 @@
 using BenchmarkDotNet.Attributes;
-using GuideCopy.MemoryPlane;
+using GuideCopy.Transport;
 
 namespace GuideCopy.Benchmarks;
 

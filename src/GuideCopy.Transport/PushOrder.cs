@@ -1,4 +1,6 @@
-namespace GuideCopy.MemoryPlane;
+using GuideCopy.MemoryPlane;
+
+namespace GuideCopy.Transport;
 
 /// <summary>
 /// The source's order for pages nobody asked for yet: (b) the push queue, filled by other code

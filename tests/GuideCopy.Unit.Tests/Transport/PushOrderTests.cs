@@ -1,4 +1,6 @@
-namespace GuideCopy.Unit.Tests.MemoryPlane;
+using GuideCopy.Transport;
+
+namespace GuideCopy.Unit.Tests.Transport;
 
 /// <summary>
 /// The push order in isolation (the lab tests drive it through real lanes): the guide's queue
