@@ -130,8 +130,8 @@ public sealed class LabRig
         }
 
         // A fresh libvirtd probes QEMU's capabilities (starts a QEMU, asks it over QMP) the first
-        // time it starts a domain: 3-4 s here under TCG, which a real host paid at boot and a lab
-        // would bill to the first migration's destination start. Both hosts, side by side, now.
+        // time it starts a domain (seconds under TCG, docs/tuning.md), which a real host paid at boot
+        // and a lab would bill to the first migration's destination start. Both hosts, side by side, now.
         LabLibvirtd.ProbeCapabilities(lab.Hosts);
         log("libvirt: QEMU capabilities probed on both hosts");
 
