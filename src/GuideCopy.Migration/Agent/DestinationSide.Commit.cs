@@ -73,7 +73,7 @@ public sealed partial class DestinationSide
     /// <see cref="ResolveCommit"/> on a thread of its own, in the scheduling class of the fault
     /// path (<see cref="AgentOptions.DemandRealtimePriority"/>): the question, the answer and the
     /// resume are the end of the pause, and on a host whose CPUs run guests a thread-pool thread
-    /// waits for its time slice (seen: 10 ms from the load's end to the source's decision).
+    /// waits for its time slice (docs/tuning.md, "The destination's commit thread").
     /// </summary>
     private Task<bool> OnCommitThread()
     {
