@@ -41,4 +41,26 @@ public sealed partial record Heartbeat(long Seq, long GuestMs, string Workload, 
             line[start..].TrimEnd('\r'),
             seenAt);
     }
+
+    /// <summary>A counter of the line's <c>extra=</c> field (<c>disk_w</c>, <c>errs</c>, ...), null when absent.</summary>
+    public long? Extra(string key)
+    {
+        int at = Line.IndexOf(" extra=", StringComparison.Ordinal);
+        if (at < 0)
+        {
+            return null;
+        }
+
+        foreach (var field in Line[(at + 7)..].Split(' ')[0].Split(','))
+        {
+            int colon = field.IndexOf(':');
+            if (colon > 0 && field.AsSpan(0, colon).SequenceEqual(key) &&
+                long.TryParse(field.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out long value))
+            {
+                return value;
+            }
+        }
+
+        return null;
+    }
 }

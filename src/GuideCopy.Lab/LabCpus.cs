@@ -67,6 +67,10 @@ public static class LabCpus
         return dir;
     }
 
+    /// <summary>Where a host's cgroup would be, also for a lab whose state file is gone.</summary>
+    internal static IEnumerable<string> CgroupCandidates(string name) =>
+        new[] { V1Root, V2Root }.Select(r => Path.Combine(r, name));
+
     /// <summary>The processes still in a host's cgroup (teardown stops them all).</summary>
     public static IEnumerable<int> Processes(string dir)
     {

@@ -9,6 +9,9 @@ public sealed class LabLayout
     /// <summary>The lab every command uses unless told otherwise (GUIDECOPY_LAB or --name).</summary>
     public const string DefaultName = "gc";
 
+    /// <summary>The lab's hosts, in the order of <see cref="LabState.Hosts"/>.</summary>
+    internal static readonly string[] HostNames = ["a", "b"];
+
     public LabLayout(string name)
     {
         // Interface names are at most 15 bytes: "<name>-a0" leaves 12 for the name.
@@ -38,6 +41,9 @@ public sealed class LabLayout
     public string Netns(string host) => $"{Name}-{host}";
 
     public string Interface(string host) => $"{Name}-{host}0";
+
+    /// <summary>The name of the host's cpuset cgroup (<see cref="LabCpus"/>).</summary>
+    internal string CgroupName(string host) => $"guidecopy-lab-{Name}-{host}";
 
     /// <summary>A /24 per lab in 10.77.0.0/16, picked from the name so labs do not overlap.</summary>
     public int SubnetIndex

@@ -14,12 +14,11 @@ namespace GuideCopy.Transport;
 /// and the lane is closed (the pager reconnects with fresh keys).
 /// </summary>
 /// <remarks>
-/// Why AEGIS-256 from libsodium and not AES-GCM from System.Security.Cryptography (both were
-/// measured here, docs/security.md): OpenSSL 3.0's EVP layer costs 1.4-2.7 us per call whatever
-/// the size, and a remote fault seals and opens four frames: +14% on the demand path's p50
-/// (budget 10%). libsodium's AEGIS-256 takes 0.13 us for a 16-byte frame, 0.8 us for a 4 KiB
-/// page and 6 GiB/s for 1 MiB batches, in place in the pinned buffers the page server reads
-/// pages into, with no allocation. A nonce never repeats: each direction has its own key and
+/// Why AEGIS-256 from libsodium and not AES-GCM from System.Security.Cryptography: a remote
+/// fault seals and opens four frames, so the per-call cost decides, and OpenSSL's EVP layer
+/// costs several times libsodium's AEGIS-256 per call whatever the size (figures:
+/// docs/security.md, "Why AEGIS-256 per frame"). It seals in place in the pinned buffers the page
+/// server reads pages into, with no allocation. A nonce never repeats: each direction has its own key and
 /// counts its frames from 0 on every connection.
 /// </remarks>
 public sealed class FrameSeal : IDisposable

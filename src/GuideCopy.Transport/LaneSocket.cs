@@ -18,8 +18,8 @@ namespace GuideCopy.Transport;
 /// <item>Under a bandwidth cap the push lane is also paced by the kernel (SO_MAX_PACING_RATE:
 /// TCP's internal pacing releases packets at that rate), so pushed pages do not pile up in the
 /// host's queue in front of a slower link: TCP small queues alone let one socket keep
-/// tcp_limit_output_bytes there (4 MiB on this kernel: a third of a second at 100 Mbit/s), and
-/// every page in that queue was chosen that long before the destination gets it.</item>
+/// tcp_limit_output_bytes there (net.ipv4.tcp_limit_output_bytes; docs/tuning.md), and every
+/// page in that queue was chosen that long before the destination gets it.</item>
 /// </list>
 /// </summary>
 public static class LaneSocket
@@ -28,7 +28,7 @@ public static class LaneSocket
     private const int IpTosThroughput = 0x08;
     private const int TcpNotSentLowAt = 25; // linux/tcp.h
 
-    /// <summary>Unsent bytes the push lane may hold in its socket (~13 ms at 80 Mbit/s).</summary>
+    /// <summary>Unsent bytes the push lane may hold in its socket: a few ms of a capped link (docs/tuning.md).</summary>
     public const int PushUnsentBytes = 128 * 1024;
 
     private const int SoMaxPacingRate = 47; // asm-generic/socket.h

@@ -33,7 +33,7 @@ public sealed class PagerOptions
     /// <summary>
     /// The push lane waits for <see cref="Pager.StartPush"/>: armed before the pause, the bulk
     /// stream would otherwise start in the middle of it and take the CPU the load, the commit and
-    /// the resume need (measured on the lab: commit 251 ms, resume 29 ms with it).
+    /// the resume need (docs/tuning.md, "The push lane waits for the resume").
     /// </summary>
     public bool DeferPush { get; init; }
 }
@@ -273,8 +273,8 @@ public sealed class Pager : IDemandSink, IDisposable
         {
             // A blocking connect, bounded by closing the socket: ConnectAsync would switch the
             // socket to .NET's async engine for good, and every later synchronous Receive would
-            // then hop through the epoll thread and the thread pool (measured: thread-pool
-            // workers spinning in sched_yield, 2.6 CPU-s per GiB pushed).
+            // then hop through the epoll thread and the thread pool, whose workers spin in
+            // sched_yield (docs/tuning.md, "Pager lanes connect with a blocking Connect").
             LaneSocket.Tune(socket, kind); // requests too: a demand request must not wait behind bulk
             using (new Timer(_ => socket.Dispose(), null, _options.LinkTimeoutMs, Timeout.Infinite))
                 socket.Connect(_source);

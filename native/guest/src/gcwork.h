@@ -30,6 +30,9 @@ struct gc_opts {
 	uint64_t verify_every; /* memtouch: pages rewritten per page of the rolling verify sweep */
 	uint64_t kv_put_pct;  /* kv: share of operations that are updates, percent */
 	int selftest;         /* 0 none, 1 zero a page, 2 make a page stale */
+	const char *disk;     /* block device to read and write (disk.c), NULL: none */
+	int disk_ref;         /* byte the disk's reference area holds, -1: not checked */
+	uint64_t disk_ms;     /* guest ms between disk steps */
 };
 
 /* Shared state between the driver (main.c) and the running workload. */
@@ -63,6 +66,12 @@ void gc_mismatch(struct gc *g, const char *fmt, ...) __attribute__((format(print
 void gc_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *gc_alloc(struct gc *g, uint64_t bytes, const char *what);
 uint64_t gc_now_ms(void);
+
+/* gc.disk (disk.c): open the device, one read-back-and-write step, heartbeat fields. */
+int gc_disk_open(struct gc *g, const char *path, int ref);
+int gc_disk_enabled(void);
+void gc_disk_step(struct gc *g);
+void gc_disk_extra(char *buf, size_t n);
 
 /* splitmix64: a full-period 64-bit generator with good mixing; also used as a hash. */
 static inline uint64_t gc_mix64(uint64_t x)

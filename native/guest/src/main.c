@@ -172,7 +172,19 @@ static int parse_args(int argc, char **argv, struct gc_opts *o)
 			rc = parse_u64("gc.verify_every", v, &o->verify_every);
 		else if (KEY("gc.kv_put"))
 			rc = parse_u64("gc.kv_put", v, &o->kv_put_pct);
-		else if (KEY("gc.selftest_corrupt")) {
+		else if (KEY("gc.disk"))
+			o->disk = v;
+		else if (KEY("gc.disk_ms"))
+			rc = parse_u64("gc.disk_ms", v, &o->disk_ms);
+		else if (KEY("gc.disk_ref")) {
+			uint64_t b;
+			rc = parse_u64("gc.disk_ref", v, &b);
+			if (!rc && b > 255) {
+				gc_say("GCERR bad value gc.disk_ref=%s (want a byte)\n", v);
+				return -1;
+			}
+			o->disk_ref = (int)b;
+		} else if (KEY("gc.selftest_corrupt")) {
 			if (!strcmp(v, "0"))
 				o->selftest = 0;
 			else if (!strcmp(v, "1") || !strcmp(v, "zero"))
@@ -219,6 +231,8 @@ int main(int argc, char **argv)
 			.ws_step_kib = 64,
 			.verify_every = 1,
 			.kv_put_pct = 20,
+			.disk_ref = -1,
+			.disk_ms = 250,
 		},
 	};
 	if (parse_args(argc, argv, &g.o))
@@ -237,6 +251,8 @@ int main(int argc, char **argv)
 	}
 	wl_name = wl->name;
 
+	if (g.o.disk && gc_disk_open(&g, g.o.disk, g.o.disk_ref))
+		return 1;
 	if (wl->setup(&g))
 		return 1;
 	uint64_t ready = gc_now_ms();
@@ -248,9 +264,14 @@ int main(int argc, char **argv)
 	 * is printed once and the grid skips the missed slots, so seq counts lines, and
 	 * rate is normalised to work per second over the real interval. */
 	uint64_t seq = 0, deadline = ready + 1000, last_t = ready, last_work = g.work;
+	uint64_t disk_due = ready;
 	for (;;) {
 		wl->step(&g);
 		uint64_t now = gc_now_ms();
+		if (gc_disk_enabled() && now >= disk_due) {
+			gc_disk_step(&g);
+			disk_due = now + g.o.disk_ms;
+		}
 		if (now < deadline)
 			continue;
 		seq++;
@@ -259,6 +280,10 @@ int main(int argc, char **argv)
 		uint64_t rate = dt ? (g.work - last_work) * 1000 / dt : 0;
 		char extra[192];
 		wl->extra(&g, extra, sizeof extra);
+		if (gc_disk_enabled()) {
+			size_t used = strlen(extra);
+			gc_disk_extra(extra + used, sizeof extra - used);
+		}
 		gc_say("GCHB seq=%" PRIu64 " t_ms=%" PRIu64 " wl=%s work=%" PRIu64 " rate=%" PRIu64
 		       " check=%s extra=%s,vpass:%" PRIu64 ",errs:%" PRIu64 ",late:%" PRIu64 "\n",
 		       seq, now - start_ms, wl->name, g.work, rate, g.mismatch ? "MISMATCH" : "OK",

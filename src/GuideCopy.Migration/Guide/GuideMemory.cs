@@ -38,9 +38,8 @@ public sealed unsafe class GuideMemory : IDemandSink, IDisposable
     /// Read-ahead per stream (<see cref="ReadAheadStreams"/>), as the kernel's page cache does for
     /// a file read sequentially. Every guide fault costs a round trip through this thread and a
     /// reschedule of the guide's vCPU, and on a source host whose CPU also pushes at line rate
-    /// that, not the guest's code, limited the guide (measured, memtouch at 800 Mbit/s: guide at
-    /// 49-76 k page rewrites/s against the destination's 72-110 k, the guide fell behind and was
-    /// stopped). A sequential guest then costs one fault per run; a guest touching pages at
+    /// that, not the guest's code, limited the guide: without read-ahead it fell behind the
+    /// destination and was stopped (docs/tuning.md, "Read-ahead per stream"). A sequential guest then costs one fault per run; a guest touching pages at
     /// random keeps runs of one, so its log stays exactly its touches. Pages of a run are logged
     /// in address order, which is the order a sequential guest touches them next.
     /// </para>

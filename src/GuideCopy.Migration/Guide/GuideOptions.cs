@@ -38,12 +38,11 @@ public sealed class GuideOptions
 
     /// <summary>
     /// Guide-log entries the destination, running on pages that are there, gets through per second
-    /// (fitted: memtouch under TCG, where a lead of 256 was best at 80 Mbit/s and 32 beat 256 at
-    /// 800 Mbit/s; docs/migration.md).
+    /// (fitted on memtouch under TCG: docs/tuning.md, "The push's lead").
     /// </summary>
     public const double DestinationEntriesPerSecond = 20_000;
 
-    /// <summary>A push with no cap is taken to run at this rate (the lab's veth carries ~0.55 GiB/s).</summary>
+    /// <summary>A push with no cap is taken to run at this rate (of the order of the lab's veth: docs/tuning.md).</summary>
     public const double UncappedBytesPerSecond = 1e9;
 
     /// <summary>
@@ -51,7 +50,6 @@ public sealed class GuideOptions
     /// picks now reaches the destination after the push socket's unsent bytes
     /// (<see cref="GuideCopy.Transport.LaneSocket.PushUnsentBytes"/>) have gone out at that rate;
     /// the entries the destination gets through meanwhile would arrive after it faulted on them.
-    /// 80 Mbit/s gives 262, 800 Mbit/s 26, no cap 3.
     /// </summary>
     public static int LeadFor(long bytesPerSecond)
     {
@@ -64,10 +62,8 @@ public sealed class GuideOptions
     /// if set, else <see cref="LeadFor"/>, but none when that is shorter than a read-ahead run. The
     /// guide reads ahead per stream, so its log is the destination's order only to within a run
     /// (32 pages of one stream are logged before the next stream's, where the guest alternates);
-    /// a shorter jump mostly skipped pages the destination needed a moment later. Measured, guide
-    /// on, two runs each: 800 Mbit/s, lead 26 vs none, memtouch stall 0.34-0.37 s vs 0.23 s, sort
-    /// demand 3.1-7.3 k vs 1.0-3.3 k; 80 Mbit/s, lead 262 vs none, memtouch stall 4.2-4.8 s vs
-    /// 5.4-6.1 s (docs/migration.md).
+    /// a shorter jump mostly skipped pages the destination needed a moment later (docs/tuning.md,
+    /// "The push's lead").
     /// </summary>
     public int LeadPagesFor(long bytesPerSecond)
     {

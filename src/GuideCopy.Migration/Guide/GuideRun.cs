@@ -89,7 +89,7 @@ public sealed class GuideRun : IDisposable
         // with the page server answering the destination's demand faults, it must only use what
         // they leave idle, or it would slow the very VM it is meant to speed up. SCHED_IDLE gives
         // exactly that (a waking page-server thread preempts it at once); nice alone did not
-        // (measured: demand p50 0.26 -> 0.35 ms with the guide at nice 19 on the page server's CPU).
+        // (docs/tuning.md, "The guide's QEMU under SCHED_IDLE").
         int threads = ProcessPriority.SetNice(_qemuPid, _options.GuideNice);
         string policy = $"nice {_options.GuideNice}";
         if (_options.GuideCpuPolicy == GuideCpuPolicy.Idle)
@@ -109,7 +109,8 @@ public sealed class GuideRun : IDisposable
     /// locking lets no QEMU read an image (not even as a backing file) that another QEMU writes,
     /// and the destination writes the VM's disk from its resume on: a guide backed by that disk
     /// would fail to start, or — resumed first — make the destination's 'cont' fail with
-    /// "Failed to get write lock" (seen here; that rolled the migration back). So the guide reads
+    /// "Failed to get write lock", which rolls the migration back (docs/tuning.md, "The guide's
+    /// blank disk"). So the guide reads
     /// zeros from its disk and writes nowhere that matters. A guest that reads its disk while the
     /// guide runs makes the guide diverge; its demand misses then stop it (the control loop).
     /// </summary>
@@ -229,8 +230,8 @@ public sealed class GuideRun : IDisposable
             // only late, not unpredicted.
             var (demand, misses) = _missWindows.CloseWindow(_touchedNow!);
             // Outrun is judged on the whole run so far, and only after a few windows: at the start
-            // every VM outruns the push while it fetches its working set at once (memtouch: 11742
-            // entries overtaken vs 651 pushed in its first 2 s, about even over the whole run).
+            // every VM outruns the push while it fetches its working set at once (docs/tuning.md,
+            // "Outrun is judged only after a few windows").
             long pushed = _server?.Counters.PushPages ?? 0, skipped = _server?.PushSkipped ?? 0;
             bool judgeOutrun = runtime >= OutrunGraceWindows * _control.MissWindowSeconds;
             _windowStart = Stopwatch.GetTimestamp();
@@ -264,8 +265,8 @@ public sealed class GuideRun : IDisposable
                 Interlocked.Read(ref _late), Math.Round(_clock.Elapsed.TotalSeconds, 3), cpu, reason, Math.Round(_startMs, 1),
                 _server?.PushSkipped ?? 0, Interlocked.Read(ref _lateInFlight),
                 _lateAge.Count > 0 ? Math.Round(_lateAge.Percentile(0.5).TotalMilliseconds, 2) : null, _server?.PushOvertaken ?? 0);
-            // The figures are final; the guide's QEMU goes on a thread of its own (a destroy
-            // took 1.9 s here, on the path from the last page to the source's release).
+            // The figures are final; the guide's QEMU goes on a thread of its own: a libvirt destroy
+            // can take seconds, and this is the path from the last page to the source's release.
             _destroyed = Task.Run(() =>
             {
                 try

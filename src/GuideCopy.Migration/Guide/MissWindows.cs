@@ -6,9 +6,7 @@ namespace GuideCopy.Migration.Guide;
 /// window later. A guide that is briefly behind the destination (both start from the same
 /// state; the destination can be first on a page for a moment, e.g. while the guide's QEMU waits
 /// for the source CPU) touches those pages soon after and is not stopped for it; a guide that
-/// went another way never does. Measured before this rule: sort at 800 Mbit/s, a guide running
-/// 30 ms behind in median was stopped at 2.3 s ("3168 of 4882 never touched") with 7.3 k demand
-/// faults, where the same build's runs that kept the guide had 1.0-3.3 k.
+/// went another way never does (docs/tuning.md, "Misses are judged a window late").
 /// <para>
 /// Demand thread: <see cref="Record"/> per demand fault. Control timer: <see cref="CloseWindow"/>.
 /// One lock, held for a few instructions; arrays sized once (no allocation per fault). Misses

@@ -94,12 +94,10 @@ public sealed class AgentOptions
     /// <summary>
     /// SCHED_FIFO priority (1-99) of the agent threads a destination vCPU's page fault waits on:
     /// the uffd reader and demand lane on the destination, the demand lane's server on the source.
-    /// 0 leaves them in the fair class, where a waking thread can wait a time slice behind the push
-    /// (measured: mean stall per demand fault 1.9 ms -> 0.6-1.0 ms at 800 Mbit/s, docs/migration.md). Without
-    /// CAP_SYS_NICE the agent falls back to nice -10. With 0 the guide's fault service waits
-    /// behind the push too and the guide stops helping (measured: memtouch stall 7.0 s without a
-    /// guide, 8.6 s with it, at 100 Mbit/s). Open: in one test run with 1 a push lane got no data
-    /// for 3 s and was reconnected (docs/migration.md). Default 2: one above <see cref="PushRealtimePriority"/>.
+    /// 0 leaves them in the fair class, where a waking thread can wait a time slice behind the push,
+    /// and the guide's fault service waits behind the push too, so the guide stops helping
+    /// (docs/tuning.md, "Demand threads under SCHED_FIFO"). Without CAP_SYS_NICE the agent falls
+    /// back to nice -10. Default 2: one above <see cref="PushRealtimePriority"/>.
     /// </summary>
     public int DemandRealtimePriority { get; set; } = 2;
 
@@ -107,9 +105,8 @@ public sealed class AgentOptions
     /// SCHED_FIFO priority of the destination's push-lane receiver (the thread that installs pushed
     /// pages), 0: fair class. Below <see cref="DemandRealtimePriority"/>, so a demand reply never
     /// waits for a push frame's install. In the fair class it waited behind the guest's vCPU while
-    /// pushed pages sat in its socket, and the vCPU faulted on them (measured, sort 512 MiB at
-    /// 800 Mbit/s, off,on,on,off: guide-on stall 0.85 / 1.06 s in the fair class, 0.58 / 0.78 s
-    /// with 1; guide off 2.02 / 1.72 s and 1.94 / 1.24 s).
+    /// pushed pages sat in its socket, and the vCPU faulted on them (docs/tuning.md, "The push
+    /// receiver under SCHED_FIFO").
     /// </summary>
     public int PushRealtimePriority { get; set; } = 1;
 

@@ -8,12 +8,16 @@ namespace GuideCopy.Migration.Host;
 /// <summary>
 /// Moves a domain's CPU and device state (not its RAM) through QMP, as QEMU's own migration
 /// stream with the x-ignore-shared capability: RAM blocks that are shared named files are
-/// left out (QEMU >= 8.1, ramblock_is_ignored), so the stream is ~0.3-0.5 MB.
+/// left out (QEMU >= 8.1, ramblock_is_ignored), so the stream is device state only, independent of
+/// RAM size (docs/tuning.md, "Device state size").
 /// QEMU talks to a UNIX socket of the agent's: never an exec: URI, which libvirt's seccomp
 /// sandbox (spawn=deny) answers by killing QEMU.
 /// </summary>
 public static class DeviceStateTransfer
 {
+    /// <summary>How often the save's and the load's status is polled while the VM is paused.</summary>
+    private static readonly TimeSpan StatusPollInterval = TimeSpan.FromMilliseconds(1);
+
     private const string IgnoreShared =
         """{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":true}]}}""";
 
@@ -189,7 +193,7 @@ public static class DeviceStateTransfer
                 ct.ThrowIfCancellationRequested();
                 if (closed)
                 {
-                    await Task.Delay(1, ct);
+                    await Task.Delay(StatusPollInterval, ct);
                 }
             }
         }
@@ -260,8 +264,8 @@ public static class DeviceStateTransfer
                 throw new TimeoutException($"QEMU's device-state migration is still '{status}' after {timeout.TotalSeconds:0} s");
             }
 
-            // 1 ms: the answer is usually a few ms away, and each wasted ms is downtime.
-            await Task.Delay(1, ct);
+            // The answer is usually a few ms away, and each ms of poll interval can be a ms of downtime.
+            await Task.Delay(StatusPollInterval, ct);
         }
     }
 

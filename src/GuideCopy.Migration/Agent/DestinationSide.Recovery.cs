@@ -1,0 +1,69 @@
+using GuideCopy.MemoryPlane;
+using GuideCopy.Migration.Host;
+using GuideCopy.Migration.Journal;
+using LibvirtSharp;
+
+namespace GuideCopy.Migration.Agent;
+
+// A restarted agent takes the migration up from its journal entry.
+public sealed partial class DestinationSide
+{
+    /// <summary>
+    /// A starting agent finds this migration in its journal. Before "committing" the copy never
+    /// ran: it is removed. From "committing" on the shim keeps its copy of the uffd (the VM
+    /// stalls instead of reading zeros) and connects again to the same socket; the pager
+    /// rebuilds its bitmap from the pages already in the RAM file, the decision is asked again
+    /// if it was not heard, and the source's page server resumes the push from there.
+    /// </summary>
+    public static DestinationSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, AgentLog log)
+    {
+        var side = new DestinationSide(options, secret, entry.Id, journal, log) { _entry = entry };
+        side.AdoptWorkDir();
+        switch (entry.Stage)
+        {
+            case MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded:
+                log.Info($"{entry.Id}: found a migration of {entry.Domain} that never committed: removing its paused copy");
+                side.DestroyCopy();
+                side.Record(entry with { Stage = MigrationStage.RolledBack, Note = "the destination agent restarted before the commit point" });
+                side.Dispose();
+                return null;
+            case MigrationStage.Committing or MigrationStage.Committed:
+                side._conn = Connection.Open(options.LibvirtUri);
+                // The shim connects again to the path it was started with: the domain's own directory.
+                using (var running = side._conn.LookupDomain(entry.Domain))
+                {
+                    side._domainDir = side.Work.DomainDir(running.Uuid);
+                }
+
+                side._shim = new ShimListener(Path.Combine(side._domainDir, "shim.sock"), DomainShimRules.For(options, side.Qemu, entry.Domain))
+                {
+                    Rejected = m => log.Info($"{entry.Id}: refused a shim: {m}"),
+                };
+                side._recovery = Task.Run(async () =>
+                {
+                    var registration = await side._shim.AcceptAsync(side._stop.Token);
+                    side._registration = registration;
+                    side.StartPager(registration, entry.PageServer!, trustRamFile: true);
+                    log.Info($"{entry.Id}: recovered after an agent restart: the shim handed its uffd again (QEMU pid {registration.QemuPid})");
+                    if (entry.Stage == MigrationStage.Committing)
+                    {
+                        lock (side._lock)
+                        {
+                            side._decision ??= side.OnCommitThread();
+                        }
+                    }
+                    else
+                    {
+                        side.StartCompletion();
+                    }
+                });
+                log.Info($"{entry.Id}: found a {entry.Stage} migration of {entry.Domain}; waiting for its shim to reconnect");
+                return side;
+            case MigrationStage.Completed when !entry.SourceReleased:
+                side._release = Task.Run(side.ReleaseSource);
+                return side;
+            default:
+                return null;
+        }
+    }
+}

@@ -1,0 +1,103 @@
+using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Guide;
+using GuideCopy.Migration.Journal;
+using GuideCopy.Transport;
+using LibvirtSharp;
+
+namespace GuideCopy.Migration.Agent;
+
+// The guide: its QEMU prepared before the pause, started once the destination runs, destroyed if an earlier agent left it.
+public sealed partial class SourceSide
+{
+    /// <summary>
+    /// Before the source pauses: start the guide's QEMU paused (its start-up then costs no
+    /// downtime). A guide that cannot start is not fatal: the migration goes on without it.
+    /// </summary>
+    public async Task<Empty> PrepareGuideAsync(GuidePrepareRequest req, CancellationToken ct)
+    {
+        var prepared = SourcePreflight.Prepare(Options, req.Domain);
+        var (_, free) = HostFactsReader.FileSystemOf(Options.RamDir);
+        if (free < prepared.RamBytes)
+        {
+            throw new AgentException($"source: RAM dir {Options.RamDir} has {free >> 20} MiB free; the guide needs {prepared.RamBytes >> 20} MiB: enlarge the tmpfs or migrate with --guide off");
+        }
+
+        CreateWorkDir();
+        // Journaled before the guide's QEMU exists: a restarted agent destroys a guide it finds.
+        Record(new JournalEntry { Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.Preflight, Note = "guide prepared" });
+        _guide = new GuideRun(Options, Work, Qemu, Id, Log);
+        try
+        {
+            await _guide.PrepareAsync(prepared.MigratableXml, req.Domain, ct);
+        }
+        catch
+        {
+            _guide.Stop("failed to start");
+            _guide = null;
+            throw;
+        }
+
+        return new Empty();
+    }
+
+    /// <summary>
+    /// The guide's QEMU loads and runs once the destination runs (its push lane comes):
+    /// started now, it would take the CPU the destination's load and resume need.
+    /// </summary>
+    private void StartGuideOnPushLane(PageServer server, SwitchoverRequest req, byte[] state)
+    {
+        _pendingGuide = new PendingGuide(req, state);
+        server.PushLaneUp = () =>
+        {
+            if (Interlocked.Exchange(ref _pendingGuide, null) is { } g)
+            {
+                StartGuide(g.Request, g.State);
+            }
+        };
+    }
+
+    /// <summary>The guide resumes beside the destination on the frozen RAM; its start never adds downtime.</summary>
+    private void StartGuide(SwitchoverRequest req, byte[] state)
+    {
+        if (_guide is not null && req.Guide is { Enabled: true } control)
+        {
+            var guide = _guide;
+            var server = _server!;
+            string frozen = _entry!.FrozenRam!;
+            _guideStart = Task.Run(async () =>
+            {
+                try
+                {
+                    await guide.StartAsync(frozen, server, state, control, CancellationToken.None);
+                }
+                catch (Exception e)
+                {
+                    guide.Stop($"failed to start: {e.Message}");
+                }
+            }, CancellationToken.None);
+        }
+        else
+        {
+            _guide?.Stop("disabled");
+        }
+    }
+
+    /// <summary>The guide of a migration an earlier agent ran is of no use to this one.</summary>
+    private void DestroyGuide()
+    {
+        try
+        {
+            _conn ??= Connection.Open(Options.LibvirtUri);
+            using var guide = _conn.TryLookupDomain(GuideRun.GuideName(Domain));
+            if (guide is { IsActive: true } && !guide.IsPersistent)
+            {
+                guide.Destroy();
+                Log($"{Id}: destroyed the guide an earlier agent left running");
+            }
+        }
+        catch (LibvirtException e)
+        {
+            Lines.Warning($"{Id}: could not check for a leftover guide: {e.LibvirtMessage}");
+        }
+    }
+}
