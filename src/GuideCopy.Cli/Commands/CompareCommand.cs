@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using GuideCopy.Cli.Configuration;
+using GuideCopy.Cli.GuestWatch;
 using GuideCopy.Lab;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Controller;
@@ -85,7 +86,7 @@ internal static class CompareCommand
                         MigrateCommand.ResolveTarget($"lab:{labName}/{here}", null, out _),
                         MigrateCommand.ResolveTarget($"lab:{labName}/{there}", null, out _),
                         variant.StartsWith("guide", StringComparison.Ordinal) ? "guide" : variant,
-                        MigrateCommand.ParseBandwidth(p.GetValue(bandwidth)), secret, ObserveAfter: TimeSpan.FromSeconds(5), Guide: g,
+                        MigrateCommand.ParseBandwidth(p.GetValue(bandwidth)), secret, GuestWatch: new ConsoleGuestWatch(), ObserveAfter: TimeSpan.FromSeconds(5), Guide: g,
                         Timeout: TimeSpan.FromSeconds(p.GetValue(timeout)));
                     Console.Error.WriteLine($"compare: {variant}: {spec.Name} {here} -> {there}");
                     var report = await MigrateCommand.RunAsync(plan, showProgress: !p.GetValue(json), ct);

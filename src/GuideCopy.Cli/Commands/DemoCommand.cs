@@ -1,4 +1,5 @@
 using System.CommandLine;
+using GuideCopy.Cli.GuestWatch;
 using GuideCopy.Lab;
 using GuideCopy.Migration.Controller;
 using GuideCopy.Migration.Report;
@@ -50,7 +51,7 @@ internal static class DemoCommand
                 var plan = new MigrationPlan(spec.Name,
                     MigrateCommand.ResolveTarget($"lab:{labName}/a", null, out string? secretFile),
                     MigrateCommand.ResolveTarget($"lab:{labName}/b", null, out _),
-                    p.GetValue(mode)!, 0, SharedSecret.Read(secretFile!), ObserveAfter: TimeSpan.FromSeconds(5),
+                    p.GetValue(mode)!, 0, SharedSecret.Read(secretFile!), GuestWatch: new ConsoleGuestWatch(), ObserveAfter: TimeSpan.FromSeconds(5),
                     Guide: new GuideOptions { Enabled = p.GetValue(guide) == "on" });
                 string how = plan.Mode != "guide" ? plan.Mode : plan.Guide?.Enabled == true ? "guide-copy, guide on" : "guide-copy, guide off";
                 Console.Error.WriteLine($"demo: migrating {spec.Name} lab:a -> lab:b ({how})");

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using GuideCopy.Cli.Configuration;
+using GuideCopy.Cli.GuestWatch;
 using GuideCopy.Lab;
 using GuideCopy.Migration.Baselines;
 using GuideCopy.Migration.Control;
@@ -58,7 +59,7 @@ internal static class MigrateCommand
                     throw new ArgumentException("--timeout and --max-downtime take a positive number (seconds, milliseconds)");
                 }
                 plan = new MigrationPlan(p.GetValue(domain)!, src, dst, p.GetValue(mode)!, ParseBandwidth(p.GetValue(bandwidth)), secretBytes,
-                    ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)), Guide: guideOptions, BeforeCommit: HoldBeforeCommit(), BeforeSwitchover: HoldBeforeSwitchover(ct),
+                    GuestWatch: new ConsoleGuestWatch(), ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)), Guide: guideOptions, BeforeCommit: HoldBeforeCommit(), BeforeSwitchover: HoldBeforeSwitchover(ct),
                     ClearTextLanes: p.GetValue(insecure) || controller.InsecureLanes,
                     Timeout: p.GetValue(timeout) is { } t ? TimeSpan.FromSeconds(t) : null,
                     MaxDowntime: p.GetValue(maxDowntime) is { } md ? TimeSpan.FromMilliseconds(md) : null,

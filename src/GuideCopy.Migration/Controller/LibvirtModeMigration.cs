@@ -1,5 +1,4 @@
 using System.Text.Json;
-using GuideCopy.Guest;
 using GuideCopy.Migration.Baselines;
 using GuideCopy.Migration.Definitions;
 using GuideCopy.Migration.Report;
@@ -10,7 +9,7 @@ namespace GuideCopy.Migration.Controller;
 /// <summary>
 /// The baselines — libvirt's own modes (pre-copy, post-copy) through <see cref="BaselineMigration"/>,
 /// QEMU post-copy with and without preempt through <see cref="QemuPostCopyMigration"/> — reported
-/// on the same terms as ours: the migration's own counters plus the guest's heartbeats.
+/// on the same terms as ours: the migration's own counters plus the guest's own progress.
 /// </summary>
 public static class LibvirtModeMigration
 {
@@ -38,55 +37,21 @@ public static class LibvirtModeMigration
         using (src)
         using (dst)
         {
-            string? console;
-            string? destinationXml;
-            using (var dom = src.TryLookupDomain(plan.Domain))
+            if (ReadDomain(src, plan.Domain) is not { } domain)
             {
-                if (dom is null)
-                {
-                    return Failed(MigrationOutcome.Refused, $"domain '{plan.Domain}' not found on {plan.From.Name}");
-                }
-
-                console = plan.ConsoleFile ?? DomainDefinition.Parse(dom.GetXml()).ConsoleFile;
-                // A VM that arrived by guide-copy: hand libvirt its XML without our -incoming and shim.
-                string live = dom.GetXml(LibvirtSharp.Native.virDomainXMLFlags.VIR_DOMAIN_XML_MIGRATABLE);
-                string clean = DestinationXml.WithoutOurAdditions(live);
-                destinationXml = ReferenceEquals(clean, live) ? null : clean;
+                return Failed(MigrationOutcome.Refused, $"domain '{plan.Domain}' not found on {plan.From.Name}");
             }
 
-            HeartbeatFollower? follower = console is not null && File.Exists(console) ? new GuestConsole(console).Follow() : null;
+            var (definition, destinationXml) = domain;
+
+            IWatchedGuest? watched = plan.GuestWatch is { } watch ? await watch.StartAsync(definition, ct) : null;
             try
             {
-                IReadOnlyList<Heartbeat> history = [];
-                if (follower is not null)
-                {
-                    var deadline = DateTime.UtcNow.AddSeconds(1.5);
-                    while (follower.Snapshot().Count == 0 && DateTime.UtcNow < deadline)
-                    {
-                        await Task.Delay(50, ct);
-                    }
-
-                    // The "before" window comes from the console's history (guest time), as for our
-                    // mode: a post-copy switched at once leaves the live follower no beats before it.
-                    history = new GuestConsole(console!).ReadAll();
-                }
-
                 var startWall = DateTime.UtcNow;
-                var options = new BaselineOptions(mode,
-                    BandwidthMiBps: plan.BandwidthBytesPerSecond > 0 ? (ulong)Math.Max(1, plan.BandwidthBytesPerSecond >> 20) : null,
-                    MigrationUri: plan.To.MigrationAddress is { } a ? $"tcp://{a}" : null,
-                    DestinationXml: destinationXml,
-                    Timeout: plan.Timeout,
-                    MaxDowntime: plan.MaxDowntime,
-                    KeepSourceDefinition: plan.KeepSourceDefinition);
                 BaselineResult result;
                 try
                 {
-                    result = await Task.Run(() => mode.IsQmpDriven()
-                        ? QemuPostCopyMigration.Run(src, dst, plan.Domain, plan.To.MigrationAddress
-                            ?? throw new InvalidOperationException($"{mode.ToCliName()} needs the destination's address on the migration link (a qemu+tcp://HOST URI or a lab host)"),
-                            options, plan.BandwidthBytesPerSecond, ct)
-                        : BaselineMigration.Run(src, dst, plan.Domain, plan.To.PeerLibvirtUri, options, ct), ct);
+                    result = await RunBaselineAsync(src, dst, plan, mode, destinationXml, ct);
                 }
                 catch (Exception e) when (e is LibvirtException or InvalidOperationException or TimeoutException)
                 {
@@ -102,51 +67,87 @@ public static class LibvirtModeMigration
                 DateTime switchoverAt = result.SwitchedToPostCopyAfter is { } sw
                     ? startWall + sw
                     : completedAt - (result.Downtime ?? TimeSpan.Zero);
-                if (follower is not null)
-                {
-                    await ThroughputWindows.ObserveAsync(switchoverAt, completedAt, plan.ObserveAfter, ct);
-                }
-
-                var live = follower?.Snapshot() ?? [];
-                var guest = follower is null ? null : ThroughputWindows.Compute(history, live, switchoverAt, completedAt);
-                var details = result.Stats.ToDictionary(kv => kv.Key, kv => JsonSerializer.SerializeToElement(kv.Value));
-                details["enteredPostCopy"] = JsonSerializer.SerializeToElement(result.EnteredPostCopy);
-                if (result.SwitchedToPostCopyAfter is { } s)
-                {
-                    details["switchedToPostCopyAfterMs"] = JsonSerializer.SerializeToElement(Math.Round(s.TotalMilliseconds, 1));
-                }
-
-                return new MigrationReport
-                {
-                    Mode = plan.Mode,
-                    Domain = plan.Domain,
-                    Source = plan.From.Name,
-                    Destination = plan.To.Name,
-                    Outcome = MigrationOutcome.Completed,
-                    StartedAt = startedAt,
-                    TotalSeconds = Math.Round(result.TotalTime.TotalSeconds, 3),
-                    // QEMU's own post-copy downtime figure is unreliable (docs/FACTS.md); where the events
-                    // were seen, the QMP-driven runs report the pause the guest saw.
-                    // The pause the guest saw (source SUSPENDED to destination RESUMED), as for our
-                    // mode; libvirt's own figure (unreliable for post-copy, docs/FACTS.md) only if an event was missed.
-                    DowntimeMs = (result.ObservedPause ?? result.Downtime)?.TotalMilliseconds,
-                    BytesOnWire = (long?)result.DataBytes,
-                    Pages = BaselinePages.From(result),
-                    // Page requests are the destination's demand faults; QMP-driven runs also have the
-                    // vCPUs' blocked time (postcopy-blocktime), the counterpart of our stall total.
-                    DestinationFaults = result.PostCopyRequests is { } reqs
-                        ? new FaultStats((long)reqs, (long)reqs, null, null, null, result.BlockTime?.TotalMilliseconds)
-                        : null,
-                    Guest = guest,
-                    // No per-route page samples: libvirt's job stats have no routes.
-                    Timeline = follower is null ? null : new MigrationTimeline(ThroughputWindows.Series(history, live, switchoverAt), [], plan.BandwidthBytesPerSecond),
-                    Details = details,
-                };
+                GuestReadout? guest = watched is null ? null : await watched.FinishAsync(switchoverAt, completedAt, plan.ObserveAfter, ct);
+                return Completed(plan, startedAt, result, guest);
             }
             finally
             {
-                follower?.Dispose();
+                watched?.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// The domain's definition (what the guest watch reads) and the XML libvirt is handed for the
+    /// destination, null when it needs none; null when the domain is not on the source.
+    /// </summary>
+    private static (DomainDefinition Definition, string? DestinationXml)? ReadDomain(Connection src, string name)
+    {
+        using var dom = src.TryLookupDomain(name);
+        if (dom is null)
+        {
+            return null;
+        }
+
+        var definition = DomainDefinition.Parse(dom.GetXml());
+        // A VM that arrived by guide-copy: hand libvirt its XML without our -incoming and shim.
+        string live = dom.GetXml(LibvirtSharp.Native.virDomainXMLFlags.VIR_DOMAIN_XML_MIGRATABLE);
+        string clean = DestinationXml.WithoutOurAdditions(live);
+        return (definition, ReferenceEquals(clean, live) ? null : clean);
+    }
+
+    /// <summary>The baseline itself, on a thread of its own (libvirt's calls block).</summary>
+    private static Task<BaselineResult> RunBaselineAsync(Connection src, Connection dst, MigrationPlan plan, BaselineMode mode, string? destinationXml, CancellationToken ct)
+    {
+        var options = new BaselineOptions(mode,
+            BandwidthMiBps: plan.BandwidthBytesPerSecond > 0 ? (ulong)Math.Max(1, plan.BandwidthBytesPerSecond >> 20) : null,
+            MigrationUri: plan.To.MigrationAddress is { } a ? $"tcp://{a}" : null,
+            DestinationXml: destinationXml,
+            Timeout: plan.Timeout,
+            MaxDowntime: plan.MaxDowntime,
+            KeepSourceDefinition: plan.KeepSourceDefinition);
+        return Task.Run(() => mode.IsQmpDriven()
+            ? QemuPostCopyMigration.Run(src, dst, plan.Domain, plan.To.MigrationAddress
+                ?? throw new InvalidOperationException($"{mode.ToCliName()} needs the destination's address on the migration link (a qemu+tcp://HOST URI or a lab host)"),
+                options, plan.BandwidthBytesPerSecond, ct)
+            : BaselineMigration.Run(src, dst, plan.Domain, plan.To.PeerLibvirtUri, options, ct), ct);
+    }
+
+    /// <param name="guest">Null when the guest was not watched: no guest figures, no timeline.</param>
+    private static MigrationReport Completed(MigrationPlan plan, DateTimeOffset startedAt, BaselineResult result, GuestReadout? guest)
+    {
+        var details = result.Stats.ToDictionary(kv => kv.Key, kv => JsonSerializer.SerializeToElement(kv.Value));
+        details["enteredPostCopy"] = JsonSerializer.SerializeToElement(result.EnteredPostCopy);
+        if (result.SwitchedToPostCopyAfter is { } s)
+        {
+            details["switchedToPostCopyAfterMs"] = JsonSerializer.SerializeToElement(Math.Round(s.TotalMilliseconds, 1));
+        }
+
+        return new MigrationReport
+        {
+            Mode = plan.Mode,
+            Domain = plan.Domain,
+            Source = plan.From.Name,
+            Destination = plan.To.Name,
+            Outcome = MigrationOutcome.Completed,
+            StartedAt = startedAt,
+            TotalSeconds = Math.Round(result.TotalTime.TotalSeconds, 3),
+            // QEMU's own post-copy downtime figure is unreliable (docs/FACTS.md); where the events
+            // were seen, the QMP-driven runs report the pause the guest saw.
+            // The pause the guest saw (source SUSPENDED to destination RESUMED), as for our
+            // mode; libvirt's own figure (unreliable for post-copy, docs/FACTS.md) only if an event was missed.
+            DowntimeMs = (result.ObservedPause ?? result.Downtime)?.TotalMilliseconds,
+            BytesOnWire = (long?)result.DataBytes,
+            Pages = BaselinePages.From(result),
+            // Page requests are the destination's demand faults; QMP-driven runs also have the
+            // vCPUs' blocked time (postcopy-blocktime), the counterpart of our stall total.
+            DestinationFaults = result.PostCopyRequests is { } reqs
+                ? new FaultStats((long)reqs, (long)reqs, null, null, null, result.BlockTime?.TotalMilliseconds)
+                : null,
+            Guest = guest?.Throughput,
+            // No per-route page samples: libvirt's job stats have no routes.
+            Timeline = guest is null ? null : new MigrationTimeline(guest.Work, [], plan.BandwidthBytesPerSecond),
+            Details = details,
+        };
     }
 }

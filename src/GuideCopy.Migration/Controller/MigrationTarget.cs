@@ -15,6 +15,7 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 
 /// <summary>What to migrate, where, and how.</summary>
 /// <param name="BandwidthBytesPerSecond">Cap on everything but demand pages (ours) or the whole stream (baselines); 0: none.</param>
+/// <param name="GuestWatch">What follows the guest's own progress for the report's guest throughput (the CLI's console watch for lab guests); null: no guest figures.</param>
 /// <param name="ObserveAfter">How long to watch the guest after completion for the report's "after" throughput.</param>
 /// <param name="Guide">Run a guide on the source and when to stop it; null or disabled: no guide (demand, locality, background only).</param>
 /// <param name="Timeout">libvirt modes: a pre-copy that has not converged by then is aborted (the source runs on); null: 10 min.</param>
@@ -32,7 +33,7 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 /// <param name="KeepSourceDefinition">The source's persistent definition stays, shut off, when its copy is removed (virsh's default without --undefinesource).</param>
 public sealed record MigrationPlan(
     string Domain, MigrationTarget From, MigrationTarget To, string Mode, long BandwidthBytesPerSecond, byte[] Secret,
-    bool Push = true, string? ConsoleFile = null, TimeSpan? ObserveAfter = null, Func<Task>? BeforeCommit = null,
+    bool Push = true, IGuestWatch? GuestWatch = null, TimeSpan? ObserveAfter = null, Func<Task>? BeforeCommit = null,
     GuideOptions? Guide = null, TimeSpan? Timeout = null, Func<Task>? AfterCommit = null,
     IAgentConnector? Agents = null, Func<Task>? BeforeSwitchover = null, TimeSpan? CommitAsk = null,
     bool ClearTextLanes = false, Func<string, string>? PageServerRoute = null,

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using GuideCopy.Cli.GuestWatch;
 using GuideCopy.Lab;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Control;
@@ -99,7 +100,7 @@ public sealed class FaultMatrixTests
     /// <summary>A hop from where the guest is to the other host; the push capped so the transfer lasts seconds.</summary>
     private MigrationPlan Hop(Func<Task>? beforeCommit = null, Func<Task>? afterCommit = null) => new(
         Domain, Target(_on), Target(Other), "guide", 8_000_000, SharedSecret.Read(_lab.SecretFile),
-        ObserveAfter: TimeSpan.Zero, BeforeCommit: beforeCommit, AfterCommit: afterCommit);
+        GuestWatch: new ConsoleGuestWatch(), ObserveAfter: TimeSpan.Zero, BeforeCommit: beforeCommit, AfterCommit: afterCommit);
 
     private static MigrationTarget Target(LabHost h) => MigrationLab.Target(h);
 

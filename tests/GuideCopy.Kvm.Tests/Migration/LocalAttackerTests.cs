@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using GuideCopy.Cli.GuestWatch;
 using GuideCopy.Lab;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Controller;
@@ -69,7 +70,7 @@ public sealed class LocalAttackerTests
         var asQemu = Attacker(destination, qemuUser, qemuGroup, [qemuGroup], "send", shimSocket, "uffd", "", "120000");
         string outsider = "", outsiderRebind = "", groupRebind = "";
         var plan = new MigrationPlan(Domain, MigrationLab.Target(_lab.A), MigrationLab.Target(destination), "guide", 8_000_000,
-            SharedSecret.Read(_lab.SecretFile), ObserveAfter: TimeSpan.Zero,
+            SharedSecret.Read(_lab.SecretFile), GuestWatch: new ConsoleGuestWatch(), ObserveAfter: TimeSpan.Zero,
             BeforeCommit: () =>
             {
                 // The destination QEMU holds its uffd's registration; its socket is still there.

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using GuideCopy.Cli.GuestWatch;
 using GuideCopy.Lab;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Control;
@@ -35,7 +36,7 @@ public sealed class RollbackAndRefusalTests
 
     private MigrationPlan Plan(Func<Task>? beforeCommit = null) => new(
         Domain, Target(_lab.A), Target(_lab.B), "guide", 0, SharedSecret.Read(_lab.SecretFile),
-        ObserveAfter: TimeSpan.Zero, BeforeCommit: beforeCommit);
+        GuestWatch: new ConsoleGuestWatch(), ObserveAfter: TimeSpan.Zero, BeforeCommit: beforeCommit);
 
     private static MigrationTarget Target(LabHost h) => MigrationLab.Target(h);
 

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using GuideCopy.Cli.GuestWatch;
 using GuideCopy.Lab;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Controller;
@@ -51,7 +52,7 @@ public sealed class SecureLaneTests
         var destination = Other;
         LaneRelay? relay = null;
         var plan = new MigrationPlan(Domain, MigrationLab.Target(_on), MigrationLab.Target(destination), "guide", 8_000_000,
-            SharedSecret.Read(_lab.SecretFile), ObserveAfter: TimeSpan.Zero, ClearTextLanes: clearText,
+            SharedSecret.Read(_lab.SecretFile), GuestWatch: new ConsoleGuestWatch(), ObserveAfter: TimeSpan.Zero, ClearTextLanes: clearText,
             PageServerRoute: real =>
             {
                 // The page server is listening now: put the relay in front of it.

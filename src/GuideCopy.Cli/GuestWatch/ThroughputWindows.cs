@@ -1,13 +1,14 @@
 using GuideCopy.Guest;
+using GuideCopy.Migration.Report;
 
-namespace GuideCopy.Migration.Report;
+namespace GuideCopy.Cli.GuestWatch;
 
 /// <summary>
 /// Turns a guest's heartbeats into the report's throughput windows. Work per second is measured
 /// in host time across the switchover (so downtime and fault stalls count as lost work, in every
 /// mode alike) and in guest time where the guest ran undisturbed (before, after completion).
 /// </summary>
-public static class ThroughputWindows
+internal static class ThroughputWindows
 {
     public static readonly TimeSpan Before = TimeSpan.FromSeconds(10);
     public static readonly TimeSpan During = TimeSpan.FromSeconds(20);

@@ -1,0 +1,62 @@
+using GuideCopy.Migration.Agent;
+using GuideCopy.Migration.Control;
+
+namespace GuideCopy.Migration.Controller;
+
+/// <summary>
+/// While the source still runs: the destination QEMU started paused with the shim, beside it
+/// the guide's QEMU and the source armed (page server listening, handles open); then the
+/// destination armed against it (QEMU in migrate-incoming, the pager's lanes authenticated).
+/// </summary>
+internal sealed class DestinationArming(MigrationRun run)
+{
+    private MigrationPlan Plan => run.Plan;
+
+    public async Task PrepareAsync(CancellationToken ct)
+    {
+        run.Clock.Report("destination start");
+        // From the first request that creates anything, the agents hold a lease on our life.
+        run.Agents.HoldLease(run.Id);
+        run.DestinationPrepared();
+        var prepared = run.Prepared!;
+        var src = run.Agents.Source!;
+        var dst = run.Agents.Destination!;
+        var startDestination = dst.PrepareDestinationAsync(
+            new DestinationPrepareRequest(run.Id, prepared.MigratableXml, prepared.Name, prepared.Persistent ? prepared.PersistentXml : null), ct);
+        bool guideStarted = false;
+        string? guideFailure = null;
+        SourceArmResult sourceArmed;
+        try
+        {
+            if (Plan.Guide is { Enabled: true })
+            {
+                // A guide that fails to start is not fatal: the migration goes on as --guide off.
+                try
+                {
+                    await src.PrepareGuideAsync(new GuidePrepareRequest(run.Id, Plan.Domain), ct);
+                    guideStarted = true;
+                }
+                catch (AgentException e) when (!e.ConnectionLost)
+                {
+                    guideFailure = $"guide did not start: {e.Message}";
+                }
+            }
+
+            sourceArmed = await src.ArmSourceAsync(new SourceArmRequest(run.Id, Plan.Domain, Plan.BandwidthBytesPerSecond, Plan.Push, Plan.ClearTextLanes, Plan.KeepSourceDefinition), ct);
+            run.Clock.Phases["sourceArm"] = sourceArmed.ArmMs;
+        }
+        finally
+        {
+            // Never leave the destination's start unobserved (a failure above rolls back; it must have ended).
+            await Task.WhenAny(startDestination);
+        }
+
+        var started = await startDestination;
+        run.Clock.Phases["destinationStart"] = Math.Round(started.StartMs, 1);
+        var armed = await dst.ArmDestinationAsync(
+            new DestinationArmRequest(run.Id, Plan.PageServerRoute?.Invoke(sourceArmed.PageServer) ?? sourceArmed.PageServer, sourceArmed.SessionId, Plan.ClearTextLanes), ct);
+        run.Clock.Phases["destinationArm"] = armed.ArmMs;
+        run.Clock.Phase("destinationPrepare");
+        run.BothArmed(new ArmedSides(sourceArmed, guideStarted, guideFailure));
+    }
+}
