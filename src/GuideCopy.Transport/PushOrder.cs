@@ -70,8 +70,7 @@ public sealed class PushOrder
     /// <para>
     /// A fault on an entry the push had already taken (in flight) moves nothing: the push is
     /// ahead, only not by enough. Jumping then skipped pages the destination needed next
-    /// (measured, sort at 800 Mbit/s: 10-13 k entries skipped, demand 2.9-5.5 k; without the jump
-    /// 1.0-3.3 k): the guide's log is not the destination's order page for page, since
+    /// (docs/tuning.md, "Push order"): the guide's log is not the destination's order page for page, since
     /// read-ahead logs a run of one stream before the next stream's, where the guest alternates.
     /// </para>
     /// </summary>

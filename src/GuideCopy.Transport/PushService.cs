@@ -95,8 +95,8 @@ internal sealed class PushService(ServedRam served, OpenLanes lanes, HoleAnnounc
     /// After a resume: announces every page that is zero here but not present at the destination.
     /// A zero page found on the fly is marked in the zero map for good and only announced (16
     /// bytes); an announcement that went out on a lane that then died never arrived, and the push
-    /// skips zero pages, so without this the destination would wait for it forever (seen: a push
-    /// lane that timed out, then a reconnect every 1.5 s, "complete" each time, never complete).
+    /// skips zero pages, so without this the destination would wait for it forever: each reconnect
+    /// would report the push complete while the destination never completes.
     /// </summary>
     private void AnnounceZeroPagesAgain(FrameConnection lane, byte[] frame)
     {
@@ -122,18 +122,23 @@ internal sealed class PushService(ServedRam served, OpenLanes lanes, HoleAnnounc
     /// <summary>
     /// How many contiguous pages one pick may take along. A guide-queue entry takes only the
     /// queue entries right behind it that are also its next pages: its other neighbours are not
-    /// what the guide touched next, and a 1 MiB run behind each entry (128 ms at 80 Mbit/s) would
-    /// bury the guide's order (measured on kv, whose guide log is random pages: guest throughput
-    /// after switchover 20-31% with such runs vs 37-44% without a guide).
+    /// what the guide touched next, and a long run behind each entry would bury the guide's order
+    /// (docs/tuning.md, "Push runs are short while the guide leads").
     /// Locality takes its window; the background sweep long runs (fast installs) but, under a
-    /// cap, no more than ~10 ms of the link, so a guide page queued meanwhile waits little.
+    /// cap, no more than <see cref="BackgroundRunsPerSecond"/>-th of a second of the link, so a guide
+    /// page queued meanwhile waits little.
     /// </summary>
+    /// <summary>A capped background run is at most this fraction of a second of the link (1/100: 10 ms).</summary>
+    private const long BackgroundRunsPerSecond = 100;
+    /// <summary>Pages a background run may take even on a slow cap: below this, frame headers and wakeups dominate.</summary>
+    private const int MinBackgroundRun = 16;
+
     private int MaxRun(PageOrigin origin, int perFrame, int pageSize) => origin switch
     {
         PageOrigin.Push => perFrame, // bounded by the queue: only entries that are the next pages join
         PageOrigin.Locality => Math.Min(perFrame, served.Order.LocalityWindow), // one fault's neighbours per frame
         _ => served.Options.BandwidthBytesPerSecond > 0
-            ? (int)Math.Clamp(served.Options.BandwidthBytesPerSecond / 100 / pageSize, 16, perFrame)
+            ? (int)Math.Clamp(served.Options.BandwidthBytesPerSecond / BackgroundRunsPerSecond / pageSize, MinBackgroundRun, perFrame)
             : perFrame,
     };
 }

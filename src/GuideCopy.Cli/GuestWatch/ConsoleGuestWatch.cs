@@ -37,7 +37,7 @@ internal sealed class ConsoleGuestWatch(string? consoleFile = null) : IGuestWatc
 
     private static async Task WaitForAHeartbeat(HeartbeatFollower follower, CancellationToken ct)
     {
-        // A fresh heartbeat with a host timestamp anchors the "during" window; at most ~1.5 s.
+        // A fresh heartbeat with a host timestamp anchors the "during" window; the console is polled, so this waits about one heartbeat.
         var deadline = DateTime.UtcNow.AddSeconds(1.5);
         while (follower.Snapshot().Count == 0 && DateTime.UtcNow < deadline)
         {

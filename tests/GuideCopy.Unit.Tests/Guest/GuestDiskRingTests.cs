@@ -87,7 +87,7 @@ public sealed class GuestDiskRingTests
     private (DiskRingCheck Check, Heartbeat LastBeat) RunGcwork(TimeSpan runFor)
     {
         string gcwork = Path.Combine(NativeBuild.GuestImages, "gcwork");
-        Assume.That(File.Exists(gcwork), $"{gcwork} is not built: run make -C native");
+        Assert.That(File.Exists(gcwork), $"{gcwork} is not built: run make -C native (scripts/setup does)");
         var psi = new ProcessStartInfo(gcwork) { RedirectStandardOutput = true, UseShellExecute = false };
         foreach (var a in new[] { "gc.workload=kv", "gc.mib=4", $"gc.disk={_image}", "gc.disk_ms=50" })
         {
