@@ -34,7 +34,12 @@ public sealed class ControlChannel : IAsyncDisposable
     /// <summary>The largest message before the peer is authenticated (the handshake's are ~200 bytes).</summary>
     public const int MaxHandshakeBytes = 1024;
 
-    private const int ProtocolVersion = 2;
+    /// <summary>
+    /// Bumped whenever a message changes shape, so two hosts with different builds refuse each other
+    /// at the handshake instead of reading each other's fields as empty. 2: sealed channel;
+    /// 3: counters nested by name (DestinationStatus.Pages, SourceFinishResult.Served).
+    /// </summary>
+    public const int ProtocolVersion = 3;
     private static ReadOnlySpan<byte> ClientLabel => "GCv2-control-client"u8;
     private static ReadOnlySpan<byte> ServerLabel => "GCv2-control-server"u8;
 
