@@ -14,18 +14,5 @@ public static class NativeBuild
     /// <summary>native/build/tools (small C test programs).</summary>
     public static string Tools => Path.Combine(Root(), "tools");
 
-    private static string Root()
-    {
-        // Walk up from the running assembly to the checkout holding GuideCopy.Kvm.sln.
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "GuideCopy.Kvm.sln")))
-        {
-            dir = dir.Parent;
-        }
-
-        return dir is null
-            ? throw new LabException("cannot find the GuideCopy.Kvm checkout from " + AppContext.BaseDirectory +
-                                     "; set GUIDECOPY_GUEST_IMAGES and GUIDECOPY_SHIM")
-            : Path.Combine(dir.FullName, "native", "build");
-    }
+    private static string Root() => Path.Combine(Checkout.Root, "native", "build");
 }

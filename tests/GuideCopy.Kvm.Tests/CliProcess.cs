@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using GuideCopy.Lab;
 
 namespace GuideCopy.Kvm.Tests;
@@ -25,5 +26,23 @@ internal static class CliProcess
 
         // env(1) sets the child's environment without touching this process's.
         return CommandRunner.Run("env", [.. env.Select(kv => $"{kv.Key}={kv.Value}"), "dotnet", DllPath, .. args], TimeSpan.FromMinutes(5));
+    }
+
+    /// <summary>Starts the CLI without waiting (to signal or kill it mid-run); stdout and stderr redirected.</summary>
+    public static Process Start(IReadOnlyDictionary<string, string> env, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var (k, v) in env)
+        {
+            psi.Environment[k] = v;
+        }
+
+        psi.ArgumentList.Add(DllPath);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        return Process.Start(psi)!;
     }
 }

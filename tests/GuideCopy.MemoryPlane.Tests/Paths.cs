@@ -4,18 +4,11 @@ namespace GuideCopy.MemoryPlane.Tests;
 /// <summary>Where the built native parts and the helper assembly are.</summary>
 public static class Paths
 {
-    public static string Repo { get; } = FindRepo();
+    public static string Repo => Checkout.Root;
     public static string Shim => Path.Combine(Repo, "native/build/shim/libguidecopy-shim.so");
     public static string RamTouch => Path.Combine(Repo, "native/build/tools/ramtouch");
     public static string Dotnet => File.Exists("/usr/bin/dotnet") ? "/usr/bin/dotnet" : "dotnet";
     public static string Helper => typeof(HelperMain).Assembly.Location;
-
-    private static string FindRepo()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "GuideCopy.Kvm.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
-    }
 
     /// <summary>Builds the shim and tools if missing (make -C native shim tools).</summary>
     public static void EnsureNative()

@@ -174,7 +174,7 @@ public static class DeviceStateTransfer
                     catch (SocketException) { closed = true; }
                 }
 
-                string? status = Status(domain, out string? why);
+                var (status, why) = await StatusWithinAsync(domain, timeout - deadline.Elapsed, ct);
                 if (status == "completed")
                 {
                     return;
@@ -266,6 +266,30 @@ public static class DeviceStateTransfer
 
             // The answer is usually a few ms away, and each ms of poll interval can be a ms of downtime.
             await Task.Delay(StatusPollInterval, ct);
+        }
+    }
+
+    /// <summary>
+    /// query-migrate on the destination, bounded by <paramref name="remaining"/>. A loading QEMU that
+    /// touches guest RAM (a device's post_load) faults on a page only the source can serve, holding
+    /// the big QEMU lock, so its monitor stops answering; libvirt waits for a monitor reply without
+    /// a timeout (qemuMonitorSend). If the source is gone, that wait never ends: the load must fail
+    /// instead, so the controller's rollback can go on. The blocked call returns once the rollback
+    /// destroys that QEMU.
+    /// </summary>
+    private static async Task<(string? Status, string? Why)> StatusWithinAsync(LibvirtSharp.Domain domain, TimeSpan remaining, CancellationToken ct)
+    {
+        var query = Task.Run(() => (Status(domain, out string? why), why), CancellationToken.None);
+        try
+        {
+            // At least a second, so the last poll after the deadline still gets its answer.
+            return await query.WaitAsync(remaining > TimeSpan.FromSeconds(1) ? remaining : TimeSpan.FromSeconds(1), ct);
+        }
+        catch (TimeoutException)
+        {
+            _ = query.ContinueWith(t => t.Exception, TaskScheduler.Default);
+            throw new TimeoutException("QEMU's monitor did not answer while it loaded the device state: QEMU is blocked, " +
+                                       "most likely on a guest page the source no longer serves (Agent:DeviceStateTimeoutSeconds)");
         }
     }
 

@@ -466,19 +466,7 @@ public sealed class FaultMatrixTests
 
     private Process StartCli(Dictionary<string, string> env, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var (k, v) in env)
-        {
-            psi.Environment[k] = v;
-        }
-
-        psi.ArgumentList.Add(CliProcess.DllPath);
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        var cli = Process.Start(psi)!;
+        var cli = CliProcess.Start(env, args);
         _clis.Add(cli.Id);
         return cli;
     }
