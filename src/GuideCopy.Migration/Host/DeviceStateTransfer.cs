@@ -13,7 +13,7 @@ namespace GuideCopy.Migration.Host;
 /// QEMU talks to a UNIX socket of the agent's: never an exec: URI, which libvirt's seccomp
 /// sandbox (spawn=deny) answers by killing QEMU.
 /// </summary>
-public static class DeviceStateTransfer
+public static partial class DeviceStateTransfer
 {
     /// <summary>How often the save's and the load's status is polled while the VM is paused.</summary>
     private static readonly TimeSpan StatusPollInterval = TimeSpan.FromMilliseconds(1);
@@ -56,45 +56,6 @@ public static class DeviceStateTransfer
         }
     }
 
-    /// <summary>A source QEMU ready to write its device state to the agent (<see cref="ArmSave"/>).</summary>
-    public sealed class ArmedSave(LibvirtSharp.Domain domain, string socketPath, Socket listener) : IDisposable
-    {
-        /// <summary>
-        /// Saves the device state of the paused domain, handing each piece to <paramref name="forward"/>
-        /// as QEMU writes it, and returns the whole (the guide loads it too). Afterwards QEMU is in
-        /// 'postmigrate' and can still be resumed (rollback): the RAM file is untouched.
-        /// </summary>
-        public async Task<byte[]> SaveAsync(Action<ReadOnlyMemory<byte>> forward, TimeSpan timeout, CancellationToken ct)
-        {
-            Qmp(domain, $$$"""{"execute":"migrate","arguments":{"uri":"unix:{{{socketPath}}}"}}""");
-            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            cts.CancelAfter(timeout);
-            using var conn = await listener.AcceptAsync(cts.Token);
-            using var whole = new MemoryStream();
-            byte[] buffer = new byte[64 * 1024];
-            int n;
-            while ((n = await conn.ReceiveAsync(buffer, SocketFlags.None, cts.Token)) > 0)
-            {
-                forward(buffer.AsMemory(0, n));
-                whole.Write(buffer, 0, n);
-            }
-
-            return whole.ToArray();
-        }
-
-        /// <summary>QEMU's own verdict on the save (the stream may end without it: a failed save closes it too).</summary>
-        public Task ConfirmAsync(TimeSpan timeout, CancellationToken ct) => WaitForMigrationStatus(domain, "completed", timeout, ct);
-
-        /// <summary>Rollback: x-ignore-shared off again, so a later libvirt migration of the resumed VM carries its RAM.</summary>
-        public void Disarm() => TryQmp(domain, IgnoreSharedOff);
-
-        public void Dispose()
-        {
-            listener.Dispose();
-            File.Delete(socketPath);
-        }
-    }
-
     /// <summary>
     /// Before the pause: the destination QEMU (<c>-incoming defer</c>) listens for device state
     /// (migrate-incoming) and the agent is connected to it; QEMU's incoming coroutine waits for
@@ -133,75 +94,6 @@ public static class DeviceStateTransfer
             File.Delete(socketPath);
             throw;
         }
-    }
-
-    /// <summary>A destination QEMU waiting for its device state (<see cref="ArmLoadAsync"/>).</summary>
-    public sealed class ArmedLoad(LibvirtSharp.Domain domain, Socket socket) : IDisposable
-    {
-        private long _written;
-
-        /// <summary>Bytes written into QEMU so far.</summary>
-        public long Written => Interlocked.Read(ref _written);
-
-        /// <summary>Writes a piece of the stream into QEMU (blocking: QEMU reads it as it comes).</summary>
-        public void Write(ReadOnlySpan<byte> bytes)
-        {
-            while (bytes.Length > 0)
-            {
-                int n = socket.Send(bytes);
-                bytes = bytes[n..];
-                Interlocked.Add(ref _written, n);
-            }
-        }
-
-        /// <summary>
-        /// The stream is whole: waits until QEMU has loaded it. QEMU closes its end once
-        /// qemu_loadvm_state returns (migration_incoming_state_destroy), so the EOF on our read
-        /// side is the moment; query-migrate then says whether it loaded (runstate 'paused':
-        /// libvirt started it with -S). Polled too, in case the close comes late.
-        /// </summary>
-        public async Task CompleteAsync(TimeSpan timeout, CancellationToken ct)
-        {
-            socket.Shutdown(SocketShutdown.Send);
-            var deadline = Stopwatch.StartNew();
-            byte[] probe = new byte[64];
-            while (true)
-            {
-                bool closed = false;
-                if (socket.Poll(2000, SelectMode.SelectRead))
-                {
-                    try { closed = socket.Receive(probe) == 0; }
-                    catch (SocketException) { closed = true; }
-                }
-
-                var (status, why) = await StatusWithinAsync(domain, timeout - deadline.Elapsed, ct);
-                if (status == "completed")
-                {
-                    return;
-                }
-
-                if (status is "failed" or "cancelled")
-                {
-                    throw new InvalidOperationException($"QEMU device-state load {status}: {why ?? status}");
-                }
-
-                if (deadline.Elapsed > timeout)
-                {
-                    throw new TimeoutException($"QEMU did not finish loading the device state in {timeout.TotalSeconds:0} s (status {status})");
-                }
-
-                ct.ThrowIfCancellationRequested();
-                if (closed)
-                {
-                    await Task.Delay(StatusPollInterval, ct);
-                }
-            }
-        }
-
-        /// <summary>After the resume: x-ignore-shared off (left on, a later libvirt post-copy of this VM is refused).</summary>
-        public void Disarm() => TryQmp(domain, IgnoreSharedOff);
-
-        public void Dispose() => socket.Dispose();
     }
 
     /// <summary>

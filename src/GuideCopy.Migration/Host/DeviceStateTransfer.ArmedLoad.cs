@@ -1,0 +1,78 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text.Json.Nodes;
+using LibvirtSharp;
+
+namespace GuideCopy.Migration.Host;
+
+public static partial class DeviceStateTransfer
+{
+    /// <summary>A destination QEMU waiting for its device state (<see cref="ArmLoadAsync"/>).</summary>
+    public sealed class ArmedLoad(LibvirtSharp.Domain domain, Socket socket) : IDisposable
+    {
+        private long _written;
+
+        /// <summary>Bytes written into QEMU so far.</summary>
+        public long Written => Interlocked.Read(ref _written);
+
+        /// <summary>Writes a piece of the stream into QEMU (blocking: QEMU reads it as it comes).</summary>
+        public void Write(ReadOnlySpan<byte> bytes)
+        {
+            while (bytes.Length > 0)
+            {
+                int n = socket.Send(bytes);
+                bytes = bytes[n..];
+                Interlocked.Add(ref _written, n);
+            }
+        }
+
+        /// <summary>
+        /// The stream is whole: waits until QEMU has loaded it. QEMU closes its end once
+        /// qemu_loadvm_state returns (migration_incoming_state_destroy), so the EOF on our read
+        /// side is the moment; query-migrate then says whether it loaded (runstate 'paused':
+        /// libvirt started it with -S). Polled too, in case the close comes late.
+        /// </summary>
+        public async Task CompleteAsync(TimeSpan timeout, CancellationToken ct)
+        {
+            socket.Shutdown(SocketShutdown.Send);
+            var deadline = Stopwatch.StartNew();
+            byte[] probe = new byte[64];
+            while (true)
+            {
+                bool closed = false;
+                if (socket.Poll(2000, SelectMode.SelectRead))
+                {
+                    try { closed = socket.Receive(probe) == 0; }
+                    catch (SocketException) { closed = true; }
+                }
+
+                var (status, why) = await StatusWithinAsync(domain, timeout - deadline.Elapsed, ct);
+                if (status == "completed")
+                {
+                    return;
+                }
+
+                if (status is "failed" or "cancelled")
+                {
+                    throw new InvalidOperationException($"QEMU device-state load {status}: {why ?? status}");
+                }
+
+                if (deadline.Elapsed > timeout)
+                {
+                    throw new TimeoutException($"QEMU did not finish loading the device state in {timeout.TotalSeconds:0} s (status {status})");
+                }
+
+                ct.ThrowIfCancellationRequested();
+                if (closed)
+                {
+                    await Task.Delay(StatusPollInterval, ct);
+                }
+            }
+        }
+
+        /// <summary>After the resume: x-ignore-shared off (left on, a later libvirt post-copy of this VM is refused).</summary>
+        public void Disarm() => TryQmp(domain, IgnoreSharedOff);
+
+        public void Dispose() => socket.Dispose();
+    }
+}
