@@ -48,7 +48,7 @@ public sealed class GuideOptions
     /// <summary>
     /// The lead for a push capped at <paramref name="bytesPerSecond"/> (0: none): a page the push
     /// picks now reaches the destination after the push socket's unsent bytes
-    /// (<see cref="GuideCopy.Transport.LaneSocket.PushUnsentBytes"/>) have gone out at that rate;
+    /// (<see cref="LaneSocket.PushUnsentBytes"/>) have gone out at that rate;
     /// the entries the destination gets through meanwhile would arrive after it faulted on them.
     /// </summary>
     public static int LeadFor(long bytesPerSecond)
