@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
+using GuideCopy.Cli.Bench;
 using GuideCopy.Lab;
 using GuideCopy.MemoryPlane;
 using GuideCopy.Transport;
@@ -45,27 +46,10 @@ internal static class BenchCommand
         return cmd;
     }
 
-    private sealed record Figures(string Link, double RoundTripP50Us, double RoundTripP99Us, IReadOnlyList<LaneFigures> Lanes);
-
-    /// <summary>The figures of one lane protection.</summary>
-    private sealed record LaneFigures(
-        string Lanes,
-        double RemoteFaultP50Us, double RemoteFaultP99Us, double PagerStallP50Us, double PagerStallP99Us, long RemoteFaults,
-        double BusyFaultP50Us, double BusyFaultP99Us, double BusyStallP50Us, double BusyStallP99Us, long BusyDemandFaults,
-        double PushGiBps, long PushPages, double InProcessPushGiBps, double InProcessSteadyGiBps, double CpuSecondsPerGiB,
-        double AllocatedBytesPerPage, long SteadyStatePages);
-
     private static int Run(string? labName, int pages, int faultPages, bool json, int demandPriority, int faultRounds, LaneProtection[] protections)
     {
         var tools = NativeBuild.Tools;
-        foreach (var f in new[] { Path.Combine(tools, "uffd-roundtrip"), Path.Combine(tools, "ramtouch"), NativeBuild.Shim })
-        {
-            if (!File.Exists(f))
-            {
-                Console.Error.WriteLine($"guidecopy: {f} is missing; build it with `make -C native`");
-                return ExitCodes.Failure;
-            }
-        }
+        if (!ToolsBuilt(tools)) return ExitCodes.Failure;
 
         labName ??= Environment.GetEnvironmentVariable("GUIDECOPY_LAB");
         LabRig? rig = labName is null ? null : LabRig.TryAttach(labName);
@@ -86,30 +70,15 @@ internal static class BenchCommand
             string src = $"/dev/shm/gcmp-bench-src-{Environment.ProcessId}";
             env.Source("gen", [Path.Combine(tools, "ramtouch"), "gen", src, pages.ToString()]).Exit(120);
             cleanup.Add((env.Source, src));
-            // The remote-fault run is the one a budget is set on (encryption may cost the demand
-            // path at most 10% of its p50): the protections take turns, round after round, so a
-            // slow phase of this machine (10-60 s) hits both; the median round is kept.
-            var faults = protections.ToDictionary(p => p, _ => new List<(Dictionary<string, string> touch, Dictionary<string, string> done)>());
-            for (int round = 0; round < faultRounds; round++)
-            {
-                foreach (var p in protections)
-                {
-                    var f = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: true, demandPriority, p, cleanup);
-                    faults[p].Add(f);
-                    Note(json, $"[{Handshake.Describe(p)}] round {round + 1}: remote fault p50 {f.touch["p50_us"]} us, p99 {f.touch["p99_us"]} us");
-                }
-            }
+            var faults = FaultRounds(env, tools, secret, faultSrc, faultPages, demandPriority, faultRounds, protections, json, cleanup);
 
             var runs = protections.Select(p => MeasureLanes(env, tools, secret, MedianRun(faults[p]), faultSrc, faultPages, src, pages, demandPriority, p, json, cleanup)).ToList();
             if (!json && runs.Count == 2)
             {
-                var (s, c) = (runs[0], runs[1]);
-                Console.WriteLine($"sealed vs clear: remote fault p50 {s.RemoteFaultP50Us:0} vs {c.RemoteFaultP50Us:0} us ({Percent(s.RemoteFaultP50Us, c.RemoteFaultP50Us)}), " +
-                                  $"p99 {s.RemoteFaultP99Us:0} vs {c.RemoteFaultP99Us:0} us; push {s.PushGiBps:0.00} vs {c.PushGiBps:0.00} GiB/s; " +
-                                  $"in-process {s.InProcessSteadyGiBps:0.00} vs {c.InProcessSteadyGiBps:0.00} GiB/s steady, {s.CpuSecondsPerGiB:0.00} vs {c.CpuSecondsPerGiB:0.00} CPU-s/GiB");
+                PrintSealedVsClear(runs[0], runs[1]);
             }
 
-            var fig = new Figures(env.Name, double.Parse(rt["p50_us"]), double.Parse(rt["p99_us"]), runs);
+            var fig = new MemoryPlaneFigures(env.Name, double.Parse(rt["p50_us"]), double.Parse(rt["p99_us"]), runs);
             if (json) Console.WriteLine(JsonSerializer.Serialize(fig, new JsonSerializerOptions { WriteIndented = true }));
             return ExitCodes.Success;
         }
@@ -119,6 +88,48 @@ internal static class BenchCommand
             File.Delete(secret);
         }
     }
+
+    /// <summary>The native programs the bench runs (built by `make -C native`); names the first one missing.</summary>
+    private static bool ToolsBuilt(string tools)
+    {
+        foreach (var f in new[] { Path.Combine(tools, "uffd-roundtrip"), Path.Combine(tools, "ramtouch"), NativeBuild.Shim })
+        {
+            if (!File.Exists(f))
+            {
+                Console.Error.WriteLine($"guidecopy: {f} is missing; build it with `make -C native`");
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>The remote-fault runs, <paramref name="faultRounds"/> per lane protection, taking turns.</summary>
+    private static Dictionary<LaneProtection, List<(Dictionary<string, string> touch, Dictionary<string, string> done)>> FaultRounds(
+        Sides env, string tools, string secret, string faultSrc, int faultPages, int demandPriority, int faultRounds, LaneProtection[] protections,
+        bool json, List<(Func<string, string[], ChildRun> run, string path)> cleanup)
+    {
+        // The remote-fault run is the one a budget is set on (encryption may cost the demand
+        // path at most 10% of its p50): the protections take turns, round after round, so a
+        // slow phase of this machine (10-60 s) hits both; the median round is kept.
+        var faults = protections.ToDictionary(p => p, _ => new List<(Dictionary<string, string> touch, Dictionary<string, string> done)>());
+        for (int round = 0; round < faultRounds; round++)
+        {
+            foreach (var p in protections)
+            {
+                var f = Transfer(env, tools, secret, faultSrc, faultPages, "random", noPush: true, demandPriority, p, cleanup);
+                faults[p].Add(f);
+                Note(json, $"[{Handshake.Describe(p)}] round {round + 1}: remote fault p50 {f.touch["p50_us"]} us, p99 {f.touch["p99_us"]} us");
+            }
+        }
+
+        return faults;
+    }
+
+    private static void PrintSealedVsClear(LaneFigures s, LaneFigures c) =>
+        Console.WriteLine($"sealed vs clear: remote fault p50 {s.RemoteFaultP50Us:0} vs {c.RemoteFaultP50Us:0} us ({Percent(s.RemoteFaultP50Us, c.RemoteFaultP50Us)}), " +
+                          $"p99 {s.RemoteFaultP99Us:0} vs {c.RemoteFaultP99Us:0} us; push {s.PushGiBps:0.00} vs {c.PushGiBps:0.00} GiB/s; " +
+                          $"in-process {s.InProcessSteadyGiBps:0.00} vs {c.InProcessSteadyGiBps:0.00} GiB/s steady, {s.CpuSecondsPerGiB:0.00} vs {c.CpuSecondsPerGiB:0.00} CPU-s/GiB");
 
     private static string Percent(double a, double b) => b > 0 ? $"{(a - b) / b * 100:+0;-0}%" : "n/a";
 
@@ -256,93 +267,5 @@ internal static class BenchCommand
     {
         string exe = Environment.ProcessPath!;
         return Path.GetFileNameWithoutExtension(exe) == "dotnet" ? [exe, typeof(BenchCommand).Assembly.Location] : [exe];
-    }
-
-    /// <summary>Where each side runs: lab hosts a/b (nsenter) or this machine.</summary>
-    private sealed record Sides(string Name, string SourceAddress, string SharedDir,
-        Func<string, string[], IDictionary<string, string>?, bool, ChildRun> SourceStart,
-        Func<string, string[], IDictionary<string, string>?, bool, ChildRun> DestStart)
-    {
-        public ChildRun Source(string name, string[] argv) => SourceStart(name, argv, null, false);
-        public ChildRun Dest(string name, string[] argv) => DestStart(name, argv, null, false);
-        public ChildRun Dest(string name, string[] argv, IDictionary<string, string> env, bool stdin) => DestStart(name, argv, env, stdin);
-
-        public static Sides Loopback() => new("loopback", "127.0.0.1", Path.GetTempPath(),
-            (n, a, e, s) => ChildRun.Start(n, a[0], a[1..], e, s), (n, a, e, s) => ChildRun.Start(n, a[0], a[1..], e, s));
-
-        public static Sides Lab(LabRig lab) => new($"lab '{lab.Layout.Name}' veth", lab.A.Address, lab.SharedDir,
-            (n, a, e, s) => ChildRun.Start(n, "nsenter", lab.A.EnterArgs(a[0], a[1..]), e, s),
-            (n, a, e, s) => ChildRun.Start(n, "nsenter", lab.B.EnterArgs(a[0], a[1..]), e, s));
-    }
-
-    /// <summary>A child process whose stdout lines we wait on; killed by PID on dispose.</summary>
-    private sealed class ChildRun : IDisposable
-    {
-        private readonly Process _p;
-        private readonly System.Collections.Concurrent.BlockingCollection<string> _lines = new();
-        private readonly string _name;
-
-        private ChildRun(string name, Process p)
-        {
-            _name = name;
-            _p = p;
-            p.OutputDataReceived += (_, e) => { if (e.Data is { } l) _lines.Add(l); };
-            p.ErrorDataReceived += (_, e) => { if (e.Data is { } l && Environment.GetEnvironmentVariable("GUIDECOPY_BENCH_VERBOSE") == "1") Console.Error.WriteLine($"[{name}] {l}"); };
-            p.BeginOutputReadLine();
-            p.BeginErrorReadLine();
-        }
-
-        public static ChildRun Start(string name, string file, IEnumerable<string> args, IDictionary<string, string>? env = null, bool stdin = false)
-        {
-            var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin };
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;
-            return new ChildRun(name, Process.Start(psi)!);
-        }
-
-        public string Line(string prefix, int timeoutSeconds)
-        {
-            var deadline = DateTime.UtcNow.AddSeconds(timeoutSeconds);
-            while (_lines.TryTake(out var l, Math.Max(0, (int)(deadline - DateTime.UtcNow).TotalMilliseconds)))
-            {
-                if (Environment.GetEnvironmentVariable("GUIDECOPY_BENCH_VERBOSE") == "1") Console.Error.WriteLine($"[{_name}] {l}");
-                if (l.StartsWith(prefix, StringComparison.Ordinal)) return l;
-            }
-            throw new TimeoutException($"{_name}: no {prefix} line within {timeoutSeconds} s");
-        }
-
-        public void Input(string line)
-        {
-            _p.StandardInput.WriteLine(line);
-            _p.StandardInput.Flush();
-        }
-
-        public void Exit(int timeoutSeconds)
-        {
-            if (!_p.WaitForExit(timeoutSeconds * 1000)) throw new TimeoutException($"{_name} did not finish");
-            _p.WaitForExit();
-            _p.Dispose();
-        }
-
-        public void Terminate()
-        {
-            if (_p.HasExited) return;
-            using (var k = Process.Start("kill", ["-TERM", _p.Id.ToString()])) k.WaitForExit();
-            _p.WaitForExit(5000);
-        }
-
-        public static Dictionary<string, string> Fields(string line) =>
-            line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(f => f.Contains('='))
-                .Select(f => f.Split('=', 2)).ToDictionary(f => f[0], f => f[1]);
-
-        public void Dispose()
-        {
-            try
-            {
-                if (!_p.HasExited) { _p.Kill(); _p.WaitForExit(5000); }
-                _p.Dispose();
-            }
-            catch (InvalidOperationException) { }
-        }
     }
 }

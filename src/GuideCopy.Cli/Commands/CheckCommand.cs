@@ -61,24 +61,29 @@ internal static class CheckCommand
                 problems = [e.Message];
             }
 
-            if (p.GetValue(json))
-            {
-                Console.WriteLine(JsonSerializer.Serialize(new { domain = plan.Domain, ok = problems.Count == 0, problems }));
-            }
-            else if (problems.Count == 0)
-            {
-                Console.WriteLine($"{plan.Domain}: ready to migrate from {plan.From.Name} to {plan.To.Name}");
-            }
-            else
-            {
-                foreach (string problem in problems)
-                {
-                    Console.WriteLine($"{plan.Domain}: {problem}");
-                }
-            }
-
+            PrintProblems(plan, problems, p.GetValue(json));
             return problems.Count == 0 ? ExitCodes.Success : ExitCodes.Refused;
         });
         return cmd;
+    }
+
+    /// <summary>The preflight's verdict on stdout: one line per problem (or "ready"), or the JSON object.</summary>
+    private static void PrintProblems(MigrationPlan plan, IReadOnlyList<string> problems, bool json)
+    {
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new { domain = plan.Domain, ok = problems.Count == 0, problems }));
+        }
+        else if (problems.Count == 0)
+        {
+            Console.WriteLine($"{plan.Domain}: ready to migrate from {plan.From.Name} to {plan.To.Name}");
+        }
+        else
+        {
+            foreach (string problem in problems)
+            {
+                Console.WriteLine($"{plan.Domain}: {problem}");
+            }
+        }
     }
 }

@@ -59,79 +59,101 @@ internal static class CompareCommand
                 return ExitCodes.Usage;
             }
 
-            bool created = false;
-            var reports = new List<MigrationReport>();
-            try
-            {
-                var lab = LabCommand.EnsureLabWithAgents(labName, out created);
-                lab.SetLinkRate(p.GetValue(rate));
-                var spec = new TestGuestSpec($"cmp-{p.GetValue(workload)}", p.GetValue(workload)!, p.GetValue(memory), ExtraCmdline: p.GetValue(guestArgs));
-                TestGuest.Remove(lab, spec.Name);
-                var guest = TestGuest.Boot(lab, lab.A, spec);
-                guest.WaitForHeartbeats(3, TimeSpan.FromSeconds(120));
-                var secret = SharedSecret.Read(lab.SecretFile);
-                string here = "a";
-                foreach (var variant in list)
-                {
-                    // The guest runs undisturbed before each migration: the "before" window.
-                    await Task.Delay(TimeSpan.FromSeconds(p.GetValue(settle)), ct);
-                    string there = here == "a" ? "b" : "a";
-                    var g = new GuideOptions
-                    {
-                        Enabled = variant == "guide-on", TimeLimitSeconds = guideOptions.TimeLimitSeconds, IdleSeconds = guideOptions.IdleSeconds,
-                        MissWindowSeconds = guideOptions.MissWindowSeconds, MissShare = guideOptions.MissShare, MinMisses = guideOptions.MinMisses,
-                        LeadPages = guideOptions.LeadPages, OutrunRatio = guideOptions.OutrunRatio, ReadAheadPages = guideOptions.ReadAheadPages,
-                    };
-                    var plan = new MigrationPlan(spec.Name,
-                        MigrateCommand.ResolveTarget($"lab:{labName}/{here}", null, out _),
-                        MigrateCommand.ResolveTarget($"lab:{labName}/{there}", null, out _),
-                        variant.StartsWith("guide", StringComparison.Ordinal) ? "guide" : variant,
-                        MigrateCommand.ParseBandwidth(p.GetValue(bandwidth)), secret, GuestWatch: new ConsoleGuestWatch(), ObserveAfter: TimeSpan.FromSeconds(5), Guide: g,
-                        Timeout: TimeSpan.FromSeconds(p.GetValue(timeout)));
-                    Console.Error.WriteLine($"compare: {variant}: {spec.Name} {here} -> {there}");
-                    var report = await MigrateCommand.RunAsync(plan, showProgress: !p.GetValue(json), ct);
-                    reports.Add(report);
-                    Console.Error.WriteLine($"compare: {variant}: {report.Outcome}, {report.TotalSeconds:0.0} s, downtime {report.DowntimeMs:0} ms, " +
-                        $"faults {report.DestinationFaults?.Faults}, stall {report.DestinationFaults?.StallTotalMs:0} ms, " +
-                        $"guest {report.Guest?.DuringRelative:P0} of its rate in the 20 s after");
-                    if (report.Outcome == MigrationOutcome.Completed)
-                    {
-                        here = there;
-                    }
-                    else
-                    {
-                        // A rolled-back or refused mode leaves the guest where it was: go on from there.
-                        Console.Error.WriteLine($"compare: {variant} did not complete: {report.Error}");
-                    }
-                }
-
-                Console.WriteLine(p.GetValue(json) ? JsonSerializer.Serialize(reports, MigrationReport.Json) : ReportTable.Render(reports));
-                if (p.GetValue(plot) is { } dir)
-                {
-                    foreach (string file in Pictures.ForCompare(reports, dir))
-                    {
-                        Console.Error.WriteLine($"compare: wrote {file}");
-                    }
-                }
-                return reports.All(r => r.Outcome == MigrationOutcome.Completed && r.Guest?.ChecksOk != false) ? ExitCodes.Success : ExitCodes.Failure;
-            }
-            catch (Exception e) when (e is LabException or TimeoutException)
-            {
-                Console.Error.WriteLine($"guidecopy compare: {e.Message}");
-                return ExitCodes.Failure;
-            }
-            finally
-            {
-                if (created)
-                {
-                    LabRig.Down(labName);
-                }
-                else if (LabRig.TryAttach(labName) is { } lab)
-                {
-                    TestGuest.Remove(lab, $"cmp-{p.GetValue(workload)}");
-                }
-            }
+            var plan = new ComparisonPlan(labName, list, p.GetValue(workload)!, p.GetValue(memory), p.GetValue(guestArgs), p.GetValue(rate),
+                p.GetValue(bandwidth), p.GetValue(settle), p.GetValue(timeout), p.GetValue(json), p.GetValue(plot), guideOptions);
+            return await RunAsync(plan, ct);
         });
         return cmd;
+    }
+
+    /// <summary>Boots the guest on lab host a, then migrates it once per variant, each from where the last one left it.</summary>
+    private static async Task<int> RunAsync(ComparisonPlan plan, CancellationToken ct)
+    {
+        bool created = false;
+        var reports = new List<MigrationReport>();
+        try
+        {
+            var lab = LabCommand.EnsureLabWithAgents(plan.LabName, out created);
+            lab.SetLinkRate(plan.Rate);
+            var spec = new TestGuestSpec($"cmp-{plan.Workload}", plan.Workload, plan.MemoryMiB, ExtraCmdline: plan.GuestArgs);
+            TestGuest.Remove(lab, spec.Name);
+            var guest = TestGuest.Boot(lab, lab.A, spec);
+            guest.WaitForHeartbeats(3, TimeSpan.FromSeconds(120));
+            var secret = SharedSecret.Read(lab.SecretFile);
+            string here = "a";
+            foreach (var variant in plan.Variants)
+            {
+                // The guest runs undisturbed before each migration: the "before" window.
+                await Task.Delay(TimeSpan.FromSeconds(plan.SettleSeconds), ct);
+                string there = here == "a" ? "b" : "a";
+                var report = await MigrateOnceAsync(plan, variant, spec.Name, here, there, secret, ct);
+                reports.Add(report);
+                Console.Error.WriteLine($"compare: {variant}: {report.Outcome}, {report.TotalSeconds:0.0} s, downtime {report.DowntimeMs:0} ms, " +
+                    $"faults {report.DestinationFaults?.Faults}, stall {report.DestinationFaults?.StallTotalMs:0} ms, " +
+                    $"guest {report.Guest?.DuringRelative:P0} of its rate in the 20 s after");
+                if (report.Outcome == MigrationOutcome.Completed)
+                {
+                    here = there;
+                }
+                else
+                {
+                    // A rolled-back or refused mode leaves the guest where it was: go on from there.
+                    Console.Error.WriteLine($"compare: {variant} did not complete: {report.Error}");
+                }
+            }
+
+            PrintReports(reports, plan.Json, plan.PlotDir);
+            return reports.All(r => r.Outcome == MigrationOutcome.Completed && r.Guest?.ChecksOk != false) ? ExitCodes.Success : ExitCodes.Failure;
+        }
+        catch (Exception e) when (e is LabException or TimeoutException)
+        {
+            Console.Error.WriteLine($"guidecopy compare: {e.Message}");
+            return ExitCodes.Failure;
+        }
+        finally
+        {
+            if (created)
+            {
+                LabRig.Down(plan.LabName);
+            }
+            else if (LabRig.TryAttach(plan.LabName) is { } lab)
+            {
+                TestGuest.Remove(lab, $"cmp-{plan.Workload}");
+            }
+        }
+    }
+
+    /// <summary>One variant's migration of the guest from lab host <paramref name="here"/> to <paramref name="there"/>.</summary>
+    private static async Task<MigrationReport> MigrateOnceAsync(ComparisonPlan plan, string variant, string guestName, string here, string there,
+        byte[] secret, CancellationToken ct)
+    {
+        var guideOptions = plan.Guide;
+        var g = new GuideOptions
+        {
+            Enabled = variant == "guide-on", TimeLimitSeconds = guideOptions.TimeLimitSeconds, IdleSeconds = guideOptions.IdleSeconds,
+            MissWindowSeconds = guideOptions.MissWindowSeconds, MissShare = guideOptions.MissShare, MinMisses = guideOptions.MinMisses,
+            LeadPages = guideOptions.LeadPages, OutrunRatio = guideOptions.OutrunRatio, ReadAheadPages = guideOptions.ReadAheadPages,
+        };
+        var migration = new MigrationPlan(guestName,
+            MigrateCommand.ResolveTarget($"lab:{plan.LabName}/{here}", null, out _),
+            MigrateCommand.ResolveTarget($"lab:{plan.LabName}/{there}", null, out _),
+            variant.StartsWith("guide", StringComparison.Ordinal) ? "guide" : variant,
+            MigrateCommand.ParseBandwidth(plan.Bandwidth), secret, GuestWatch: new ConsoleGuestWatch(), ObserveAfter: TimeSpan.FromSeconds(5), Guide: g,
+            Timeout: TimeSpan.FromSeconds(plan.TimeoutSeconds));
+        Console.Error.WriteLine($"compare: {variant}: {guestName} {here} -> {there}");
+        return await MigrateCommand.RunAsync(migration, showProgress: !plan.Json, ct);
+    }
+
+    /// <summary>The reports side by side (table or JSON array) on stdout, and the run's pictures if asked for.</summary>
+    private static void PrintReports(List<MigrationReport> reports, bool json, string? plotDir)
+    {
+        Console.WriteLine(json ? JsonSerializer.Serialize(reports, MigrationReport.Json) : ReportTable.Render(reports));
+        if (plotDir is { } dir)
+        {
+            foreach (string file in Pictures.ForCompare(reports, dir))
+            {
+                Console.Error.WriteLine($"compare: wrote {file}");
+            }
+        }
     }
 }

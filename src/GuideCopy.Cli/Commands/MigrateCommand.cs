@@ -72,22 +72,27 @@ internal static class MigrateCommand
             }
 
             var report = await RunAsync(plan, showProgress: !asJson, ct);
-            Console.WriteLine(asJson ? report.ToJson() : ReportTable.Render([report]));
-            if (p.GetValue(plot) is { } file && report.Timeline is not null)
-            {
-                foreach (string written in Pictures.ForMigrate(report, file))
-                {
-                    Console.Error.WriteLine($"guidecopy migrate: wrote {written}");
-                }
-            }
-            if (!asJson && report.Error is not null)
-            {
-                Console.Error.WriteLine($"guidecopy migrate: {report.Outcome}: {report.Error}");
-            }
-
+            PrintReport(report, asJson, p.GetValue(plot));
             return ExitCodes.For(report.Outcome);
         });
         return cmd;
+    }
+
+    /// <summary>The report (table or JSON) on stdout; the pictures if asked for, and the error line, on stderr.</summary>
+    private static void PrintReport(MigrationReport report, bool asJson, string? plot)
+    {
+        Console.WriteLine(asJson ? report.ToJson() : ReportTable.Render([report]));
+        if (plot is { } file && report.Timeline is not null)
+        {
+            foreach (string written in Pictures.ForMigrate(report, file))
+            {
+                Console.Error.WriteLine($"guidecopy migrate: wrote {written}");
+            }
+        }
+        if (!asJson && report.Error is not null)
+        {
+            Console.Error.WriteLine($"guidecopy migrate: {report.Outcome}: {report.Error}");
+        }
     }
 
     /// <summary>

@@ -23,24 +23,11 @@ public static class BaselineMigration
             throw new InvalidOperationException($"domain '{domainName}' is not running; a live migration needs a running guest");
         CheckPreCopyIsSafe(source, domain, options.Mode);
 
-        var flags = virDomainMigrateFlags.VIR_MIGRATE_LIVE | virDomainMigrateFlags.VIR_MIGRATE_PEER2PEER
-            | virDomainMigrateFlags.VIR_MIGRATE_ABORT_ON_ERROR;
-        // A persistent domain moves with its definition; a transient one stays transient.
-        if (domain.IsPersistent)
-            flags |= virDomainMigrateFlags.VIR_MIGRATE_PERSIST_DEST
-                | (options.KeepSourceDefinition ? 0 : virDomainMigrateFlags.VIR_MIGRATE_UNDEFINE_SOURCE);
+        var flags = MigrateFlags(domain, options);
         bool postCopy = options.Mode != BaselineMode.PreCopy;
-        if (postCopy) flags |= virDomainMigrateFlags.VIR_MIGRATE_POSTCOPY;
 
         using var parameters = new TypedParams();
-        if (options.MigrationUri is not null) parameters.Add(TypedParamFields.VIR_MIGRATE_PARAM_URI, options.MigrationUri);
-        if (options.DestinationXml is not null) parameters.Add(TypedParamFields.VIR_MIGRATE_PARAM_DEST_XML, options.DestinationXml);
-        if (options.BandwidthMiBps is { } cap)
-        {
-            parameters.Add(TypedParamFields.VIR_MIGRATE_PARAM_BANDWIDTH, cap);
-            // Without this the post-copy phase runs uncapped (QEMU's max-postcopy-bandwidth 0).
-            if (postCopy) parameters.Add(TypedParamFields.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY, cap);
-        }
+        AddMigrateParameters(parameters, options, postCopy);
         if (options.MaxDowntime is { } downtime) domain.MigrateSetMaxDowntime((ulong)downtime.TotalMilliseconds);
 
         using var pause = new GuestPauseWatch(source, domain, destination, domainName);
@@ -53,14 +40,56 @@ public static class BaselineMigration
         var migration = Task.Factory.StartNew(() => domain.MigrateToUri3(destinationPeerUri, parameters, flags),
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
+        var job = WatchJob(migration, domain, options.Mode, postCopy, clock, timeout, poll, cancellation);
+        clock.Stop();
+        ThrowIfFailed(migration, job.Aborted, options.Mode, domainName, timeout);
+
+        TimeSpan? observedPause = pause.Observed();
+
+        var stats = CompletedStats(destination, domainName) ?? job.LastSample;
+        return Result(options.Mode, domainName, clock.Elapsed, observedPause, stats, job.SwitchedAt, job.EnteredPostCopy);
+    }
+
+    private static virDomainMigrateFlags MigrateFlags(LibvirtSharp.Domain domain, BaselineOptions options)
+    {
+        var flags = virDomainMigrateFlags.VIR_MIGRATE_LIVE | virDomainMigrateFlags.VIR_MIGRATE_PEER2PEER
+            | virDomainMigrateFlags.VIR_MIGRATE_ABORT_ON_ERROR;
+        // A persistent domain moves with its definition; a transient one stays transient.
+        if (domain.IsPersistent)
+            flags |= virDomainMigrateFlags.VIR_MIGRATE_PERSIST_DEST
+                | (options.KeepSourceDefinition ? 0 : virDomainMigrateFlags.VIR_MIGRATE_UNDEFINE_SOURCE);
+        bool postCopy = options.Mode != BaselineMode.PreCopy;
+        if (postCopy) flags |= virDomainMigrateFlags.VIR_MIGRATE_POSTCOPY;
+        return flags;
+    }
+
+    private static void AddMigrateParameters(TypedParams parameters, BaselineOptions options, bool postCopy)
+    {
+        if (options.MigrationUri is not null) parameters.Add(TypedParamFields.VIR_MIGRATE_PARAM_URI, options.MigrationUri);
+        if (options.DestinationXml is not null) parameters.Add(TypedParamFields.VIR_MIGRATE_PARAM_DEST_XML, options.DestinationXml);
+        if (options.BandwidthMiBps is { } cap)
+        {
+            parameters.Add(TypedParamFields.VIR_MIGRATE_PARAM_BANDWIDTH, cap);
+            // Without this the post-copy phase runs uncapped (QEMU's max-postcopy-bandwidth 0).
+            if (postCopy) parameters.Add(TypedParamFields.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY, cap);
+        }
+    }
+
+    /// <summary>
+    /// While virDomainMigrateToURI3 runs: samples the source's job stats, issues the post-copy
+    /// switch when the mode's moment comes, and aborts a run that has not switched in time.
+    /// </summary>
+    private static (JobStats? LastSample, TimeSpan? SwitchedAt, bool Aborted, bool EnteredPostCopy) WatchJob(Task migration, LibvirtSharp.Domain domain,
+        BaselineMode mode, bool postCopy, Stopwatch clock, TimeSpan timeout, TimeSpan poll, CancellationToken cancellation)
+    {
         JobStats? lastSample = null;
         TimeSpan? switchedAt = null;
         bool aborted = false, enteredPostCopy = false;
-        while (!Finished(migration, switchedAt is null && options.Mode == BaselineMode.PostCopyAtOnce ? TimeSpan.FromMilliseconds(5) : poll))
+        while (!Finished(migration, switchedAt is null && mode == BaselineMode.PostCopyAtOnce ? TimeSpan.FromMilliseconds(5) : poll))
         {
             JobStats? sample = TrySample(domain);
             if (sample is { Type: not virDomainJobType.VIR_DOMAIN_JOB_NONE }) lastSample = sample;
-            if (postCopy && switchedAt is null && sample is { Type: virDomainJobType.VIR_DOMAIN_JOB_UNBOUNDED } && ShouldSwitch(options.Mode, sample))
+            if (postCopy && switchedAt is null && sample is { Type: virDomainJobType.VIR_DOMAIN_JOB_UNBOUNDED } && ShouldSwitch(mode, sample))
             {
                 if (TryStartPostCopy(domain)) switchedAt = clock.Elapsed;
             }
@@ -72,24 +101,29 @@ public static class BaselineMigration
                 aborted = true;
             }
         }
-        clock.Stop();
+        return (lastSample, switchedAt, aborted, enteredPostCopy);
+    }
+
+    private static void ThrowIfFailed(Task migration, bool aborted, BaselineMode mode, string domainName, TimeSpan timeout)
+    {
         if (migration.IsFaulted)
         {
             var error = migration.Exception!.InnerException!;
-            if (aborted) throw new TimeoutException($"{options.Mode.ToCliName()} of '{domainName}' did not finish within {timeout} and was aborted", error);
+            if (aborted) throw new TimeoutException($"{mode.ToCliName()} of '{domainName}' did not finish within {timeout} and was aborted", error);
             throw error is LibvirtException le ? le : new InvalidOperationException($"migration of '{domainName}' failed", error);
         }
+    }
 
-        TimeSpan? observedPause = pause.Observed();
-
-        var stats = CompletedStats(destination, domainName) ?? lastSample;
+    private static BaselineResult Result(BaselineMode mode, string domainName, TimeSpan totalTime, TimeSpan? observedPause,
+        JobStats? stats, TimeSpan? switchedAt, bool enteredPostCopy)
+    {
         // The destination's completed stats count post-copy page requests; a run that got any did switch.
         enteredPostCopy |= stats?.GetULong(TypedParamFields.VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS) > 0;
         var fields = stats?.Fields ?? new Dictionary<string, object>();
         return new BaselineResult(
-            options.Mode,
+            mode,
             domainName,
-            clock.Elapsed,
+            totalTime,
             Ms(stats?.GetULong(TypedParamFields.VIR_DOMAIN_JOB_TIME_ELAPSED)),
             Ms(stats?.GetULong(TypedParamFields.VIR_DOMAIN_JOB_DOWNTIME)),
             observedPause,

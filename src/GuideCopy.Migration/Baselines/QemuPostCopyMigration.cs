@@ -33,18 +33,7 @@ public static class QemuPostCopyMigration
     {
         bool preempt = options.Mode == BaselineMode.QemuPostCopyPreempt;
         using var domain = source.LookupDomain(domainName);
-        if (!domain.IsActive)
-        {
-            throw new InvalidOperationException($"domain '{domainName}' is not running; a live migration needs a running guest");
-        }
-
-        using (var clash = destination.TryLookupDomain(domainName))
-        {
-            if (clash is not null)
-            {
-                throw new InvalidOperationException($"the destination already has a domain named '{domainName}'; remove it first");
-            }
-        }
+        RefuseUnlessMovable(domain, destination, domainName);
 
         bool persistent = domain.IsPersistent;
         string? inactiveXml = persistent
@@ -63,73 +52,21 @@ public static class QemuPostCopyMigration
             try
             {
                 string[] caps = preempt ? ["postcopy-ram", "postcopy-preempt"] : ["postcopy-ram"];
-                Qmp.Run(incoming, Qmp.SetCapabilities(true, [.. caps, "postcopy-blocktime"]));
-                Qmp.Run(incoming, $$$"""{"execute":"migrate-incoming","arguments":{"uri":"tcp:{{{destinationAddress}}}:0"}}""");
-                string port = ListeningPort(incoming);
-                // While 'inmigrate', cont only sets QEMU's autostart: the VM starts at the switch.
-                Qmp.Run(incoming, """{"execute":"cont"}""");
-
-                // A VM that arrived by guide-copy may still have x-ignore-shared set; this stream must carry RAM.
-                Qmp.Run(domain, Qmp.SetCapabilities(false, "x-ignore-shared"));
-                Qmp.Run(domain, Qmp.SetCapabilities(true, caps));
-                if (bandwidthBytesPerSecond > 0)
-                {
-                    Qmp.Run(domain, $$$"""{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":{{{bandwidthBytesPerSecond}}},"max-postcopy-bandwidth":{{{bandwidthBytesPerSecond}}}}}""");
-                }
-
-                Qmp.Run(domain, $$$"""{"execute":"migrate","arguments":{"uri":"tcp:{{{destinationAddress}}}:{{{port}}}"}}""");
-                // QEMU refuses the switch until the migration thread is running ("Postcopy must be
-                // started after migration has been started"): retry for a moment.
-                var deadline = Stopwatch.StartNew();
-                while (!Qmp.TryRun(domain, """{"execute":"migrate-start-postcopy"}"""))
-                {
-                    string status = Status(Qmp.QueryMigrate(domain));
-                    if (status is "failed" or "cancelled" or "completed" || deadline.Elapsed > TimeSpan.FromSeconds(30))
-                    {
-                        throw new InvalidOperationException($"QEMU did not switch to post-copy (migration {status})");
-                    }
-
-                    Thread.Sleep(2);
-                }
-
+                string port = ListenForIncoming(incoming, caps, destinationAddress);
+                StartOutgoing(domain, caps, bandwidthBytesPerSecond, destinationAddress, port);
+                SwitchToPostCopy(domain);
                 switchedAt = clock.Elapsed;
             }
             catch (Exception e) when (e is InvalidOperationException or LibvirtException)
             {
                 // Before the switch the source still runs the whole guest: cancel and drop the copy.
-                Qmp.TryRun(domain, """{"execute":"migrate_cancel"}""");
-                TryDestroy(incoming);
-                ResetCapabilities(domain);
+                RollBack(domain, incoming);
                 throw;
             }
 
             // After the switch: wait for the last page; the source cannot take the VM back.
-            JsonNode sourceInfo;
             var timeout = options.Timeout ?? BaselineOptions.DefaultTimeout;
-            while (true)
-            {
-                sourceInfo = Qmp.QueryMigrate(domain);
-                string status = Status(sourceInfo);
-                if (status == "completed")
-                {
-                    break;
-                }
-
-                if (status is "failed" or "cancelled" or "postcopy-paused")
-                {
-                    throw new FailedAfterSwitchException(
-                        $"QEMU post-copy of '{domainName}' went '{status}' after the switch: {sourceInfo["error-desc"]?.GetValue<string>() ?? "no reason given"}; " +
-                        "the VM runs on the destination and the source holds the pages it did not get (QMP migrate-recover can resume it)");
-                }
-
-                if (clock.Elapsed > timeout + TimeSpan.FromMinutes(10))
-                {
-                    throw new FailedAfterSwitchException($"QEMU post-copy of '{domainName}' has not completed in {clock.Elapsed.TotalSeconds:0} s after the switch; the VM runs on the destination");
-                }
-
-                cancellation.ThrowIfCancellationRequested();
-                Thread.Sleep(50);
-            }
+            JsonNode sourceInfo = WaitForLastPage(domain, domainName, clock, timeout, cancellation);
 
             var destinationInfo = Qmp.QueryMigrate(incoming);
             // Leave no post-copy setting behind in the VM's QEMU: libvirt sets only the
@@ -137,53 +74,134 @@ public static class QemuPostCopyMigration
             // postcopy-ram off is refused by QEMU.
             ResetCapabilities(incoming);
 
-            // The definition moves with the VM; the source copy goes.
-            if (inactiveXml is not null)
-            {
-                using var defined = destination.DefineDomain(inactiveXml);
-            }
-
-            TryDestroy(domain);
-            if (persistent && !options.KeepSourceDefinition)
-            {
-                try { domain.Undefine(); } catch (LibvirtException) { }
-            }
+            HandOverDefinition(domain, destination, inactiveXml, persistent, options.KeepSourceDefinition);
 
             // Total time as for every mode: to the last page in and the source gone.
             clock.Stop();
 
             TimeSpan? observedPause = pause.Observed();
-
-            var ram = sourceInfo["ram"];
-            var stats = new Dictionary<string, object>
-            {
-                ["capabilities"] = preempt ? "postcopy-ram,postcopy-preempt" : "postcopy-ram",
-            };
-            Copy(sourceInfo, stats, "total-time", "downtime", "setup-time");
-            Copy(ram, stats, "transferred", "total", "duplicate", "normal", "postcopy-requests", "postcopy-bytes", "dirty-sync-count");
-            Copy(destinationInfo, stats, "postcopy-blocktime", "postcopy-vcpu-blocktime");
-            return new BaselineResult(
-                options.Mode,
-                domainName,
-                clock.Elapsed,
-                Ms(sourceInfo["total-time"]),
-                Ms(sourceInfo["downtime"]),
-                observedPause,
-                ULong(ram?["transferred"]),
-                ULong(ram?["transferred"]),
-                ULong(ram?["total"]),
-                ULong(ram?["dirty-sync-count"]),
-                ULong(ram?["postcopy-requests"]),
-                switchedAt,
-                EnteredPostCopy: true,
-                stats)
-            {
-                BlockTime = Ms(destinationInfo["postcopy-blocktime"]),
-            };
+            return QueryMigrateFigures.Result(options.Mode, domainName, clock.Elapsed, sourceInfo, destinationInfo, observedPause, switchedAt, preempt);
         }
         finally
         {
             incoming.Dispose();
+        }
+    }
+
+    private static void RefuseUnlessMovable(Domain domain, Connection destination, string domainName)
+    {
+        if (!domain.IsActive)
+        {
+            throw new InvalidOperationException($"domain '{domainName}' is not running; a live migration needs a running guest");
+        }
+
+        using (var clash = destination.TryLookupDomain(domainName))
+        {
+            if (clash is not null)
+            {
+                throw new InvalidOperationException($"the destination already has a domain named '{domainName}'; remove it first");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sets the destination QEMU listening (capabilities with blocktime, migrate-incoming) and
+    /// armed to start the VM at the switch; returns the port it listens on.
+    /// </summary>
+    private static string ListenForIncoming(Domain incoming, string[] caps, string destinationAddress)
+    {
+        Qmp.Run(incoming, Qmp.SetCapabilities(true, [.. caps, "postcopy-blocktime"]));
+        Qmp.Run(incoming, $$$"""{"execute":"migrate-incoming","arguments":{"uri":"tcp:{{{destinationAddress}}}:0"}}""");
+        string port = ListeningPort(incoming);
+        // While 'inmigrate', cont only sets QEMU's autostart: the VM starts at the switch.
+        Qmp.Run(incoming, """{"execute":"cont"}""");
+        return port;
+    }
+
+    /// <summary>Sets the source QEMU's capabilities and bandwidth cap, then starts the migration stream.</summary>
+    private static void StartOutgoing(Domain domain, string[] caps, long bandwidthBytesPerSecond, string destinationAddress, string port)
+    {
+        // A VM that arrived by guide-copy may still have x-ignore-shared set; this stream must carry RAM.
+        Qmp.Run(domain, Qmp.SetCapabilities(false, "x-ignore-shared"));
+        Qmp.Run(domain, Qmp.SetCapabilities(true, caps));
+        if (bandwidthBytesPerSecond > 0)
+        {
+            Qmp.Run(domain, $$$"""{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":{{{bandwidthBytesPerSecond}}},"max-postcopy-bandwidth":{{{bandwidthBytesPerSecond}}}}}""");
+        }
+
+        Qmp.Run(domain, $$$"""{"execute":"migrate","arguments":{"uri":"tcp:{{{destinationAddress}}}:{{{port}}}"}}""");
+    }
+
+    /// <summary>migrate-start-postcopy as soon as QEMU accepts it.</summary>
+    private static void SwitchToPostCopy(Domain domain)
+    {
+        // QEMU refuses the switch until the migration thread is running ("Postcopy must be
+        // started after migration has been started"): retry for a moment.
+        var deadline = Stopwatch.StartNew();
+        while (!Qmp.TryRun(domain, """{"execute":"migrate-start-postcopy"}"""))
+        {
+            string status = Status(Qmp.QueryMigrate(domain));
+            if (status is "failed" or "cancelled" or "completed" || deadline.Elapsed > TimeSpan.FromSeconds(30))
+            {
+                throw new InvalidOperationException($"QEMU did not switch to post-copy (migration {status})");
+            }
+
+            Thread.Sleep(2);
+        }
+    }
+
+    /// <summary>Before the switch: cancels the stream, destroys the destination's copy and undoes the source's capabilities.</summary>
+    private static void RollBack(Domain domain, Domain incoming)
+    {
+        Qmp.TryRun(domain, """{"execute":"migrate_cancel"}""");
+        TryDestroy(incoming);
+        ResetCapabilities(domain);
+    }
+
+    /// <summary>Polls the source's query-migrate until it completes; returns its last reply.</summary>
+    private static JsonNode WaitForLastPage(Domain domain, string domainName, Stopwatch clock, TimeSpan timeout, CancellationToken cancellation)
+    {
+        JsonNode sourceInfo;
+        while (true)
+        {
+            sourceInfo = Qmp.QueryMigrate(domain);
+            string status = Status(sourceInfo);
+            if (status == "completed")
+            {
+                break;
+            }
+
+            if (status is "failed" or "cancelled" or "postcopy-paused")
+            {
+                throw new FailedAfterSwitchException(
+                    $"QEMU post-copy of '{domainName}' went '{status}' after the switch: {sourceInfo["error-desc"]?.GetValue<string>() ?? "no reason given"}; " +
+                    "the VM runs on the destination and the source holds the pages it did not get (QMP migrate-recover can resume it)");
+            }
+
+            if (clock.Elapsed > timeout + TimeSpan.FromMinutes(10))
+            {
+                throw new FailedAfterSwitchException($"QEMU post-copy of '{domainName}' has not completed in {clock.Elapsed.TotalSeconds:0} s after the switch; the VM runs on the destination");
+            }
+
+            cancellation.ThrowIfCancellationRequested();
+            Thread.Sleep(50);
+        }
+
+        return sourceInfo;
+    }
+
+    /// <summary>The definition moves with the VM; the source copy goes.</summary>
+    private static void HandOverDefinition(Domain domain, Connection destination, string? inactiveXml, bool persistent, bool keepSourceDefinition)
+    {
+        if (inactiveXml is not null)
+        {
+            using var defined = destination.DefineDomain(inactiveXml);
+        }
+
+        TryDestroy(domain);
+        if (persistent && !keepSourceDefinition)
+        {
+            try { domain.Undefine(); } catch (LibvirtException) { }
         }
     }
 
@@ -211,25 +229,4 @@ public static class QemuPostCopyMigration
     }
 
     private static string Status(JsonNode info) => info["status"]?.GetValue<string>() ?? "none";
-
-    private static void Copy(JsonNode? from, Dictionary<string, object> to, params string[] keys)
-    {
-        foreach (var k in keys)
-        {
-            if (from?[k] is { } v)
-            {
-                to[k] = v is JsonValue value && value.TryGetValue(out long n) ? n : v.ToJsonString();
-            }
-        }
-    }
-
-    private static ulong? ULong(JsonNode? n) => n is JsonValue v && v.TryGetValue(out long x) && x >= 0 ? (ulong)x : null;
-
-    private static TimeSpan? Ms(JsonNode? n) => ULong(n) is { } ms ? TimeSpan.FromMilliseconds(ms) : null;
 }
-
-/// <summary>
-/// A QMP-driven post-copy failed after the switch: the VM runs on the destination and the source
-/// cannot take it back (the report's FailedAfterCommit, exit 12), unlike a failure before it.
-/// </summary>
-public sealed class FailedAfterSwitchException(string message) : InvalidOperationException(message);

@@ -1,0 +1,24 @@
+using GuideCopy.Migration.Guide;
+
+namespace GuideCopy.Cli.Commands;
+
+/// <summary>
+/// What one `guidecopy compare` run was asked for, read from its command line (the option
+/// names, defaults and help text stay in <see cref="CompareCommand"/>).
+/// </summary>
+/// <param name="Variants">The modes to run, in order (<see cref="CompareCommand.Variants"/>).</param>
+/// <param name="Bandwidth">The --bandwidth text as given: parsed at each migration, as before the split.</param>
+/// <param name="Guide">The configuration's Guide section; each variant gets its own copy.</param>
+internal sealed record ComparisonPlan(
+    string LabName,
+    string[] Variants,
+    string Workload,
+    int MemoryMiB,
+    string? GuestArgs,
+    string? Rate,
+    string? Bandwidth,
+    double SettleSeconds,
+    double TimeoutSeconds,
+    bool Json,
+    string? PlotDir,
+    GuideOptions Guide);
