@@ -96,15 +96,10 @@ internal static class MigrateCommand
     }
 
     /// <summary>
-    /// Fault injection for the fault-matrix tests (GUIDECOPY_FAULT_HOLD=before-commit): the
-    /// controller stops between the device-state load and the resume, so a test can kill it in
-    /// the one window where only the agents' lease can undo the migration. Unset in normal use.
-    /// </summary>
-    /// <summary>
     /// Fault injection for the fault matrix (GUIDECOPY_FAULT_HOLD=before-switchover): everything
     /// armed, nothing paused, held until the operator's interrupt, which must then roll back.
     /// Since the destination commits on its own the moment it has loaded, the window between
-    /// "prepared" and the pause is too short (~0.1-1 s) to aim a signal at without this.
+    /// "prepared" and the pause is too short to aim a signal at without this.
     /// </summary>
     private static Func<Task>? HoldBeforeSwitchover(CancellationToken ct) =>
         Environment.GetEnvironmentVariable("GUIDECOPY_FAULT_HOLD") == "before-switchover"
@@ -115,6 +110,11 @@ internal static class MigrateCommand
             }
             : null;
 
+    /// <summary>
+    /// Fault injection for the fault-matrix tests (GUIDECOPY_FAULT_HOLD=before-commit): the
+    /// controller stops between the device-state load and the resume, so a test can kill it in
+    /// the one window where only the agents' lease can undo the migration. Unset in normal use.
+    /// </summary>
     private static Func<Task>? HoldBeforeCommit() =>
         Environment.GetEnvironmentVariable("GUIDECOPY_FAULT_HOLD") == "before-commit"
             ? () =>
