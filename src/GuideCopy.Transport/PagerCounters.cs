@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json.Serialization;
 using GuideCopy.MemoryPlane;
 
@@ -5,10 +6,10 @@ namespace GuideCopy.Transport;
 
 /// <summary>
 /// Every counter of a destination's pager, in one record (the model: QEMU's one
-/// <c>mig_stats</c>). <see cref="Pager.Counters"/> fills it from its installer and lanes; the
-/// agent sends it as it is, nested by name (<c>DestinationStatus.Pages</c>); the report reads
-/// it by name (<c>PageCounts.From</c>, <c>FaultStats.From</c>). A new counter is one property
-/// here and one line in <see cref="Pager.Counters"/>, plus the report line if it is reported.
+/// <c>mig_stats</c>). <see cref="Pager.Counters"/> fills it (<see cref="From"/>) from its
+/// installer and lanes; the agent sends it as it is, nested by name (<c>DestinationStatus.Pages</c>);
+/// the report reads it by name (<c>PageCounts.From</c>, <c>FaultStats.From</c>). A new counter is
+/// one property here and one line in <see cref="From"/>, plus the report line if it is reported.
 /// </summary>
 /// <remarks>
 /// Routes: each page is counted once, by what first made it present (<see cref="DemandPages"/>,
@@ -49,4 +50,44 @@ public readonly record struct PagerCounters
     /// <summary>Pages that never crossed the wire because they were zero: the zero map's and the guest's discards.</summary>
     [JsonIgnore]
     public long ZeroOrRemovedPages => ZeroPages + RemovedPages;
+
+    /// <summary>
+    /// The counters snapshot of <see cref="Pager.Counters"/>: the lanes' figures, and the
+    /// installer's once there is one (before, the registration's page count and nothing done).
+    /// </summary>
+    internal static PagerCounters From(PageInstaller? installer, InstallOutcome? outcome, SourceLanes lanes, Stopwatch clock)
+    {
+        var counted = new PagerCounters
+        {
+            Outcome = outcome,
+            PageCount = lanes.Registration.PageCount,
+            BytesReceived = lanes.BytesReceived,
+            Reconnects = lanes.Reconnects,
+            LaneErrors = lanes.LaneErrors,
+            ElapsedMs = clock.Elapsed.TotalMilliseconds,
+        };
+        if (installer is null) return counted;
+        var h = installer.Stalls;
+        return counted with
+        {
+            PageCount = installer.PageCount,
+            DonePages = installer.Done.Count,
+            Faults = installer.Faults,
+            InstalledPages = installer.InstalledPages,
+            ZeroResolvedPages = installer.ZeroResolvedPages,
+            ZeroPages = installer.ZeroPages,
+            RemovedPages = installer.RemovedPages,
+            DuplicatePages = installer.DuplicatePages,
+            PresentAtStart = installer.PresentPages,
+            DemandPages = installer.InstalledBy(PageOrigin.Demand),
+            PushPages = installer.InstalledBy(PageOrigin.Push),
+            LocalityPages = installer.InstalledBy(PageOrigin.Locality),
+            BackgroundPages = installer.InstalledBy(PageOrigin.Background),
+            StallCount = h.Count,
+            StallP50Ms = h.Percentile(0.5).TotalMilliseconds,
+            StallP99Ms = h.Percentile(0.99).TotalMilliseconds,
+            StallMaxMs = h.Max.TotalMilliseconds,
+            StallTotalMs = h.Total.TotalMilliseconds,
+        };
+    }
 }

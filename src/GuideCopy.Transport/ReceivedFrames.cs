@@ -1,0 +1,38 @@
+using GuideCopy.MemoryPlane;
+
+namespace GuideCopy.Transport;
+
+/// <summary>
+/// The receiving side of one lane: what each frame the source sends does here. Pages are
+/// installed, zero runs and the zero map marked, the device state passed on; anything else on
+/// that lane is the source breaking the protocol. Called on the lane's thread, frame by frame.
+/// </summary>
+internal sealed class ReceivedFrames(Lane kind, PageInstaller installer, DeviceStateStream deviceState, PushCompletion completion)
+{
+    /// <summary>Acts on the frame <paramref name="lane"/> just read; throws ProtocolException for one this lane must not carry.</summary>
+    public void Take(FrameType type, FrameConnection lane)
+    {
+        if (type == FrameType.Pages) InstallFrame(lane);
+        else if (type == FrameType.ZeroPages) ZeroFrame(lane);
+        else if (type == FrameType.Complete) completion.Heard();
+        else if (type == FrameType.ZeroMap && kind == Lane.Demand)
+            installer.MarkZeroMap(FrameCodec.ReadBitmap(lane.Payload, installer.PageCount, "zero map"));
+        else if (type == FrameType.DeviceState && kind == Lane.Demand) deviceState.Piece(lane.Payload);
+        else if (type == FrameType.DeviceStateEnd && kind == Lane.Demand && !deviceState.IsEnded) deviceState.End(lane.Payload);
+        else if (type != FrameType.Heartbeat) throw new ProtocolException($"unexpected {type} on the {kind} lane");
+    }
+
+    private unsafe void InstallFrame(FrameConnection lane)
+    {
+        var p = lane.Payload;
+        var h = FrameCodec.ReadPages(p, lane.PageSize, installer.PageCount);
+        fixed (byte* data = p) // the receive buffer is pinned: this costs nothing
+            installer.Install(h.First, h.Count, data + Wire.PagesHeaderSize, h.Origin);
+    }
+
+    private void ZeroFrame(FrameConnection lane)
+    {
+        var h = FrameCodec.ReadZeroPages(lane.Payload, installer.PageCount);
+        installer.MarkZero(h.First, h.Count);
+    }
+}
