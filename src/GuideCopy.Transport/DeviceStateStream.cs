@@ -45,9 +45,19 @@ internal sealed class DeviceStateStream
         Received?.Invoke(fresh);
     }
 
-    /// <summary>A DeviceStateEnd frame's <paramref name="payload"/>: the state's length in bytes, as the source counted it.</summary>
+    /// <summary>
+    /// A DeviceStateEnd frame's <paramref name="payload"/>: the state's length in bytes, as the source
+    /// counted it. A demand lane that comes up after the end, before the source forgot the state (it
+    /// does at the commit question), is sent the whole state again, end included: the repeat says
+    /// nothing new and is not an error (as one was, it dropped every such lane until the commit).
+    /// </summary>
     public void End(ReadOnlySpan<byte> payload)
     {
+        if (_deviceStateEnded)
+        {
+            return;
+        }
+
         _deviceStateEnded = true;
         Ended?.Invoke(BinaryPrimitives.ReadInt64LittleEndian(payload));
     }

@@ -18,7 +18,7 @@ internal sealed class ReceivedFrames(Lane kind, PageInstaller installer, DeviceS
         else if (type == FrameType.ZeroMap && kind == Lane.Demand)
             installer.MarkZeroMap(FrameCodec.ReadBitmap(lane.Payload, installer.PageCount, "zero map"));
         else if (type == FrameType.DeviceState && kind == Lane.Demand) deviceState.Piece(lane.Payload);
-        else if (type == FrameType.DeviceStateEnd && kind == Lane.Demand && !deviceState.IsEnded) deviceState.End(lane.Payload);
+        else if (type == FrameType.DeviceStateEnd && kind == Lane.Demand) deviceState.End(lane.Payload);
         else if (type != FrameType.Heartbeat) throw new ProtocolException($"unexpected {type} on the {kind} lane");
     }
 

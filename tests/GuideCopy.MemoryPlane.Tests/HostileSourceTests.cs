@@ -17,7 +17,7 @@ public class HostileSourceTests
     private const int Pages = 256;
     private static readonly byte[] Secret = "hostile test"u8.ToArray();
 
-    private static async Task<(PagerCounters? stats, Exception? error)> RunAgainst(Action<FrameConnection> demandLane, long advertisedPages = Pages, int laneErrorsBeforeStop = 0)
+    private static async Task<(PagerCounters? stats, Exception? error)> RunAgainst(Action<FrameConnection> demandLane, long advertisedPages = Pages, int laneErrorsBeforeStop = 0, TimeSpan? stopAfter = null)
     {
         Paths.EnsureNative();
         string dst = $"/dev/shm/gcmp-hostile-{Environment.ProcessId}";
@@ -67,6 +67,11 @@ public class HostileSourceTests
                     while (pager.LaneErrors < laneErrorsBeforeStop && DateTime.UtcNow < deadline && !run.IsCompleted) await Task.Delay(50);
                     stop.Cancel();
                 }
+                else if (stopAfter is { } after)
+                {
+                    await Task.Delay(after);
+                    stop.Cancel();
+                }
 
                 var stats = await run.WaitAsync(TimeSpan.FromSeconds(20));
                 return (stats, null);
@@ -108,6 +113,29 @@ public class HostileSourceTests
         Assert.That(stats!.Value.Outcome, Is.EqualTo(InstallOutcome.Stopped));
         Assert.That(stats.Value.InstalledPages, Is.Zero);
         Assert.That(stats.Value.Reconnects, Is.GreaterThanOrEqualTo(1), "the pager must ask for a new lane, not give up");
+    }
+
+    /// <summary>
+    /// The device state sent again, end included, as the source does on every demand lane that
+    /// comes up before the commit question (a lane cut during the pause): the pager keeps the lane.
+    /// </summary>
+    [Test]
+    public async Task ARepeatedDeviceStateEndKeepsTheLane()
+    {
+        var length = new byte[8];
+        BinaryPrimitives.WriteInt64LittleEndian(length, 3);
+        var (stats, error) = await RunAgainst(c =>
+        {
+            ZeroMap(c, Pages);
+            for (int replay = 0; replay < 2; replay++)
+            {
+                c.Send(FrameType.DeviceState, [1, 2, 3]);
+                c.Send(FrameType.DeviceStateEnd, length);
+            }
+        }, stopAfter: TimeSpan.FromSeconds(2));
+        Assert.That(error, Is.Null);
+        Assert.That(stats!.Value.LaneErrors, Is.Zero, "a repeated end must not drop the lane");
+        Assert.That(stats.Value.Reconnects, Is.Zero);
     }
 
     /// <summary>
