@@ -10,11 +10,6 @@ using GuideCopy.Interop;
 
 namespace GuideCopy.Migration.Guide;
 
-/// <summary>What the guide did, for the report.</summary>
-public sealed record GuideStats(
-    long PagesLogged, long DemandDuringGuide, long Misses, long LatePushes, double RuntimeSeconds, double CpuSeconds,
-    string StopReason, double StartMs, long PushSkipped = 0, long LateInFlight = 0, double? LateLeadP50Ms = null, long Overtaken = 0);
-
 /// <summary>
 /// The guide on the source host (docs/ARCHITECTURE.md steps 4 and 6): a transient clone of the paused
 /// domain, RAM a fresh file behind the shim, faults served from the frozen source RAM by
@@ -82,7 +77,7 @@ public sealed class GuideRun : IDisposable
         };
         _conn = Connection.Open(_options.LibvirtUri);
         (_domain, _registration) = await IncomingQemu.StartPausedAsync(_conn, migratableXml,
-            xml => GuideXml.From(xml, GuideName(domainName), uuid, Path.Combine(_workDir, "guide-console.log"), CreateOverlay),
+            xml => GuideXml.From(xml, GuideName(domainName), uuid, Path.Combine(_workDir, "guide-console.log"), new GuideDisks(_workDir, _qemu).BlankFor),
             _options, shimSocket, _shim, "guide", ct);
         _qemuPid = _registration.QemuPid;
         // The guide is a helper: where it shares CPUs with VMs (the source host's other guests) and
@@ -103,48 +98,6 @@ public sealed class GuideRun : IDisposable
     }
 
     public static string GuideName(string domainName) => domainName + "-guide";
-
-    /// <summary>
-    /// The guide's disk: a blank qcow2 of the same size in the work directory. QEMU's image
-    /// locking lets no QEMU read an image (not even as a backing file) that another QEMU writes,
-    /// and the destination writes the VM's disk from its resume on: a guide backed by that disk
-    /// would fail to start, or — resumed first — make the destination's 'cont' fail with
-    /// "Failed to get write lock", which rolls the migration back (docs/tuning.md, "The guide's
-    /// blank disk"). So the guide reads
-    /// zeros from its disk and writes nowhere that matters. A guest that reads its disk while the
-    /// guide runs makes the guide diverge; its demand misses then stop it (the control loop).
-    /// </summary>
-    private string CreateOverlay(DiskInfo disk)
-    {
-        string overlay = Path.Combine(_workDir, $"guide-{disk.Target}.qcow2");
-        // -U: read the header of an image another QEMU holds; only its virtual size is needed.
-        string info = RunQemuImg("info", "-U", "--output=json", disk.Source!);
-        long size = System.Text.Json.JsonDocument.Parse(info).RootElement.GetProperty("virtual-size").GetInt64();
-        RunQemuImg("create", "-q", "-f", "qcow2", overlay, size.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        // QEMU's group may write it (libvirt's DAC driver hands disks to QEMU's user as well); nobody else.
-        if (Mono.Unix.Native.Syscall.chown(overlay, -1, (int)_qemu.Gid) != 0)
-        {
-            throw new AgentException($"chown {overlay} to group {_qemu.Gid} failed");
-        }
-
-        File.SetUnixFileMode(overlay, (UnixFileMode)0b110_110_000);
-        return overlay;
-    }
-
-    private static string RunQemuImg(params string[] args)
-    {
-        var psi = new ProcessStartInfo("qemu-img") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        using var p = Process.Start(psi)!;
-        string output = p.StandardOutput.ReadToEnd();
-        string err = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        return p.ExitCode == 0 ? output : throw new AgentException($"qemu-img {args[0]} for the guide's disk failed: {err.Trim()}");
-    }
 
     /// <summary>
     /// After the source paused and saved its device state: serve the guide's faults from the
@@ -261,10 +214,21 @@ public sealed class GuideRun : IDisposable
 
             _timer?.Dispose();
             double cpu = CpuSeconds(_qemuPid);
-            _final = new GuideStats(_memory?.Log.Count ?? 0, Interlocked.Read(ref _demand), Interlocked.Read(ref _misses),
-                Interlocked.Read(ref _late), Math.Round(_clock.Elapsed.TotalSeconds, 3), cpu, reason, Math.Round(_startMs, 1),
-                _server?.PushSkipped ?? 0, Interlocked.Read(ref _lateInFlight),
-                _lateAge.Count > 0 ? Math.Round(_lateAge.Percentile(0.5).TotalMilliseconds, 2) : null, _server?.PushOvertaken ?? 0);
+            _final = new GuideStats
+            {
+                PagesLogged = _memory?.Log.Count ?? 0,
+                DemandDuringGuide = Interlocked.Read(ref _demand),
+                Misses = Interlocked.Read(ref _misses),
+                LatePushes = Interlocked.Read(ref _late),
+                RuntimeSeconds = Math.Round(_clock.Elapsed.TotalSeconds, 3),
+                CpuSeconds = cpu,
+                StopReason = reason,
+                StartMs = Math.Round(_startMs, 1),
+                PushSkipped = _server?.PushSkipped ?? 0,
+                LateInFlight = Interlocked.Read(ref _lateInFlight),
+                LateLeadP50Ms = _lateAge.Count > 0 ? Math.Round(_lateAge.Percentile(0.5).TotalMilliseconds, 2) : null,
+                Overtaken = _server?.PushOvertaken ?? 0,
+            };
             // The figures are final; the guide's QEMU goes on a thread of its own: a libvirt destroy
             // can take seconds, and this is the path from the last page to the source's release.
             _destroyed = Task.Run(() =>
