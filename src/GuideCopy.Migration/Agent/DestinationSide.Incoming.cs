@@ -61,7 +61,7 @@ public sealed partial class DestinationSide
         var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
         await _deviceState.ArmAsync(_domain, Path.Combine(_domainDir!, "incoming.sock"), timeout, ct);
         StartPager(_registration, req.PageServer, trustRamFile: false, deferPush: true);
-        _deviceState.FeedFrom(_pager!);
+        _deviceState.FeedFrom(_pager!, Options.DemandRealtimePriority);
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct, _stop.Token);
         await _pager!.LanesUp.WaitAsync(TimeSpan.FromSeconds(Options.ShimTimeoutSeconds), wait.Token);
         Log($"{Id}: armed in {sw.Elapsed.TotalMilliseconds:0} ms: QEMU in migrate-incoming, lanes to {req.PageServer} up");

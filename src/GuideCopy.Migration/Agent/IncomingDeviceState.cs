@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net.Sockets;
+using GuideCopy.Interop;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Host;
 using GuideCopy.Transport;
@@ -33,10 +34,26 @@ internal sealed class IncomingDeviceState(string migrationId) : IDisposable
     public async Task ArmAsync(Domain domain, string socketPath, TimeSpan timeout, CancellationToken ct) =>
         _load = await DeviceStateTransfer.ArmLoadAsync(domain, socketPath, timeout, ct);
 
-    /// <summary>The pager hands the device-state bytes it reads on the demand lane to QEMU, and says when the source ended the stream.</summary>
-    public void FeedFrom(Pager pager)
+    /// <summary>
+    /// The pager hands the device-state bytes it reads on the demand lane to QEMU, and says when
+    /// the source ended the stream. The bytes are copied and written into QEMU's socket by a
+    /// thread of their own, never by the demand lane's reader: while QEMU loads, a fault of its
+    /// main thread on guest RAM (a page not in yet, or a zero page whose zero map comes behind the
+    /// state on the same lane) is answered on that lane, and a reader blocked in a write to a QEMU
+    /// that waits for that answer would wait with it (seen: "no device state within 60 s" with the
+    /// whole state sent, 1 fault-matrix run in ~20). The copy is the device state's size (hundreds
+    /// of KiB, independent of RAM), once per migration.
+    /// </summary>
+    /// <param name="realtimePriority">The writer's SCHED_FIFO priority (the demand path's: the pause waits for it); 0: fair class.</param>
+    public void FeedFrom(Pager pager, int realtimePriority)
     {
         var load = _load!;
+        var writer = new Thread(() =>
+        {
+            ThreadScheduling.PreferForLatency(realtimePriority);
+            WriteInto(load);
+        }) { IsBackground = true, Name = "devstate-in" };
+        writer.Start();
         pager.DeviceStateReceived = bytes =>
         {
             if (_deviceStateFirstAt == 0)
@@ -44,21 +61,45 @@ internal sealed class IncomingDeviceState(string migrationId) : IDisposable
                 _deviceStateFirstAt = Stopwatch.GetTimestamp();
             }
 
+            Interlocked.Add(ref _received, bytes.Length);
             try
             {
-                load.Write(bytes);
+                _pieces.Add(bytes.ToArray());
             }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            catch (InvalidOperationException)
             {
-                // QEMU refused its stream (it exited?): the load fails, and with it the commit.
-                _deviceState.TrySetException(new AgentException($"the destination QEMU stopped taking its device state: {e.Message}"));
+                // The migration ended here (Dispose): nothing takes the state any more.
             }
         };
         pager.DeviceStateEnded = length =>
         {
             _deviceStateEndAt = Stopwatch.GetTimestamp();
-            _deviceState.TrySetResult(length);
+            _sourceLength = length;
+            _pieces.CompleteAdding();
         };
+    }
+
+    private readonly System.Collections.Concurrent.BlockingCollection<byte[]> _pieces = new();
+    private long _sourceLength = -1;
+    private long _received;
+
+    /// <summary>The writer thread: every piece into QEMU in order, then the length the source said it sent.</summary>
+    private void WriteInto(DeviceStateTransfer.ArmedLoad load)
+    {
+        try
+        {
+            foreach (var piece in _pieces.GetConsumingEnumerable())
+            {
+                load.Write(piece);
+            }
+
+            _deviceState.TrySetResult(_sourceLength);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            // QEMU refused its stream (it exited?), or the migration ended here first: the load fails, and with it the commit.
+            _deviceState.TrySetException(new AgentException($"the destination QEMU stopped taking its device state: {e.Message}"));
+        }
     }
 
     /// <summary>Waits for the whole stream, checks its length against what QEMU was given, and lets QEMU finish loading it: the length.</summary>
@@ -71,7 +112,9 @@ internal sealed class IncomingDeviceState(string migrationId) : IDisposable
         }
         catch (TimeoutException)
         {
-            throw new AgentException($"no device state came from the source within {timeout.TotalSeconds:0} s (Agent:DeviceStateTimeoutSeconds)");
+            // Where it stopped: nothing came (the source or the link), it came without its end, or QEMU stopped reading it.
+            throw new AgentException($"no device state came from the source within {timeout.TotalSeconds:0} s (Agent:DeviceStateTimeoutSeconds): " +
+                $"{Interlocked.Read(ref _received)} bytes came{(_pieces.IsAddingCompleted ? ", its end too" : "")}, QEMU took {_load?.Written ?? 0}");
         }
 
         if (length != _load!.Written)
@@ -93,6 +136,7 @@ internal sealed class IncomingDeviceState(string migrationId) : IDisposable
     public void Dispose()
     {
         _deviceState.TrySetException(new AgentException($"migration {migrationId} ended here before its device state came"));
+        _pieces.CompleteAdding();
         _load?.Dispose();
         _load = null;
     }
