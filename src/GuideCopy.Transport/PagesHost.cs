@@ -96,18 +96,6 @@ public static class PagesHost
         $"stall_max_us={s.StallMaxMs * 1000:0} stall_total_ms={s.StallTotalMs:0.0} " +
         $"bytes={s.BytesReceived} reconnects={s.Reconnects} present_at_start={s.PresentAtStart} elapsed_ms={s.ElapsedMs:0}";
 
-    /// <summary>Parses ADDR:PORT (IPv4, [IPv6]:PORT or a host name).</summary>
-    public static IPEndPoint ParseEndpoint(string text)
-    {
-        // IPEndPoint.TryParse accepts a bare address (port 0): require the port to be written.
-        if (IPEndPoint.TryParse(text, out var ep) && (ep.Port != 0 || text.EndsWith(":0", StringComparison.Ordinal)))
-            return ep;
-        int colon = text.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(text[(colon + 1)..], out int port)) throw new FormatException($"'{text}' is not ADDR:PORT");
-        var addr = Dns.GetHostAddresses(text[..colon]).First(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork);
-        return new IPEndPoint(addr, port);
-    }
-
     /// <summary>Parses a byte rate: plain bytes/s or with K/M/G (x1024) suffix, or Mbit (x10^6/8).</summary>
     public static long ParseRate(string text)
     {

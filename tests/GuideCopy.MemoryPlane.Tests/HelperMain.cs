@@ -22,7 +22,7 @@ public static class HelperMain
             var options = new PageServerOptions
             {
                 Secret = Handshake.ReadSecretFile(args[3]),
-                Listen = PagesHost.ParseEndpoint(args[2]),
+                Listen = LaneEndpoint.Parse(args[2]),
                 PushEnabled = !args.Contains("--no-push"),
                 BandwidthBytesPerSecond = Option(args, "--bandwidth") is { } b ? PagesHost.ParseRate(b) : 0,
             };
@@ -30,7 +30,7 @@ public static class HelperMain
         }
         if (args.Length >= 4 && args[0] == "receive")
         {
-            return PagesHost.ReceiveAsync(args[1], PagesHost.ParseEndpoint(args[2]), Handshake.ReadSecretFile(args[3]),
+            return PagesHost.ReceiveAsync(args[1], LaneEndpoint.Parse(args[2]), Handshake.ReadSecretFile(args[3]),
                 new PagerOptions(), args.Contains("--once"), Console.Out, cts.Token).GetAwaiter().GetResult();
         }
         Console.Error.WriteLine("usage: serve FILE ADDR:PORT SECRET_FILE [--no-push] [--bandwidth N] | receive SOCKET ADDR:PORT SECRET_FILE [--once]");

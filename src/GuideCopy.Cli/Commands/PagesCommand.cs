@@ -59,7 +59,7 @@ internal static class PagesCommand
             {
                 Secret = Key(p, secret, id),
                 Protection = Protection(p, insecure),
-                Listen = PagesHost.ParseEndpoint(p.GetValue(listen)!),
+                Listen = LaneEndpoint.Parse(p.GetValue(listen)!),
                 BandwidthBytesPerSecond = p.GetValue(bandwidth) is { } b ? PagesHost.ParseRate(b) : 0,
                 PageSize = p.GetValue(pageSize),
                 PushEnabled = !p.GetValue(noPush),
@@ -85,7 +85,7 @@ internal static class PagesCommand
         cmd.SetAction(async (p, ct) =>
         {
             using var cts = CancelOnSigterm(ct);
-            return await PagesHost.ReceiveAsync(p.GetValue(socket)!, PagesHost.ParseEndpoint(p.GetValue(source)!),
+            return await PagesHost.ReceiveAsync(p.GetValue(socket)!, LaneEndpoint.Parse(p.GetValue(source)!),
                 Key(p, secret, id), new PagerOptions { LinkTimeoutMs = p.GetValue(linkTimeout), DemandRealtimePriority = p.GetValue(demandPriority), Protection = Protection(p, insecure) },
                 p.GetValue(once), Console.Out, cts.Token);
         });

@@ -96,7 +96,7 @@ public sealed partial class DestinationSide
     /// <summary>Asks the source until it answers, then resumes (committed) or destroys this copy (rolled back).</summary>
     private bool ResolveCommit()
     {
-        var source = PagesHost.ParseEndpoint(_entry!.PageServer!);
+        var source = LaneEndpoint.Parse(_entry!.PageServer!);
         int attempt = 0;
         while (true)
         {

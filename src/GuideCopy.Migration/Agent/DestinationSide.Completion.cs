@@ -83,7 +83,7 @@ public sealed partial class DestinationSide
     private void ReleaseSource()
     {
         var deadline = DateTime.UtcNow.AddSeconds(Options.SourceReleaseSeconds);
-        var source = PagesHost.ParseEndpoint(_entry!.PageServer!);
+        var source = LaneEndpoint.Parse(_entry!.PageServer!);
         int attempt = 0;
         while (!_stop.IsCancellationRequested)
         {

@@ -43,7 +43,7 @@ public sealed partial class DestinationSide(AgentOptions options, byte[] secret,
 
     private void StartPager(ShimRegistration registration, string pageServer, bool trustRamFile, bool deferPush = false)
     {
-        _pager = new Pager(registration, PagesHost.ParseEndpoint(pageServer), MigrationKey, new PagerOptions
+        _pager = new Pager(registration, LaneEndpoint.Parse(pageServer), MigrationKey, new PagerOptions
         {
             TrustRamFile = trustRamFile, DemandRealtimePriority = Options.DemandRealtimePriority, PushRealtimePriority = Options.PushRealtimePriority,
             Protection = ProtectionOf(_entry),
