@@ -232,15 +232,17 @@ public sealed class FaultMatrixTests
         AssertRunsOnlyOn(destination);
     }
 
-    [Test]
-    public async Task LinkCutFor5SecondsMidTransferCompletes()
+    /// <summary>The link down a second after the commit, for less and for more than the lanes' timeouts: the VM stalls, then completes.</summary>
+    [TestCase(5)]
+    [TestCase(30)]
+    public async Task LinkCutMidTransferCompletes(int seconds)
     {
         var destination = Other;
         var report = await new GuideCopyMigration(Hop(afterCommit: async () =>
         {
             await Task.Delay(1000);
             _lab.SetLink(up: false);
-            await Task.Delay(5000);
+            await Task.Delay(TimeSpan.FromSeconds(seconds));
             _lab.SetLink(up: true);
         })).RunAsync(CancellationToken.None);
         Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Completed), report.Error);
@@ -429,20 +431,6 @@ public sealed class FaultMatrixTests
         AssertRunsOnlyOn(source, TimeSpan.FromSeconds(30));
     }
 
-    [Test]
-    public async Task LinkCutFor30SecondsMidTransferCompletes()
-    {
-        var destination = Other;
-        var report = await new GuideCopyMigration(Hop(afterCommit: async () =>
-        {
-            await Task.Delay(1000);
-            _lab.SetLink(up: false);
-            await Task.Delay(30_000);
-            _lab.SetLink(up: true);
-        })).RunAsync(CancellationToken.None);
-        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Completed), report.Error);
-        AssertRunsOnlyOn(destination);
-    }
 
     [Test]
     public void CtrlCMidTransferDetachesAndTheAgentsFinish()
