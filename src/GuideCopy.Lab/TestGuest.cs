@@ -10,7 +10,7 @@ namespace GuideCopy.Lab;
 public sealed record TestGuestSpec(string Name, string Workload = "memtouch", int MemoryMiB = 512, int WorkMiB = 0, string? ExtraCmdline = null,
     string? DiskImage = null)
 {
-    public static readonly string[] Workloads = ["memtouch", "sort", "kv"];
+    public static readonly string[] Workloads = ["memtouch", "sort", "kv", "textsort", "textzip"];
 
     public string KernelCmdline =>
         $"console=ttyS0 panic=-1 gc.workload={Workload}" + (WorkMiB > 0 ? $" gc.mib={WorkMiB}" : "") +

@@ -19,7 +19,7 @@ internal static class DemoCommand
 {
     public static Command Create()
     {
-        var workload = new Option<string>("--workload") { Description = "Guest workload: memtouch, sort or kv.", DefaultValueFactory = _ => "memtouch" };
+        var workload = LabCommand.WorkloadOption();
         var mode = new Option<string>("--mode") { Description = "Migration mode (see 'migrate --help').", DefaultValueFactory = _ => "guide" };
         mode.AcceptOnlyFromAmong(MigrateCommand.Modes);
         var guide = new Option<string>("--guide") { Description = "With --mode guide: run the guide clone (on) or not (off).", DefaultValueFactory = _ => "on" };

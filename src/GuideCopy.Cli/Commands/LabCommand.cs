@@ -25,6 +25,18 @@ internal static class LabCommand
         DefaultValueFactory = _ => LabRig.NameFromEnvironment(),
     };
 
+    /// <summary>The test guest's workload: the same option for lab boot, compare and demo (docs/guest.md).</summary>
+    internal static Option<string> WorkloadOption()
+    {
+        var o = new Option<string>("--workload")
+        {
+            Description = "Guest workload: memtouch, sort or kv (synthetic, self-checking), textsort or textzip (busybox sort / gzip over a text corpus in the page cache).",
+            DefaultValueFactory = _ => "memtouch",
+        };
+        o.AcceptOnlyFromAmong(TestGuestSpec.Workloads);
+        return o;
+    }
+
     private static Command Up()
     {
         var name = NameOption();
@@ -115,7 +127,7 @@ internal static class LabCommand
     {
         var name = NameOption();
         var host = new Option<string>("--host") { Description = "Lab host to boot on: a or b.", DefaultValueFactory = _ => "a" };
-        var workload = new Option<string>("--workload") { Description = "Guest workload: memtouch, sort or kv.", DefaultValueFactory = _ => "memtouch" };
+        var workload = WorkloadOption();
         var domain = new Option<string?>("--domain") { Description = "Domain name (default gc-<workload>)." };
         var memory = new Option<int>("--memory") { Description = "Guest RAM in MiB.", DefaultValueFactory = _ => 512 };
         var wait = new Option<int>("--heartbeats") { Description = "Wait for this many heartbeats and print them (0: do not wait).", DefaultValueFactory = _ => 3 };
