@@ -26,8 +26,7 @@ internal sealed class DemandService(ServedRam served, DeviceStateRelay deviceSta
         // Armed: the destination has nothing to ask before it runs, and nothing is served before the freeze.
         while (!served.Frozen.Wait(100)) if (served.Stopped || lane.IsDisposed) return;
 
-        int pageSize = served.Ram.PageSize;
-        byte[] frame = GC.AllocateUninitializedArray<byte>(Wire.HeaderSize + Wire.PagesHeaderSize + pageSize + FrameConnection.TrailerRoom, pinned: true);
+        var buffers = served.Runs.NewBuffers(1);
         while (!served.Stopped)
         {
             var type = lane.ReadFrame();
@@ -39,7 +38,7 @@ internal sealed class DemandService(ServedRam served, DeviceStateRelay deviceSta
                 long page = FrameCodec.DemandPage(lane.Payload, i, served.PageCount);
                 // Answer even if already sent (it may be in flight on the push lane): a fault waits for it.
                 bool alreadySent = served.Sent.IsSet(page);
-                int sent = served.Runs.Send(lane, frame, page, 1, PageOrigin.Demand);
+                int sent = served.Runs.Send(lane, buffers, page, 1, PageOrigin.Demand);
                 long predictedAt = DemandObserved?.Invoke(page, alreadySent) ?? -1;
                 served.Sent.TrySet(page);
                 Interlocked.Add(ref _demand, sent);

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using K4os.Compression.LZ4;
 using GuideCopy.MemoryPlane;
 
 namespace GuideCopy.Transport;
@@ -55,6 +56,24 @@ public static class FrameCodec
         var h = ReadPagesHeader(payload, pageCount, "pages");
         if ((long)h.Count * pageSize != payload.Length - Wire.PagesHeaderSize)
             throw new ProtocolException($"pages frame says {h.Count} pages but carries {payload.Length - Wire.PagesHeaderSize} bytes");
+        return h;
+    }
+
+    /// <summary>
+    /// A PackedPages frame: the header, then one LZ4 block that decodes into <paramref name="into"/>
+    /// to exactly Count pages of <paramref name="pageSize"/> bytes. A block that is malformed,
+    /// decodes to another length or would write past Count pages is the peer breaking the protocol
+    /// (LZ4's decoder checks every offset and length against both buffers: it never reads or
+    /// writes outside them, whatever the block says).
+    /// </summary>
+    public static PagesHeader ReadPackedPages(ReadOnlySpan<byte> payload, int pageSize, long pageCount, Span<byte> into)
+    {
+        if (payload.Length <= Wire.PagesHeaderSize) throw new ProtocolException("short packed pages frame");
+        var h = ReadPagesHeader(payload, pageCount, "packed pages");
+        long want = (long)h.Count * pageSize;
+        if (want > into.Length) throw new ProtocolException($"packed pages frame says {h.Count} pages, more than a frame holds");
+        int got = LZ4Codec.Decode(payload[Wire.PagesHeaderSize..], into[..(int)want]);
+        if (got != want) throw new ProtocolException($"packed pages frame says {h.Count} pages but its block decodes to {(got < 0 ? "nothing valid" : got + " bytes")}");
         return h;
     }
 

@@ -30,6 +30,12 @@ public enum FrameType : byte
     DeviceState = 17,
     /// <summary>Source to destination: the device state is whole (u64 its length in bytes, a check).</summary>
     DeviceStateEnd = 18,
+    /// <summary>
+    /// A Pages frame whose page data is one LZ4 block (<see cref="PagePacker"/>): the same 16-byte
+    /// header, then the block, which must decode to exactly Count pages. Sent only where it is
+    /// shorter than the pages themselves, so it is never longer than a Pages frame.
+    /// </summary>
+    PackedPages = 19,
 }
 
 /// <summary>The source's answer to <see cref="FrameType.Commit"/>.</summary>

@@ -75,9 +75,11 @@ public sealed class PageServer : IDisposable
         get
         {
             long bytes = _lanes.BytesSent;
+            var packer = _served.Runs.Packer;
             return new(_demand.Pages, _push.PushPages, _push.LocalityPages,
                 _push.BackgroundPages, ZeroPages, bytes, Interlocked.Read(ref _connections),
-                Interlocked.Read(ref _authFailures), Interlocked.Read(ref _protocolErrors), _push.Resumes);
+                Interlocked.Read(ref _authFailures), Interlocked.Read(ref _protocolErrors), _push.Resumes,
+                packer.DataBytes, packer.DataWireBytes, packer.PackedRuns);
         }
     }
 

@@ -17,6 +17,8 @@ public sealed class PageServerOptions
     public const int DefaultPort = 7171;
     /// <summary>Cap on push/locality/background bytes per second; 0 = none. Never applied to demand pages.</summary>
     public long BandwidthBytesPerSecond { get; init; }
+    /// <summary>Whether page runs are LZ4-packed on the lanes (<see cref="PagePacker"/>); the pager reads both forms.</summary>
+    public PageCompression Compression { get; init; } = PageCompression.Auto;
     /// <summary>Page size of the RAM file (4096 for tmpfs, 2 MiB for hugetlbfs).</summary>
     public int PageSize { get; init; } = 4096;
     /// <summary>A lane silent (or blocked) this long is considered dead, in ms.</summary>

@@ -57,8 +57,8 @@ internal sealed class PushService(ServedRam served, OpenLanes lanes, HoleAnnounc
     private void Push(FrameConnection lane)
     {
         int pageSize = served.Ram.PageSize, perFrame = Wire.PagesPerFrame(pageSize);
-        byte[] frame = GC.AllocateUninitializedArray<byte>(Wire.HeaderSize + Wire.PagesHeaderSize + perFrame * pageSize + FrameConnection.TrailerRoom, pinned: true);
-        AnnounceZeroPagesAgain(lane, frame);
+        var buffers = served.Runs.NewBuffers(perFrame);
+        AnnounceZeroPagesAgain(lane, buffers.Frame);
         var order = served.Order;
         var sent = served.Sent;
         var zero = served.Ram.ZeroPages;
@@ -84,7 +84,7 @@ internal sealed class PushService(ServedRam served, OpenLanes lanes, HoleAnnounc
                    && (origin != PageOrigin.Push || order.TryTakePushIf(page + run)) && sent.TrySet(page + run)) run++;
             if (origin == PageOrigin.Background) order.SkipBackground(page + run - 1);
             _pacer.Throttle((long)run * pageSize);
-            int sentPages = served.Runs.Send(lane, frame, page, run, origin);
+            int sentPages = served.Runs.Send(lane, buffers, page, run, origin);
             if (origin == PageOrigin.Push) Interlocked.Add(ref _push, sentPages);
             else if (origin == PageOrigin.Locality) Interlocked.Add(ref _locality, sentPages);
             else Interlocked.Add(ref _background, sentPages);

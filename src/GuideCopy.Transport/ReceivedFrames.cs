@@ -13,6 +13,7 @@ internal sealed class ReceivedFrames(Lane kind, PageInstaller installer, DeviceS
     public void Take(FrameType type, FrameConnection lane)
     {
         if (type == FrameType.Pages) InstallFrame(lane);
+        else if (type == FrameType.PackedPages) InstallPackedFrame(lane);
         else if (type == FrameType.ZeroPages) ZeroFrame(lane);
         else if (type == FrameType.Complete) completion.Heard();
         else if (type == FrameType.ZeroMap && kind == Lane.Demand)
@@ -29,6 +30,20 @@ internal sealed class ReceivedFrames(Lane kind, PageInstaller installer, DeviceS
         fixed (byte* data = p) // the receive buffer is pinned: this costs nothing
             installer.Install(h.First, h.Count, data + Wire.PagesHeaderSize, h.Origin);
     }
+
+    /// <summary>
+    /// A packed run, decoded into this lane's own pinned buffer (made at the first such frame, the
+    /// size of the largest run a frame may carry), then installed from there like a Pages frame.
+    /// </summary>
+    private unsafe void InstallPackedFrame(FrameConnection lane)
+    {
+        _unpacked ??= GC.AllocateUninitializedArray<byte>(Math.Max(Wire.MaxBatchBytes, lane.PageSize), pinned: true);
+        var h = FrameCodec.ReadPackedPages(lane.Payload, lane.PageSize, installer.PageCount, _unpacked);
+        fixed (byte* data = _unpacked)
+            installer.Install(h.First, h.Count, data, h.Origin);
+    }
+
+    private byte[]? _unpacked;
 
     private void ZeroFrame(FrameConnection lane)
     {

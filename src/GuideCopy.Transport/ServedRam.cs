@@ -22,7 +22,7 @@ internal sealed class ServedRam : IDisposable
         }
         Sent = new PageBitmap(Ram.PageCount);
         Order = new PushOrder(Ram.PageCount);
-        Runs = new PageRuns(Ram);
+        Runs = new PageRuns(Ram, new PagePacker(options.Compression, options.BandwidthBytesPerSecond));
     }
 
     public PageServerOptions Options { get; }

@@ -4,7 +4,7 @@ namespace GuideCopy.Transport;
 public static class Wire
 {
     public const ushort Magic = 0x4347;        // "GC"
-    public const uint ProtocolVersion = 2;      // 2: the welcome inside the MAC, sealed frames
+    public const uint ProtocolVersion = 3;      // 2: the welcome inside the MAC, sealed frames; 3: PackedPages
     public const int HeaderSize = 8;           // u16 magic, u8 type, u8 reserved(0), u32 payload length
     public const int NonceSize = 32;
     public const int MacSize = 32;
@@ -28,7 +28,7 @@ public static class Wire
         FrameType.ServerWelcome => 4 + 8 + 8 + MacSize,
         FrameType.ZeroMap or FrameType.Resume => 8 + MaxBitmapBytes,
         FrameType.Demand => 4 + 8 * MaxDemandPerFrame,
-        FrameType.Pages => PagesHeaderSize + Math.Max(MaxBatchBytes, pageSize),
+        FrameType.Pages or FrameType.PackedPages => PagesHeaderSize + Math.Max(MaxBatchBytes, pageSize),
         FrameType.ZeroPages => PagesHeaderSize,
         FrameType.Heartbeat or FrameType.Complete or FrameType.Commit or FrameType.Done or FrameType.DoneAck => 0,
         FrameType.CommitDecision => 1,

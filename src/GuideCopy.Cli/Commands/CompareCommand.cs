@@ -8,6 +8,7 @@ using GuideCopy.Migration.Controller;
 using GuideCopy.Migration.Guide;
 using GuideCopy.Migration.Report;
 using GuideCopy.Migration.Control;
+using GuideCopy.Transport;
 
 namespace GuideCopy.Cli.Commands;
 
@@ -18,11 +19,11 @@ namespace GuideCopy.Cli.Commands;
 /// </summary>
 internal static class CompareCommand
 {
-    public static readonly string[] Variants = ["guide-on", "guide-off", "precopy", "postcopy", "postcopy-at-once", "qemu-postcopy", "postcopy-preempt"];
+    public static readonly string[] Variants = ["guide-on", "guide-off", "guide-on-lz4", "guide-on-raw", "precopy", "postcopy", "postcopy-at-once", "qemu-postcopy", "postcopy-preempt"];
 
     public static Command Create()
     {
-        var workload = new Option<string>("--workload") { Description = "Guest workload: memtouch, sort or kv.", DefaultValueFactory = _ => "memtouch" };
+        var workload = LabCommand.WorkloadOption();
         var modes = new Option<string>("--modes") { Description = $"Comma-separated, in order: {string.Join(", ", Variants)}.", DefaultValueFactory = _ => "guide-off,guide-on,postcopy-at-once,postcopy,precopy" };
         var rate = new Option<string?>("--rate") { Description = "Cap the lab link with tc tbf for the whole comparison (e.g. 100mbit)." };
         var bandwidth = new Option<string?>("--bandwidth") { Description = "Migration bandwidth cap passed to every mode (e.g. 80mbit)." };
@@ -33,10 +34,11 @@ internal static class CompareCommand
         var guestArgs = new Option<string?>("--guest-args") { Description = "More guest kernel command-line keys, e.g. 'gc.verify_every=64 gc.ws=32'." };
         var plot = new Option<string?>("--plot") { Description = "Write the pictures of this run into DIR: guest-work.svg (one line per mode), stalls.svg, pages-N-MODE.svg (guide mode, by route against the cap)." };
         var name = LabCommand.NameOption();
+        var compress = MigrateCommand.CompressOption();
         var config = AgentCommand.ConfigOption();
         var cmd = new Command("compare", "Migrate one lab guest back and forth once per mode and print the reports side by side.")
         {
-            workload, modes, rate, bandwidth, memory, settle, json, guestArgs, timeout, plot, name, config,
+            workload, modes, rate, bandwidth, memory, settle, json, guestArgs, timeout, plot, name, compress, config,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -49,9 +51,12 @@ internal static class CompareCommand
             }
 
             GuideOptions guideOptions;
+            PageCompression compression;
             try
             {
-                guideOptions = GuideCopyConfiguration.Build(p.GetValue(config), []).Section<GuideOptions>("Guide");
+                var cfg = GuideCopyConfiguration.Build(p.GetValue(config), []);
+                guideOptions = cfg.Section<GuideOptions>("Guide");
+                compression = MigrateCommand.Compression(p.GetValue(compress), cfg.Section<ControllerOptions>("Controller"));
             }
             catch (ConfigurationException e)
             {
@@ -60,7 +65,7 @@ internal static class CompareCommand
             }
 
             var plan = new ComparisonPlan(labName, list, p.GetValue(workload)!, p.GetValue(memory), p.GetValue(guestArgs), p.GetValue(rate),
-                p.GetValue(bandwidth), p.GetValue(settle), p.GetValue(timeout), p.GetValue(json), p.GetValue(plot), guideOptions);
+                p.GetValue(bandwidth), p.GetValue(settle), p.GetValue(timeout), p.GetValue(json), p.GetValue(plot), guideOptions, compression);
             return await RunAsync(plan, ct);
         });
         return cmd;
@@ -90,7 +95,8 @@ internal static class CompareCommand
                 reports.Add(report);
                 Console.Error.WriteLine($"compare: {variant}: {report.Outcome}, {report.TotalSeconds:0.0} s, downtime {report.DowntimeMs:0} ms, " +
                     $"faults {report.DestinationFaults?.Faults}, stall {report.DestinationFaults?.StallTotalMs:0} ms, " +
-                    $"guest {report.Guest?.DuringRelative:P0} of its rate in the 20 s after");
+                    $"guest {report.Guest?.DuringRelative:P0} of its rate in the 20 s after, " +
+                    $"lost {report.Guest?.LostWorkSeconds:0.0} s of work in {report.Guest?.LostWorkWindowSeconds:0} s, longest pause {report.Guest?.LongestPauseSeconds:0.0} s");
                 if (report.Outcome == MigrationOutcome.Completed)
                 {
                     here = there;
@@ -130,7 +136,7 @@ internal static class CompareCommand
         var guideOptions = plan.Guide;
         var g = new GuideOptions
         {
-            Enabled = variant == "guide-on", TimeLimitSeconds = guideOptions.TimeLimitSeconds, IdleSeconds = guideOptions.IdleSeconds,
+            Enabled = variant.StartsWith("guide-on", StringComparison.Ordinal), TimeLimitSeconds = guideOptions.TimeLimitSeconds, IdleSeconds = guideOptions.IdleSeconds,
             MissWindowSeconds = guideOptions.MissWindowSeconds, MissShare = guideOptions.MissShare, MinMisses = guideOptions.MinMisses,
             LeadPages = guideOptions.LeadPages, OutrunRatio = guideOptions.OutrunRatio, ReadAheadPages = guideOptions.ReadAheadPages,
         };
@@ -138,8 +144,9 @@ internal static class CompareCommand
             MigrateCommand.ResolveTarget($"lab:{plan.LabName}/{here}", null, out _),
             MigrateCommand.ResolveTarget($"lab:{plan.LabName}/{there}", null, out _),
             variant.StartsWith("guide", StringComparison.Ordinal) ? "guide" : variant,
-            MigrateCommand.ParseBandwidth(plan.Bandwidth), secret, GuestWatch: new ConsoleGuestWatch(), ObserveAfter: TimeSpan.FromSeconds(5), Guide: g,
-            Timeout: TimeSpan.FromSeconds(plan.TimeoutSeconds));
+            MigrateCommand.ParseBandwidth(plan.Bandwidth), secret, GuestWatch: new ConsoleGuestWatch(coverLostWork: true), ObserveAfter: TimeSpan.FromSeconds(5), Guide: g,
+            Timeout: TimeSpan.FromSeconds(plan.TimeoutSeconds),
+            Compression: variant switch { "guide-on-lz4" => PageCompression.Lz4, "guide-on-raw" => PageCompression.Off, _ => plan.Compression });
         Console.Error.WriteLine($"compare: {variant}: {guestName} {here} -> {there}");
         return await MigrateCommand.RunAsync(migration, showProgress: !plan.Json, ct);
     }

@@ -1,4 +1,5 @@
 using GuideCopy.Migration.Guide;
+using GuideCopy.Transport;
 
 namespace GuideCopy.Cli.Commands;
 
@@ -9,6 +10,7 @@ namespace GuideCopy.Cli.Commands;
 /// <param name="Variants">The modes to run, in order (<see cref="CompareCommand.Variants"/>).</param>
 /// <param name="Bandwidth">The --bandwidth text as given: parsed at each migration, as before the split.</param>
 /// <param name="Guide">The configuration's Guide section; each variant gets its own copy.</param>
+/// <param name="Compression">--compress for guide-on and guide-off (guide-on-lz4 and guide-on-raw force theirs).</param>
 internal sealed record ComparisonPlan(
     string LabName,
     string[] Variants,
@@ -21,4 +23,5 @@ internal sealed record ComparisonPlan(
     double TimeoutSeconds,
     bool Json,
     string? PlotDir,
-    GuideOptions Guide);
+    GuideOptions Guide,
+    PageCompression Compression);

@@ -4,6 +4,7 @@ using GuideCopy.Cli.GuestWatch;
 using GuideCopy.Lab;
 using GuideCopy.Migration.Baselines;
 using GuideCopy.Migration.Control;
+using GuideCopy.Transport;
 using GuideCopy.Migration.Controller;
 using GuideCopy.Migration.Report;
 using GuideCopy.Migration.Guide;
@@ -35,10 +36,11 @@ internal static class MigrateCommand
         guide.AcceptOnlyFromAmong("on", "off");
         var plot = new Option<string?>("--plot") { Description = "Write the guest's work over time to FILE (.svg or .png); guide mode also FILE's name with -pages: pages by route against the cap." };
         var insecure = InsecureLanesOption();
+        var compress = CompressOption();
         var config = AgentCommand.ConfigOption();
         var cmd = new Command("migrate", "Migrate a running domain between two hosts and print the report.\n" + ExitCodes.MigrateHelp)
         {
-            domain, from, to, mode, guide, bandwidth, timeout, maxDowntime, keepDefinition, json, plot, fromAgent, toAgent, secret, observe, insecure, config,
+            domain, from, to, mode, guide, bandwidth, timeout, maxDowntime, keepDefinition, json, plot, fromAgent, toAgent, secret, observe, insecure, compress, config,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -63,7 +65,8 @@ internal static class MigrateCommand
                     ClearTextLanes: p.GetValue(insecure) || controller.InsecureLanes,
                     Timeout: p.GetValue(timeout) is { } t ? TimeSpan.FromSeconds(t) : null,
                     MaxDowntime: p.GetValue(maxDowntime) is { } md ? TimeSpan.FromMilliseconds(md) : null,
-                    KeepSourceDefinition: p.GetValue(keepDefinition));
+                    KeepSourceDefinition: p.GetValue(keepDefinition),
+                    Compression: Compression(p.GetValue(compress), controller));
             }
             catch (Exception e) when (e is LabException or AgentException or FormatException or ArgumentException or ConfigurationException)
             {
@@ -136,6 +139,21 @@ internal static class MigrateCommand
     }
 
     /// <summary>lab:a, lab:NAME/a, or a libvirt URI (the agent is then found at the URI's host).</summary>
+    /// <summary>Guide mode's page packing: the same option for migrate and compare.</summary>
+    internal static Option<string?> CompressOption()
+    {
+        var o = new Option<string?>("--compress")
+        {
+            Description = "Guide mode: LZ4-pack page runs on the lanes: auto (where it shortens their time on the link, measured as the migration goes), lz4 (always), off. Default: Controller:Compression (auto).",
+        };
+        o.AcceptOnlyFromAmong("auto", "lz4", "off");
+        return o;
+    }
+
+    /// <summary>--compress if given, else the configuration's Controller:Compression.</summary>
+    internal static PageCompression Compression(string? flag, ControllerOptions controller) =>
+        Enum.Parse<PageCompression>(flag ?? controller.Compression, ignoreCase: true);
+
     /// <summary>Guide mode's page lanes in clear text: the same option for migrate, compare and demo.</summary>
     internal static Option<bool> InsecureLanesOption() => new("--insecure-lanes")
     {

@@ -8,4 +8,7 @@ internal sealed class ControllerOptions
 
     /// <summary>Guide mode's page lanes in clear text after their handshake (`--insecure-lanes`): closed lab links only.</summary>
     public bool InsecureLanes { get; set; }
+
+    /// <summary>Guide mode's page packing on the lanes (`--compress`): auto, lz4 or off.</summary>
+    public string Compression { get; set; } = "auto";
 }

@@ -10,7 +10,8 @@ namespace GuideCopy.Cli.GuestWatch;
 /// file, or whose file this controller cannot see, is not watched.
 /// </summary>
 /// <param name="consoleFile">The console file to read instead of the one the domain's definition names; null: that one.</param>
-internal sealed class ConsoleGuestWatch(string? consoleFile = null) : IGuestWatch
+/// <param name="coverLostWork">Keep watching until the lost-work window (60 s from the start) is covered (compare); false: what the migration and --observe cover.</param>
+internal sealed class ConsoleGuestWatch(string? consoleFile = null, bool coverLostWork = false) : IGuestWatch
 {
     public async Task<IWatchedGuest?> StartAsync(DomainDefinition guest, CancellationToken ct)
     {
@@ -26,7 +27,7 @@ internal sealed class ConsoleGuestWatch(string? consoleFile = null) : IGuestWatc
             await WaitForAHeartbeat(follower, ct);
             // The "before" window comes from the console's history (guest time), in every mode:
             // a post-copy switched at once leaves the live follower no beats before it.
-            return new WatchedConsole(follower, new GuestConsole(console).ReadAll());
+            return new WatchedConsole(follower, new GuestConsole(console).ReadAll(), coverLostWork);
         }
         catch
         {

@@ -12,12 +12,15 @@ internal static class ThroughputWindows
 {
     public static readonly TimeSpan Before = TimeSpan.FromSeconds(10);
     public static readonly TimeSpan During = TimeSpan.FromSeconds(20);
+    /// <summary>The lost-work window from the migration's start: long enough for every mode here to finish at 100 Mbit/s (512 MiB).</summary>
+    public static readonly TimeSpan LostWork = TimeSpan.FromSeconds(60);
 
     /// <summary>
     /// Keeps watching until the report's windows are covered: 20 s after the switchover and
     /// <paramref name="observe"/> more on plain memory after completion.
     /// </summary>
-    public static async Task ObserveAsync(DateTime switchoverAt, DateTime completedAt, TimeSpan? observe, CancellationToken ct)
+    /// <param name="lostWorkUntil">Also watch until then (the end of the lost-work window); null: no longer than the rest asks.</param>
+    public static async Task ObserveAsync(DateTime switchoverAt, DateTime completedAt, TimeSpan? observe, DateTime? lostWorkUntil, CancellationToken ct)
     {
         if (observe is not { } extra || extra <= TimeSpan.Zero)
         {
@@ -26,6 +29,11 @@ internal static class ThroughputWindows
 
         var windowEnd = switchoverAt + During;
         var until = (windowEnd > completedAt ? windowEnd : completedAt) + extra;
+        if (lostWorkUntil is { } lost && lost > until)
+        {
+            until = lost;
+        }
+
         var left = until - DateTime.UtcNow;
         if (left > TimeSpan.Zero)
         {
@@ -81,9 +89,44 @@ internal static class ThroughputWindows
 
         var lastBeat = all[^1];
         bool ok = afterSwitch.All(b => b.IsOk) && lastBeat.IsOk;
+        var (lost, window, pause) = LostWorkOf(live, beforeRate);
         return new GuestThroughput(
             lastBeat.Workload, Round(beforeRate), Round(duringRate), Round(afterRate),
-            Ratio(duringRate, beforeRate), Ratio(afterRate, beforeRate), ok, afterSwitch.Count, lastBeat.Line);
+            Ratio(duringRate, beforeRate), Ratio(afterRate, beforeRate), ok, afterSwitch.Count, lastBeat.Line,
+            Round(lost), Round(window), Round(pause));
+    }
+
+    /// <summary>
+    /// <see cref="GuestThroughput.LostWorkSeconds"/> and <see cref="GuestThroughput.LongestPauseSeconds"/>
+    /// from the live beats (host time), over <see cref="LostWork"/> from the first one (the watch
+    /// starts with the migration and waits for a beat), or what of it was watched.
+    /// </summary>
+    internal static (double? Lost, double? Window, double? LongestPause) LostWorkOf(IReadOnlyList<Heartbeat> live, double? beforeRate)
+    {
+        if (live.Count < 2)
+        {
+            return (null, null, null);
+        }
+
+        var first = live[0];
+        var inWindow = live.Where(b => b.SeenAt - first.SeenAt <= LostWork).ToList();
+        var last = inWindow[^1];
+        double window = (last.SeenAt - first.SeenAt).TotalSeconds;
+        double longest = 0;
+        var progressed = first;
+        foreach (var beat in inWindow.Skip(1).Where(b => b.Work > 0))
+        {
+            if (beat.Work > progressed.Work)
+            {
+                longest = Math.Max(longest, (beat.SeenAt - progressed.SeenAt).TotalSeconds);
+                progressed = beat;
+            }
+        }
+
+        // A guest that has not moved since the last progress is pausing still: that counts too.
+        longest = Math.Max(longest, (last.SeenAt - progressed.SeenAt).TotalSeconds);
+        double? lost = beforeRate is > 0 && window > 0 ? Math.Max(0, window - (last.Work - (double)first.Work) / beforeRate.Value) : null;
+        return (lost, window, longest);
     }
 
     /// <summary>

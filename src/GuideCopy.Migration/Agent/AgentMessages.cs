@@ -21,7 +21,8 @@ public sealed record SourcePrepareResult(
 /// the frozen-RAM link, libvirt handles, QEMU's capabilities and the device-state socket.
 /// </summary>
 /// <summary>KeepDefinition: the source's persistent definition stays when its copy is removed (virsh migrate without --undefinesource).</summary>
-public sealed record SourceArmRequest(string MigrationId, string Domain, long BandwidthBytesPerSecond, bool Push, bool ClearTextLanes = false, bool KeepDefinition = false);
+public sealed record SourceArmRequest(string MigrationId, string Domain, long BandwidthBytesPerSecond, bool Push, bool ClearTextLanes = false, bool KeepDefinition = false,
+    PageCompression Compression = PageCompression.Auto);
 
 public sealed record SourceArmResult(string PageServer, ulong SessionId, long PageCount, string Lanes, double ArmMs);
 

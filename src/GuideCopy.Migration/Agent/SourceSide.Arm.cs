@@ -40,6 +40,7 @@ public sealed partial class SourceSide
             Stage = MigrationStage.Preflight, Note = "armed", StartedAt = _entry?.StartedAt ?? DateTimeOffset.UtcNow,
             Persistent = prepared.Persistent, PageListen = Options.PageListen, PageSize = pageSize, FrozenRam = frozen,
             BandwidthBytesPerSecond = req.BandwidthBytesPerSecond, ClearTextLanes = req.ClearTextLanes, KeepDefinition = req.KeepDefinition,
+            Compression = req.Compression,
         });
         _server = StartServer(frozen, pageSize, req.BandwidthBytesPerSecond, req.Push, 0, armed: true);
         _save = DeviceStateTransfer.ArmSave(_domain, Path.Combine(domainDir, "devstate.sock"), Qemu.Gid);
@@ -73,6 +74,7 @@ public sealed partial class SourceSide
             DemandRealtimePriority = Options.DemandRealtimePriority,
             SessionId = sessionId,
             Armed = armed,
+            Compression = _entry?.Compression ?? PageCompression.Auto,
         })
         {
             Log = m => Log($"{Id}: page server: {m}"),

@@ -37,9 +37,10 @@ public sealed class ControlChannel : IAsyncDisposable
     /// <summary>
     /// Bumped whenever a message changes shape, so two hosts with different builds refuse each other
     /// at the handshake instead of reading each other's fields as empty. 2: sealed channel;
-    /// 3: counters nested by name (DestinationStatus.Pages, SourceFinishResult.Served).
+    /// 3: counters nested by name (DestinationStatus.Pages, SourceFinishResult.Served);
+    /// 4: the page packing asked for at arm (SourceArmRequest.Compression) and counted (PageServerCounters).
     /// </summary>
-    public const int ProtocolVersion = 3;
+    public const int ProtocolVersion = 4;
     private static ReadOnlySpan<byte> ClientLabel => "GCv2-control-client"u8;
     private static ReadOnlySpan<byte> ServerLabel => "GCv2-control-server"u8;
 

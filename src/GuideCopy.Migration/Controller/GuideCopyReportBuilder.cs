@@ -62,6 +62,7 @@ internal sealed class GuideCopyReportBuilder(MigrationRun run)
             DeviceStateBytes = switched?.DeviceStateBytes,
             Lanes = run.Armed!.Source.Lanes,
             Pages = PageCounts.From(status.Pages),
+            Compression = served is null ? null : CompressionReport.From(Plan.Compression, served.Served),
             DestinationFaults = FaultStats.From(status.Pages),
             Guest = guest.Throughput,
             Guide = served is null ? null : GuideSummary(served),

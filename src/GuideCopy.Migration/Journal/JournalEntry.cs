@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using GuideCopy.Transport;
 
 namespace GuideCopy.Migration.Journal;
 
@@ -48,6 +49,9 @@ public sealed record JournalEntry
 
     /// <summary>Page lanes in clear text (an explicit --insecure-lanes): a restarted agent serves or fetches the same way.</summary>
     public bool ClearTextLanes { get; init; }
+
+    /// <summary>Source: whether the page server packs page runs (a restarted source serves the same way).</summary>
+    public PageCompression Compression { get; init; }
 
     /// <summary>Completed and the source copy destroyed: a later agent must not look for it (the VM may be back on this host).</summary>
     public bool SourceRemoved { get; init; }

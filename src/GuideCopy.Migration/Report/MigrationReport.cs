@@ -41,6 +41,17 @@ public sealed record PageCounts(long Total, long Demand, long Guide, long Locali
         c.BackgroundPages, c.ZeroOrRemovedPages, c.DuplicatePages, c.PresentAtStart);
 }
 
+/// <summary>
+/// How guide mode's page data crossed the wire: Policy (auto, lz4, off), what the data pages
+/// held (PageBytes), what their data took on the wire (WireBytes), and PageBytes / WireBytes
+/// (1: nothing was packed). Frame headers, seals and the device state are not in either figure.
+/// </summary>
+public sealed record CompressionReport(string Policy, long PageBytes, long WireBytes, double? Ratio, long PackedRuns)
+{
+    public static CompressionReport From(PageCompression policy, PageServerCounters c) =>
+        new(policy.ToString().ToLowerInvariant(), c.DataBytes, c.DataWireBytes, c.CompressionRatio is { } r ? Math.Round(r, 3) : null, c.PackedRuns);
+}
+
 /// <summary>Destination faults and how long the guest waited on them.</summary>
 public sealed record FaultStats(long Faults, long Stalls, double? StallP50Ms, double? StallP99Ms, double? StallMaxMs, double? StallTotalMs)
 {
@@ -53,10 +64,17 @@ public sealed record FaultStats(long Faults, long Stalls, double? StallP50Ms, do
 /// <summary>
 /// The guest's own progress (its heartbeat work counter) per second: in the 10 s before the
 /// switchover, the 20 s after it (downtime and stalls included), and after completion.
+/// LostWorkSeconds: what the migration cost the guest, in seconds of its own work at its rate
+/// before: from the start of the watch (the migration's start, so pre-copy's slow rounds count
+/// too) over LostWorkWindowSeconds of host time (60 s when watched that long), that window less
+/// the work done in it divided by the rate before (0: nothing lost; noise is about +-10% of the
+/// window on this machine). LongestPauseSeconds: the longest host-time stretch between two
+/// heartbeats whose work counter advanced, in that window (~1 s when nothing stalls: the heartbeat's period).
 /// </summary>
 public sealed record GuestThroughput(
     string Workload, double? BeforeRate, double? DuringRate, double? AfterRate, double? DuringRelative, double? AfterRelative,
-    bool ChecksOk, long Heartbeats, string? LastHeartbeat);
+    bool ChecksOk, long Heartbeats, string? LastHeartbeat,
+    double? LostWorkSeconds = null, double? LostWorkWindowSeconds = null, double? LongestPauseSeconds = null);
 
 /// <summary>
 /// What the guide did. HitRate: of the pages the destination got from the guide's push or had
@@ -124,6 +142,9 @@ public sealed record MigrationReport
     public string? Lanes { get; init; }
 
     public PageCounts? Pages { get; init; }
+
+    /// <summary>Guide mode: page data packed on the lanes, and what it saved; null where the source's counters were not read.</summary>
+    public CompressionReport? Compression { get; init; }
 
     public FaultStats? DestinationFaults { get; init; }
 

@@ -15,6 +15,7 @@ public static class ReportTable
             ("total time", r => $"{r.TotalSeconds:0.00} s"),
             ("downtime", r => r.DowntimeMs is { } d ? $"{d:0} ms" : "-"),
             ("bytes on the wire", r => r.BytesOnWire is { } b ? Bytes(b) : "-"),
+            ("  page data packed", r => r.Compression is { } c ? $"{c.Ratio ?? 1:0.00}x ({c.Policy}, {Bytes(c.PageBytes)} in {Bytes(c.WireBytes)})" : "-"),
             ("pages total", r => r.Pages?.Total.ToString(CultureInfo.InvariantCulture) ?? "-"),
             ("  by demand", r => r.Pages?.Demand.ToString(CultureInfo.InvariantCulture) ?? "-"),
             ("  by guide/push", r => r.Pages?.Guide.ToString(CultureInfo.InvariantCulture) ?? "-"),
@@ -27,6 +28,8 @@ public static class ReportTable
             ("guest work/s before", r => Rate(r.Guest?.BeforeRate)),
             ("guest work/s 20 s after", r => Rate(r.Guest?.DuringRate) + Rel(r.Guest?.DuringRelative)),
             ("guest work/s at the end", r => Rate(r.Guest?.AfterRate) + Rel(r.Guest?.AfterRelative)),
+            ("guest work lost", r => r.Guest?.LostWorkSeconds is { } l ? $"{l:0.0} s in {r.Guest.LostWorkWindowSeconds:0} s" : "-"),
+            ("  longest pause", r => r.Guest?.LongestPauseSeconds is { } p ? $"{p:0.0} s" : "-"),
             ("guest self-check", r => r.Guest is null ? "-" : r.Guest.ChecksOk ? "OK" : "MISMATCH"),
             ("guide", r => r.Guide is null ? "off" : r.Guide.Ran ? $"{r.Guide.RuntimeSeconds:0.0} s, cpu {r.Guide.CpuSeconds:0.0} s" : "did not run"),
             ("  pages logged / pushed", r => r.Guide is { } g ? $"{g.PagesLogged} / {g.PagesPushed}" : "-"),
@@ -64,8 +67,9 @@ public static class ReportTable
         return sb.ToString();
     }
 
-    /// <summary>A column's name: the mode, and for ours whether the guide ran.</summary>
-    public static string Label(MigrationReport r) => r.Mode == "guide" ? (r.Guide is null ? "guide-off" : "guide-on") : r.Mode;
+    /// <summary>A column's name: the mode, and for ours whether the guide ran and, if forced, the page packing (-lz4, -raw).</summary>
+    public static string Label(MigrationReport r) => r.Mode != "guide" ? r.Mode
+        : (r.Guide is null ? "guide-off" : "guide-on") + r.Compression?.Policy switch { "lz4" => "-lz4", "off" => "-raw", _ => "" };
 
     private static string Bytes(long b) => b >= 1 << 20 ? $"{b / (1024.0 * 1024):0.0} MiB" : $"{b / 1024.0:0.0} KiB";
 

@@ -20,20 +20,23 @@ public sealed class GuideModeMigrationTests
     [OneTimeTearDown]
     public void Down() => LabRig.Down(Name);
 
-    [TestCase("memtouch")]
-    [TestCase("sort")]
-    [TestCase("kv")]
-    public void WorkloadHopsThreeTimesWithChecksumsOk(string workload)
+    [TestCase("memtouch", "auto")]
+    [TestCase("sort", "auto")]
+    [TestCase("kv", "auto")]
+    // Real programs over a text corpus in the page cache, every run LZ4-packed: a packed page
+    // that decoded wrong would change a chunk's checksum.
+    [TestCase("textsort", "lz4")]
+    public void WorkloadHopsThreeTimesWithChecksumsOk(string workload, string compress)
     {
         string domain = $"hop-{workload}";
-        var guest = TestGuest.Boot(_lab, _lab.A, new TestGuestSpec(domain, workload, MemoryMiB: 256));
+        var guest = TestGuest.Boot(_lab, _lab.A, new TestGuestSpec(domain, workload, MemoryMiB: 256, WorkMiB: workload.StartsWith("text", StringComparison.Ordinal) ? 48 : 0));
         try
         {
             guest.WaitForHeartbeats(2, TimeSpan.FromSeconds(120));
             var hops = new[] { ("a", "b"), ("b", "a"), ("a", "b") };
             foreach (var (from, to) in hops)
             {
-                var (rc, report, err) = MigrationLab.Migrate(_lab, domain, from, to, "--observe", "0");
+                var (rc, report, err) = MigrationLab.Migrate(_lab, domain, from, to, "--observe", "0", "--compress", compress);
                 Assert.That(rc, Is.EqualTo(0), err);
                 Assert.That(report!.Outcome, Is.EqualTo(MigrationOutcome.Completed));
                 var pages = report.Pages!;
@@ -45,7 +48,18 @@ public sealed class GuideModeMigrationTests
                 Assert.That(sent, Is.GreaterThan(0));
                 Assert.That(pages.Zero, Is.GreaterThan(0), "a 256 MiB guest has zero pages");
                 Assert.That(sent + pages.Zero + pages.Present, Is.EqualTo(pages.Total), $"{pages}: every page in exactly one category");
-                Assert.That(report.BytesOnWire, Is.GreaterThanOrEqualTo(sent * 4096 + report.DeviceStateBytes!.Value));
+                // What crossed the wire is at least the page data as sent (packed or not) plus the
+                // device state; the data sent covers every data page the destination counted.
+                var packing = report.Compression!;
+                Assert.That(packing.Policy, Is.EqualTo(compress));
+                Assert.That(packing.PageBytes, Is.GreaterThanOrEqualTo(sent * 4096));
+                Assert.That(packing.WireBytes, Is.LessThanOrEqualTo(packing.PageBytes));
+                Assert.That(report.BytesOnWire, Is.GreaterThanOrEqualTo(packing.WireBytes + report.DeviceStateBytes!.Value));
+                if (compress == "lz4")
+                {
+                    Assert.That(packing.Ratio, Is.GreaterThan(1.3), $"{packing}: text in the page cache packs");
+                    Assert.That(report.BytesOnWire, Is.LessThan(sent * 4096), "packed, the pages took less than their size on the wire");
+                }
                 Assert.That(report.DowntimeMs, Is.GreaterThan(0).And.LessThan(5000));
                 Assert.That(report.Guest?.ChecksOk, Is.True, "the guest's self-check after the hop");
                 MigrationLab.AssertOnlyOn(_lab, domain, to == "a" ? _lab.A : _lab.B);

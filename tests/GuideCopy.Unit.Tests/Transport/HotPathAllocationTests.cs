@@ -88,4 +88,25 @@ public class HotPathAllocationTests
         Assert.That(found, Is.GreaterThan(0));
         Assert.That(bytes, Is.Zero, $"{bytes} bytes over {Rounds} rounds");
     }
+
+    [Test]
+    public void PackingAndUnpackingAPageAllocateNothing()
+    {
+        var packer = new PagePacker(PageCompression.Lz4, 0);
+        var page = new byte[4096];
+        for (int i = 0; i < page.Length; i++) page[i] = (byte)(i / 64);
+        var frame = new byte[PagePacker.BufferSize(4096)];
+        var into = new byte[4096];
+        const int room = Wire.HeaderSize + Wire.PagesHeaderSize;
+        FrameCodec.WritePagesHeader(frame.AsSpan(Wire.HeaderSize), 1, 1, PageOrigin.Demand);
+        long decoded = 0;
+        long bytes = AllocatedBy(() =>
+        {
+            if (!packer.TryPack(page, frame.AsSpan(room), out int packed)) return;
+            packer.Sent(page.Length, packed, packed: true);
+            decoded += FrameCodec.ReadPackedPages(frame.AsSpan(Wire.HeaderSize, Wire.PagesHeaderSize + packed), 4096, PageCount, into).Count;
+        });
+        Assert.That(decoded, Is.GreaterThan(0));
+        Assert.That(bytes, Is.Zero, $"{bytes} bytes over {Rounds} rounds");
+    }
 }
