@@ -26,9 +26,9 @@ public sealed partial class DestinationSide
             switch (Stage)
             {
                 case MigrationStage.Committed or MigrationStage.Completed:
-                    return new ResumeResult(_entry!.ResumedAtUnixMs);
+                    return new ResumeResult(Entry!.ResumedAtUnixMs);
                 case MigrationStage.RolledBack:
-                    throw new AgentException($"migration {Id} rolled back: {_entry!.Note}");
+                    throw new AgentException($"migration {Id} rolled back: {Entry!.Note}");
                 case MigrationStage.DestinationLoaded:
                     // Ask for the decision only with a copy that can take it: a destination QEMU
                     // that died after the load must roll back, not be committed to.
@@ -38,7 +38,7 @@ public sealed partial class DestinationSide
                         throw new AgentException($"the destination copy of {Domain} is not paused with its device state loaded (its QEMU exited?): not committing");
                     }
 
-                    Record(_entry! with { Stage = MigrationStage.Committing, SessionId = _pager?.SessionId is > 0 and var s ? s : _entry!.SessionId });
+                    Record(Entry! with { Stage = MigrationStage.Committing, SessionId = _pager?.SessionId is > 0 and var s ? s : Entry!.SessionId });
                     break;
                 case MigrationStage.Committing:
                     break;
@@ -62,10 +62,10 @@ public sealed partial class DestinationSide
 
         if (Stage == MigrationStage.Failed)
         {
-            throw new AgentException($"migration {Id} failed after the commit point: {_entry!.Note}");
+            throw new AgentException($"migration {Id} failed after the commit point: {Entry!.Note}");
         }
 
-        return committed ? new ResumeResult(_entry!.ResumedAtUnixMs)
+        return committed ? new ResumeResult(Entry!.ResumedAtUnixMs)
             : throw new AgentException($"the source rolled back migration {Id}: the destination copy was destroyed");
     }
 
@@ -96,7 +96,7 @@ public sealed partial class DestinationSide
     /// <summary>Asks the source until it answers, then resumes (committed) or destroys this copy (rolled back).</summary>
     private bool ResolveCommit()
     {
-        var source = LaneEndpoint.Parse(_entry!.PageServer!);
+        var source = LaneEndpoint.Parse(Entry!.PageServer!);
         int attempt = 0;
         while (true)
         {
@@ -106,7 +106,7 @@ public sealed partial class DestinationSide
                 // On the control lane the pager holds open (a fresh one after a restart or a lost answer).
                 var answer = _pager is { } pager
                     ? pager.AskCommit(3000)
-                    : SourceControl.AskCommit(source, MigrationKey, ProtectionOf(_entry), _entry.SessionId, 3000);
+                    : SourceControl.AskCommit(source, MigrationKey, ProtectionOf(Entry), Entry.SessionId, 3000);
                 if (answer == CommitDecision.Committed)
                 {
                     ApplyCommit();
@@ -115,7 +115,7 @@ public sealed partial class DestinationSide
 
                 lock (_lock)
                 {
-                    Record(_entry with { Stage = MigrationStage.RolledBack, Note = "the source rolled back before committing" });
+                    Record(Entry with { Stage = MigrationStage.RolledBack, Note = "the source rolled back before committing" });
                 }
 
                 DestroyCopy();
@@ -144,7 +144,7 @@ public sealed partial class DestinationSide
             _pager?.StartPush();
             lock (_lock)
             {
-                Record(_entry! with { Stage = MigrationStage.Committed, ResumedAtUnixMs = at });
+                Record(Entry! with { Stage = MigrationStage.Committed, ResumedAtUnixMs = at });
             }
 
             Log($"{Id}: committed: {Domain} runs here (resumed in {_resumeMs:0.0} ms)");
@@ -161,10 +161,10 @@ public sealed partial class DestinationSide
             // and will not resume (it committed). An operator's case; say so everywhere.
             lock (_lock)
             {
-                Record(_entry! with { Stage = MigrationStage.Failed, Note = "the destination QEMU exited after the source committed: the source keeps its paused copy and frozen RAM; nothing resumes it by itself" });
+                Record(Entry! with { Stage = MigrationStage.Failed, Note = "the destination QEMU exited after the source committed: the source keeps its paused copy and frozen RAM; nothing resumes it by itself" });
             }
 
-            Log($"{Id}: {_entry!.Note}");
+            Log($"{Id}: {Entry!.Note}");
             return;
         }
 
@@ -178,7 +178,7 @@ public sealed partial class DestinationSide
         long resumedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         lock (_lock)
         {
-            Record(_entry! with { Stage = MigrationStage.Committed, ResumedAtUnixMs = resumedAt });
+            Record(Entry! with { Stage = MigrationStage.Committed, ResumedAtUnixMs = resumedAt });
         }
 
         Log($"{Id}: committed: {Domain} runs here");

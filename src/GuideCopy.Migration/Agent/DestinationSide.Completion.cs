@@ -30,7 +30,7 @@ public sealed partial class DestinationSide
         {
             lock (_lock)
             {
-                Record(_entry! with { Stage = MigrationStage.Failed, Note = $"pager failed: {e.Message}" });
+                Record(Entry! with { Stage = MigrationStage.Failed, Note = $"pager failed: {e.Message}" });
             }
 
             throw;
@@ -46,7 +46,7 @@ public sealed partial class DestinationSide
         {
             lock (_lock)
             {
-                Record(_entry! with { Stage = MigrationStage.Failed, Note = $"pager ended with {stats.Outcome} (the destination QEMU exited?)" });
+                Record(Entry! with { Stage = MigrationStage.Failed, Note = $"pager ended with {stats.Outcome} (the destination QEMU exited?)" });
             }
 
             _final = status with { Stage = nameof(MigrationStage.Failed) };
@@ -54,17 +54,17 @@ public sealed partial class DestinationSide
             return;
         }
 
-        if (!string.IsNullOrEmpty(_entry!.PersistentXml))
+        if (!string.IsNullOrEmpty(Entry!.PersistentXml))
         {
             // Defining the same name and UUID makes the running transient domain persistent,
             // with the source's own configuration (no -incoming, no shim) for its next boot.
-            using var defined = _conn!.DefineDomain(_entry.PersistentXml);
+            using var defined = _conn!.DefineDomain(Entry.PersistentXml);
         }
 
         var final = status with { Stage = nameof(MigrationStage.Completed) };
         lock (_lock)
         {
-            Record(_entry with { Stage = MigrationStage.Completed, Result = JsonSerializer.SerializeToNode(final, ControlChannel.Json)!.AsObject() });
+            Record(Entry with { Stage = MigrationStage.Completed, Result = JsonSerializer.SerializeToNode(final, ControlChannel.Json)!.AsObject() });
         }
 
         // Everything of ours on this host goes before anyone hears "done" (work dir, shim socket).
@@ -83,16 +83,16 @@ public sealed partial class DestinationSide
     private void ReleaseSource()
     {
         var deadline = DateTime.UtcNow.AddSeconds(Options.SourceReleaseSeconds);
-        var source = LaneEndpoint.Parse(_entry!.PageServer!);
+        var source = LaneEndpoint.Parse(Entry!.PageServer!);
         int attempt = 0;
         while (!_stop.IsCancellationRequested)
         {
             try
             {
-                SourceControl.ReportDone(source, MigrationKey, ProtectionOf(_entry), _entry.SessionId, 3000);
+                SourceControl.ReportDone(source, MigrationKey, ProtectionOf(Entry), Entry.SessionId, 3000);
                 lock (_lock)
                 {
-                    Record(_entry with { SourceReleased = true });
+                    Record(Entry with { SourceReleased = true });
                 }
 
                 Log($"{Id}: the source was told to remove its copy");

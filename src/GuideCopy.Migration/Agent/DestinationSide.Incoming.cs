@@ -57,7 +57,7 @@ public sealed partial class DestinationSide
         }
 
         var sw = Stopwatch.StartNew();
-        Record(_entry! with { PageServer = req.PageServer, SessionId = req.SessionId, ClearTextLanes = req.ClearTextLanes });
+        Record(Entry! with { PageServer = req.PageServer, SessionId = req.SessionId, ClearTextLanes = req.ClearTextLanes });
         var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
         await _deviceState.ArmAsync(_domain, Path.Combine(_domainDir!, "incoming.sock"), timeout, ct);
         StartPager(_registration, req.PageServer, trustRamFile: false, deferPush: true);
@@ -89,10 +89,10 @@ public sealed partial class DestinationSide
             // A restarted agent treats "loaded" as "prepared" (the copy never ran: removed), so
             // the pause does not wait for this record; a held commit (the controller resumes
             // later) journals it for whoever looks.
-            var loaded = _entry! with { Stage = MigrationStage.DestinationLoaded };
+            var loaded = Entry! with { Stage = MigrationStage.DestinationLoaded };
             if (req.CommitWhenLoaded)
             {
-                _entry = loaded;
+                Remember(loaded);
             }
             else
             {

@@ -17,7 +17,8 @@ public sealed partial class DestinationSide
     /// </summary>
     public static DestinationSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, AgentLog log)
     {
-        var side = new DestinationSide(options, secret, entry.Id, journal, log) { _entry = entry };
+        var side = new DestinationSide(options, secret, entry.Id, journal, log);
+        side.Remember(entry);
         side.AdoptWorkDir();
         switch (entry.Stage)
         {

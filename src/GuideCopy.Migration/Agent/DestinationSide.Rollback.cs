@@ -27,9 +27,9 @@ public sealed partial class DestinationSide
                 throw new AgentException($"migration {Id} is {Stage} on the destination: it is not destroyed here (the source decides; 'guidecopy abort' asks it first)");
             }
 
-            if (_entry is not null && Stage != MigrationStage.RolledBack)
+            if (Entry is not null && Stage != MigrationStage.RolledBack)
             {
-                Record(_entry with { Stage = MigrationStage.RolledBack, Note = why });
+                Record(Entry with { Stage = MigrationStage.RolledBack, Note = why });
             }
         }
 

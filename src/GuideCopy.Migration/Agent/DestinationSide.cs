@@ -16,11 +16,10 @@ namespace GuideCopy.Migration.Agent;
 /// all of it without the controller, from the journal, across restarts of this agent.
 /// </summary>
 public sealed partial class DestinationSide(AgentOptions options, byte[] secret, string migrationId, MigrationJournal journal, AgentLog log)
-    : HostRole(options, secret, migrationId, log), IMigrationSide
+    : HostRole(options, secret, migrationId, journal, log), IMigrationSide
 {
     private readonly object _lock = new();
     private readonly CancellationTokenSource _stop = new();
-    private JournalEntry? _entry;
     private Connection? _conn;
     private LibvirtSharp.Domain? _domain;
     private ShimListener? _shim;
@@ -35,18 +34,12 @@ public sealed partial class DestinationSide(AgentOptions options, byte[] secret,
     private Task? _completion, _recovery, _release;
     private DestinationStatus? _final;
 
-    public MigrationStage Stage => _entry?.Stage ?? MigrationStage.Preflight;
-
-    public string Domain => _entry?.Domain ?? "";
-
-    public JournalEntry? Entry => _entry;
-
     private void StartPager(ShimRegistration registration, string pageServer, bool trustRamFile, bool deferPush = false)
     {
         _pager = new Pager(registration, LaneEndpoint.Parse(pageServer), MigrationKey, new PagerOptions
         {
             TrustRamFile = trustRamFile, DemandRealtimePriority = Options.DemandRealtimePriority, PushRealtimePriority = Options.PushRealtimePriority,
-            Protection = ProtectionOf(_entry),
+            Protection = ProtectionOf(Entry),
             DeferPush = deferPush,
         })
         {
@@ -65,8 +58,8 @@ public sealed partial class DestinationSide(AgentOptions options, byte[] secret,
 
         if (Stage.IsFinal() && _completion is null)
         {
-            return _entry!.Result?.Deserialize<DestinationStatus>(ControlChannel.Json) is { } kept
-                ? kept with { Done = Stage == MigrationStage.Completed, Stage = Stage.ToString(), Note = _entry.Note, ResumedAtUnixMs = _entry.ResumedAtUnixMs }
+            return Entry!.Result?.Deserialize<DestinationStatus>(ControlChannel.Json) is { } kept
+                ? kept with { Done = Stage == MigrationStage.Completed, Stage = Stage.ToString(), Note = Entry.Note, ResumedAtUnixMs = Entry.ResumedAtUnixMs }
                 : Empty(Stage == MigrationStage.Completed);
         }
 
@@ -84,17 +77,9 @@ public sealed partial class DestinationSide(AgentOptions options, byte[] secret,
         return LiveStatus(done: false);
     }
 
-    private DestinationStatus Empty(bool done) => new(done, Stage.ToString(), default, _entry?.Note, _entry?.ResumedAtUnixMs ?? 0);
+    private DestinationStatus Empty(bool done) => new(done, Stage.ToString(), default, Entry?.Note, Entry?.ResumedAtUnixMs ?? 0);
 
-    private DestinationStatus LiveStatus(bool done) => new(done, Stage.ToString(), _pager!.Counters, _entry?.Note, _entry?.ResumedAtUnixMs ?? 0);
-
-    private void Record(JournalEntry entry)
-    {
-        var before = _entry;
-        journal.Write(entry);
-        _entry = entry;
-        Journaled(before, entry);
-    }
+    private DestinationStatus LiveStatus(bool done) => new(done, Stage.ToString(), _pager!.Counters, Entry?.Note, Entry?.ResumedAtUnixMs ?? 0);
 
     public void Dispose()
     {

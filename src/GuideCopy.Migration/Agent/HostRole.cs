@@ -5,8 +5,31 @@ using GuideCopy.Transport;
 namespace GuideCopy.Migration.Agent;
 
 /// <summary>What a host's part of one migration shares, source or destination: its settings, the migration's key, the migration's work directory.</summary>
-public abstract class HostRole(AgentOptions options, byte[] secret, string migrationId, AgentLog log)
+public abstract class HostRole(AgentOptions options, byte[] secret, string migrationId, MigrationJournal journal, AgentLog log)
 {
+    /// <summary>This side's journal record; null until its first.</summary>
+    public JournalEntry? Entry { get; private set; }
+
+    /// <summary>This side's stage (Preflight until it journals anything).</summary>
+    public MigrationStage Stage => Entry?.Stage ?? MigrationStage.Preflight;
+
+    public string Domain => Entry?.Domain ?? "";
+
+    /// <summary>Journals <paramref name="entry"/> durably, then makes it this side's record.</summary>
+    protected void Record(JournalEntry entry)
+    {
+        var before = Entry;
+        journal.Write(entry);
+        Entry = entry;
+        Journaled(before, entry);
+    }
+
+    /// <summary>
+    /// Makes <paramref name="entry"/> this side's record without writing it: the entry a
+    /// restarted agent read from the journal, or a step a restarted agent must not see.
+    /// </summary>
+    protected void Remember(JournalEntry entry) => Entry = entry;
+
     private bool _ownsWorkDir;
 
     protected AgentOptions Options { get; } = options;
@@ -31,7 +54,7 @@ public abstract class HostRole(AgentOptions options, byte[] secret, string migra
     /// After each journal write: a new stage is one log line, and the metrics count the side
     /// as active from its first record in this agent until it takes a final stage.
     /// </summary>
-    protected void Journaled(JournalEntry? before, JournalEntry after)
+    private void Journaled(JournalEntry? before, JournalEntry after)
     {
         if (before?.Stage == after.Stage)
         {

@@ -35,9 +35,9 @@ public sealed partial class SourceSide
         int pageSize = PageSizeOf(prepared.RamPath);
         string frozen = FrozenRamLink.Hold(Options, Id, prepared.RamPath);
         // Journaled before anything of QEMU's changes: a restarted agent drops the link and the capability.
-        Record((_entry ?? new JournalEntry { Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.Preflight }) with
+        Record((Entry ?? new JournalEntry { Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.Preflight }) with
         {
-            Stage = MigrationStage.Preflight, Note = "armed", StartedAt = _entry?.StartedAt ?? DateTimeOffset.UtcNow,
+            Stage = MigrationStage.Preflight, Note = "armed", StartedAt = Entry?.StartedAt ?? DateTimeOffset.UtcNow,
             Persistent = prepared.Persistent, PageListen = Options.PageListen, PageSize = pageSize, FrozenRam = frozen,
             BandwidthBytesPerSecond = req.BandwidthBytesPerSecond, ClearTextLanes = req.ClearTextLanes, KeepDefinition = req.KeepDefinition,
             Compression = req.Compression,
@@ -46,7 +46,7 @@ public sealed partial class SourceSide
         _save = DeviceStateTransfer.ArmSave(_domain, Path.Combine(domainDir, "devstate.sock"), Qemu.Gid);
         Log($"{Id}: armed: page server on {_server.LocalEndPoint} ({_server.PageCount} pages of {pageSize} B), device-state socket listening");
         return Task.FromResult(new SourceArmResult(Options.AdvertisedPageEndpoint(), _server.SessionId, _server.PageCount,
-            Handshake.Describe(ProtectionOf(_entry)), Math.Round(sw.Elapsed.TotalMilliseconds, 1)));
+            Handshake.Describe(ProtectionOf(Entry)), Math.Round(sw.Elapsed.TotalMilliseconds, 1)));
     }
 
     /// <summary>hugetlbfs RAM has the mount's huge page size as its page; tmpfs 4 KiB.</summary>
@@ -66,7 +66,7 @@ public sealed partial class SourceSide
         var server = new PageServer(frozen, new PageServerOptions
         {
             Secret = MigrationKey,
-            Protection = ProtectionOf(_entry),
+            Protection = ProtectionOf(Entry),
             Listen = IPEndPoint.Parse(Options.PageListen),
             BandwidthBytesPerSecond = bandwidth,
             PushEnabled = push,
@@ -74,7 +74,7 @@ public sealed partial class SourceSide
             DemandRealtimePriority = Options.DemandRealtimePriority,
             SessionId = sessionId,
             Armed = armed,
-            Compression = _entry?.Compression ?? PageCompression.Auto,
+            Compression = Entry?.Compression ?? PageCompression.Auto,
         })
         {
             Log = m => Log($"{Id}: page server: {m}"),

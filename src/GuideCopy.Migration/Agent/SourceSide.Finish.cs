@@ -20,7 +20,7 @@ public sealed partial class SourceSide
             }
 
             _result = CollectResult("migration complete");
-            Record(_entry! with { Stage = MigrationStage.Completed, Result = JsonSerializer.SerializeToNode(_result, ControlChannel.Json)!.AsObject() });
+            Record(Entry! with { Stage = MigrationStage.Completed, Result = JsonSerializer.SerializeToNode(_result, ControlChannel.Json)!.AsObject() });
             Log($"{Id}: the destination has every page");
         }
     }
@@ -52,7 +52,7 @@ public sealed partial class SourceSide
 
         StartCleanup();
         _cleanup!.Wait(TimeSpan.FromSeconds(60));
-        return _result ?? _entry!.Result.Deserialize<SourceFinishResult>(ControlChannel.Json)
+        return _result ?? Entry!.Result.Deserialize<SourceFinishResult>(ControlChannel.Json)
             ?? new SourceFinishResult(default);
     }
 
@@ -71,7 +71,7 @@ public sealed partial class SourceSide
     private void DestroySourceCopy()
     {
         _server?.Stop();
-        if (_entry is { SourceRemoved: false })
+        if (Entry is { SourceRemoved: false })
         {
             try
             {
@@ -87,21 +87,21 @@ public sealed partial class SourceSide
                         dom.Destroy();
                     }
 
-                    bool undefine = _entry.Persistent && dom.IsPersistent && !_entry.KeepDefinition;
+                    bool undefine = Entry.Persistent && dom.IsPersistent && !Entry.KeepDefinition;
                     if (undefine)
                     {
                         dom.Undefine(virDomainUndefineFlagsValues.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM);
                     }
 
-                    Log($"{Id}: source domain destroyed{(undefine ? " and undefined" : _entry.KeepDefinition && dom.IsPersistent ? "; its definition kept (shut off)" : "")}");
+                    Log($"{Id}: source domain destroyed{(undefine ? " and undefined" : Entry.KeepDefinition && dom.IsPersistent ? "; its definition kept (shut off)" : "")}");
                 }
                 else if (dom is not null)
                 {
                     Log($"{Id}: left {Domain} alone: it is {state}, not the paused copy this migration froze");
                 }
 
-                FrozenRamLink.Release(_entry);
-                Record(_entry with { SourceRemoved = true });
+                FrozenRamLink.Release(Entry);
+                Record(Entry with { SourceRemoved = true });
             }
             catch (LibvirtException e)
             {

@@ -63,7 +63,7 @@ public sealed partial class SourceSide
         {
             var guide = _guide;
             var server = _server!;
-            string frozen = _entry!.FrozenRam!;
+            string frozen = Entry!.FrozenRam!;
             _guideStart = Task.Run(async () =>
             {
                 try

@@ -14,7 +14,8 @@ public sealed partial class SourceSide
     /// </summary>
     public static SourceSide? Recover(AgentOptions options, byte[] secret, MigrationJournal journal, JournalEntry entry, AgentLog log)
     {
-        var side = new SourceSide(options, secret, entry.Id, journal, log) { _entry = entry };
+        var side = new SourceSide(options, secret, entry.Id, journal, log);
+        side.Remember(entry);
         side.AdoptWorkDir();
         side.DestroyGuide();
         switch (entry.Stage)
@@ -25,7 +26,7 @@ public sealed partial class SourceSide
                 {
                     // Armed, never paused: the link and QEMU's capability go, the VM ran all along.
                     side.DisarmRunningDomain();
-                    FrozenRamLink.Release(side._entry);
+                    FrozenRamLink.Release(side.Entry);
                 }
 
                 side.Dispose();

@@ -22,9 +22,9 @@ public sealed partial class SourceSide
                 throw new AgentException($"migration {Id} is committed: {Domain} runs on the destination and the source will not resume; the transfer goes on (follow it with 'guidecopy job {Id}')");
             }
 
-            if (_entry is not null && Stage != MigrationStage.RolledBack)
+            if (Entry is not null && Stage != MigrationStage.RolledBack)
             {
-                Record(_entry with { Stage = MigrationStage.RolledBack, Note = why });
+                Record(Entry with { Stage = MigrationStage.RolledBack, Note = why });
             }
         }
 
@@ -50,7 +50,7 @@ public sealed partial class SourceSide
         }
         finally
         {
-            FrozenRamLink.Release(_entry);
+            FrozenRamLink.Release(Entry);
             Dispose();
         }
     }
@@ -63,7 +63,7 @@ public sealed partial class SourceSide
     {
         if (Stage.IsCommitted() && Stage != MigrationStage.Completed)
         {
-            Log($"{Id}: agent stopping mid-transfer; the next agent serves {_entry!.FrozenRam} again");
+            Log($"{Id}: agent stopping mid-transfer; the next agent serves {Entry!.FrozenRam} again");
             _guide?.Stop("agent stopping");
             Dispose();
             return;

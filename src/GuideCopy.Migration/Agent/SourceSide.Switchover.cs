@@ -27,7 +27,7 @@ public sealed partial class SourceSide
 
         // Journaled before the suspend: an agent that dies from here on finds the entry and
         // resumes the domain (nothing was decided yet).
-        Record(_entry! with { Stage = MigrationStage.SourcePaused, Note = null, SessionId = _server.SessionId });
+        Record(Entry! with { Stage = MigrationStage.SourcePaused, Note = null, SessionId = _server.SessionId });
         // No separate suspend: QEMU's migrate stops the vCPUs itself once nothing but device
         // state is left (migration_completion -> vm_stop_force_state(FINISH_MIGRATE)), and with
         // x-ignore-shared that is at once. So the migration's setup runs before the pause, and
@@ -53,10 +53,10 @@ public sealed partial class SourceSide
             {
                 if (Stage != MigrationStage.SourcePaused)
                 {
-                    throw new AgentException($"migration {Id} was {Stage} during its switchover ({_entry!.Note})");
+                    throw new AgentException($"migration {Id} was {Stage} during its switchover ({Entry!.Note})");
                 }
 
-                Record(_entry! with { Stage = MigrationStage.DeviceStateSaved, SuspendedAtUnixMs = suspendedAt });
+                Record(Entry! with { Stage = MigrationStage.DeviceStateSaved, SuspendedAtUnixMs = suspendedAt });
             }
 
             _saved.Set();
@@ -87,7 +87,7 @@ public sealed partial class SourceSide
                 case MigrationStage.Committed or MigrationStage.Completed:
                     return true;
                 case MigrationStage.DeviceStateSaved:
-                    Record(_entry! with { Stage = MigrationStage.Committed, Note = null });
+                    Record(Entry! with { Stage = MigrationStage.Committed, Note = null });
                     Log($"{Id}: committed: the destination resumes; this host never resumes {Domain} again");
                     return true;
                 default:

@@ -15,10 +15,9 @@ namespace GuideCopy.Migration.Agent;
 /// a restarted agent).
 /// </summary>
 public sealed partial class SourceSide(AgentOptions options, byte[] secret, string migrationId, MigrationJournal journal, AgentLog log)
-    : HostRole(options, secret, migrationId, log), IMigrationSide
+    : HostRole(options, secret, migrationId, journal, log), IMigrationSide
 {
     private readonly object _decision = new();
-    private JournalEntry? _entry;
     private Connection? _conn;
     private LibvirtSharp.Domain? _domain;
     private PageServer? _server;
@@ -32,21 +31,6 @@ public sealed partial class SourceSide(AgentOptions options, byte[] secret, stri
     private sealed record PendingGuide(SwitchoverRequest Request, byte[] State);
     // Set once the save's outcome is known (saved, or rolled back).
     private readonly ManualResetEventSlim _saved = new(false);
-
-    /// <summary>This side's stage (Preflight until it pauses anything).</summary>
-    public MigrationStage Stage => _entry?.Stage ?? MigrationStage.Preflight;
-
-    public string Domain => _entry?.Domain ?? "";
-
-    public JournalEntry? Entry => _entry;
-
-    private void Record(JournalEntry entry)
-    {
-        var before = _entry;
-        journal.Write(entry);
-        _entry = entry;
-        Journaled(before, entry);
-    }
 
     public void Dispose()
     {
