@@ -62,10 +62,14 @@ public sealed class PagePacker(PageCompression mode, long capBytesPerSecond)
     /// Packs <paramref name="data"/> into <paramref name="into"/> (at least <see cref="LZ4Codec.MaximumOutputSize"/>
     /// of it) when the policy says so and the block is short enough; false: send the pages as they are.
     /// </summary>
-    public bool TryPack(ReadOnlySpan<byte> data, Span<byte> into, out int packedLength)
+    /// <param name="mayProbe">
+    /// False for a demand answer: a fault waits for it, so Auto packs it only where packing pays,
+    /// never to measure (the push runs' probes measure for both lanes).
+    /// </param>
+    public bool TryPack(ReadOnlySpan<byte> data, Span<byte> into, out int packedLength, bool mayProbe = true)
     {
         packedLength = 0;
-        if (!ShouldPack()) return false;
+        if (!ShouldPack(mayProbe)) return false;
         long start = Stopwatch.GetTimestamp();
         int n = LZ4Codec.Encode(data, into, LZ4Level.L00_FAST);
         long ticks = Stopwatch.GetTimestamp() - start;
@@ -106,18 +110,22 @@ public sealed class PagePacker(PageCompression mode, long capBytesPerSecond)
         }
     }
 
-    private bool ShouldPack()
+    private bool ShouldPack(bool mayProbe)
     {
         if (mode == PageCompression.Lz4) return true;
         if (mode == PageCompression.Off) return false;
-        long run = Interlocked.Increment(ref _runs);
         double link = LinkBytesPerSecond, pack, ratio;
         lock (_lock)
         {
             pack = _packBytesPerSecond;
             ratio = _ratio;
         }
-        if (pack == 0 || run % ProbeEvery == 0) return true; // measure before (and while) deciding
+        if (mayProbe)
+        {
+            long run = Interlocked.Increment(ref _runs);
+            if (pack == 0 || run % ProbeEvery == 0) return true; // measure before (and while) deciding
+        }
+
         return link > 0 && ratio > 1 && pack * (1 - 1 / ratio) > link;
     }
 

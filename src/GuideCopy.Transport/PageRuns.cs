@@ -70,7 +70,7 @@ internal sealed class PageRuns(FrozenRam ram, PagePacker packer)
         const int room = Wire.HeaderSize + Wire.PagesHeaderSize;
         int bytes = n * ram.PageSize;
         var data = f.Slice(room, bytes);
-        bool packed = packer.TryPack(data, buffers.Packed.AsSpan(room), out int packedLength);
+        bool packed = packer.TryPack(data, buffers.Packed.AsSpan(room), out int packedLength, mayProbe: origin != PageOrigin.Demand);
         Span<byte> frame = packed ? buffers.Packed : f;
         var type = packed ? FrameType.PackedPages : FrameType.Pages;
         int length = packed ? packedLength : bytes;

@@ -47,11 +47,18 @@ public class PushResumeTests
         lane.Send(FrameType.Resume, FrameCodec.EncodeBitmap(have));
         var zero = new HashSet<long>();
         var sent = new HashSet<long>();
+        var unpacked = new byte[Wire.MaxBatchBytes];
         FrameType t;
         while ((t = lane.ReadFrame()) != FrameType.Complete)
         {
             if (t == FrameType.Heartbeat) continue;
-            var h = t == FrameType.ZeroPages ? FrameCodec.ReadZeroPages(lane.Payload, Pages) : FrameCodec.ReadPages(lane.Payload, 4096, Pages);
+            // Data pages come as they are or LZ4-packed (the source's auto policy probes push runs): the pager takes both.
+            var h = t switch
+            {
+                FrameType.ZeroPages => FrameCodec.ReadZeroPages(lane.Payload, Pages),
+                FrameType.PackedPages => FrameCodec.ReadPackedPages(lane.Payload, 4096, Pages, unpacked),
+                _ => FrameCodec.ReadPages(lane.Payload, 4096, Pages),
+            };
             for (long p = h.First; p < h.First + h.Count; p++) (t == FrameType.ZeroPages ? zero : sent).Add(p);
         }
 

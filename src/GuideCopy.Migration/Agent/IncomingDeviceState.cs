@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Sockets;
 using GuideCopy.Interop;
@@ -79,7 +80,7 @@ internal sealed class IncomingDeviceState(string migrationId) : IDisposable
         };
     }
 
-    private readonly System.Collections.Concurrent.BlockingCollection<byte[]> _pieces = new();
+    private readonly BlockingCollection<byte[]> _pieces = new();
     private long _sourceLength = -1;
     private long _received;
 

@@ -88,6 +88,20 @@ public class PagePackerTests
     }
 
     [Test]
+    public void AutoNeverProbesOnADemandAnswerButPacksItWhereThatPays()
+    {
+        var packer = new PagePacker(PageCompression.Auto, 0);
+        var page = CompressiblePages().AsSpan(0, 4096).ToArray();
+        var buffer = Buffer();
+        int probed = Enumerable.Range(0, 64).Count(_ => packer.TryPack(page, buffer, out _, mayProbe: false));
+        Assert.That(probed, Is.Zero, "a fault never waits for a measurement");
+        // A push run measured pack speed and ratio, and the link drains at 100 Mbit/s: a demand page packs too.
+        packer.TryPack(CompressiblePages(), buffer, out _);
+        packer.NoteSend(1 << 20, Stopwatch.Frequency * 80 / 1000);
+        Assert.That(packer.TryPack(page, buffer, out _, mayProbe: false), Is.True);
+    }
+
+    [Test]
     public void AutoPacksEveryRunWhereTheLinkIsTheLimit()
     {
         var packer = new PagePacker(PageCompression.Auto, 0);
