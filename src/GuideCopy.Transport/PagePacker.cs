@@ -47,8 +47,6 @@ public sealed class PagePacker(PageCompression mode, long capBytesPerSecond)
     private long _runs;
     private long _dataBytes, _dataWireBytes, _packedRuns;
 
-    public PageCompression Mode => mode;
-
     /// <summary>Bytes of data pages sent (what they hold), and what their data took on the wire (packed or not).</summary>
     public long DataBytes => Interlocked.Read(ref _dataBytes);
     public long DataWireBytes => Interlocked.Read(ref _dataWireBytes);
@@ -103,20 +101,21 @@ public sealed class PagePacker(PageCompression mode, long capBytesPerSecond)
     {
         get
         {
-            double drain;
-            lock (_lock) drain = _drainBytesPerSecond;
-            if (capBytesPerSecond > 0) return drain > 0 ? Math.Min(drain, capBytesPerSecond) : capBytesPerSecond;
-            return drain;
+            lock (_lock) return CappedLink(_drainBytesPerSecond);
         }
     }
+
+    private double CappedLink(double drain) =>
+        capBytesPerSecond <= 0 ? drain : drain > 0 ? Math.Min(drain, capBytesPerSecond) : capBytesPerSecond;
 
     private bool ShouldPack(bool mayProbe)
     {
         if (mode == PageCompression.Lz4) return true;
         if (mode == PageCompression.Off) return false;
-        double link = LinkBytesPerSecond, pack, ratio;
+        double link, pack, ratio;
         lock (_lock)
         {
+            link = CappedLink(_drainBytesPerSecond);
             pack = _packBytesPerSecond;
             ratio = _ratio;
         }
