@@ -1,6 +1,7 @@
 /*
  * gcwork driver: parses gc.* knobs, runs the chosen workload in short steps and prints
- * one heartbeat line per second on the console.
+ * one heartbeat line per second on the console. With gc.threads > 1, workers.c runs the
+ * workers and this file only lends it the console lines.
  *
  * Usage (normally from /init, which passes the gc.* words of /proc/cmdline):
  *   gcwork gc.workload=kv gc.mib=128 ...
@@ -21,12 +22,14 @@
 /* Default working memory. 256 MiB fills in 0.7-3 s under TCG and leaves room in a
  * 512 MiB guest; a smaller guest gets less (see default_mib). */
 #define DEFAULT_MIB 256
-/* At most this many GCERR lines; the count goes on in the heartbeat's errs field. */
+/* The least working memory of one workload instance (each worker's, with gc.threads). */
+#define MIN_MIB 4
+/* At most this many GCERR lines, from all workers together (they share the console);
+ * the count goes on in the heartbeat's errs field. */
 #define MAX_ERR_LINES 8
-/* The self-test corrupts memory when this heartbeat is printed. */
-#define SELFTEST_AT_SEQ 3
 
 static const char *wl_name = "?";
+static uint64_t err_lines; /* GCERR lines asked for so far, by any worker */
 
 uint64_t gc_now_ms(void)
 {
@@ -74,14 +77,19 @@ void gc_mismatch(struct gc *g, const char *fmt, ...)
 {
 	g->mismatch = 1;
 	g->errs++;
-	if (g->errs > MAX_ERR_LINES)
+	if (__atomic_add_fetch(&err_lines, 1, __ATOMIC_RELAXED) > MAX_ERR_LINES)
 		return;
 	char what[384];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	gc_say("GCERR wl=%s t_ms=%" PRIu64 " %s\n", wl_name, gc_now_ms() - start_ms, what);
+	/* With several workers, idx and off are offsets in the named worker's own memory. */
+	if (g->o.threads > 1)
+		gc_say("GCERR wl=%s t_ms=%" PRIu64 " thread=%u %s\n", wl_name, gc_now_ms() - start_ms, g->thread,
+		       what);
+	else
+		gc_say("GCERR wl=%s t_ms=%" PRIu64 " %s\n", wl_name, gc_now_ms() - start_ms, what);
 }
 
 void *gc_alloc(struct gc *g, uint64_t bytes, const char *what)
@@ -162,6 +170,8 @@ static int parse_args(int argc, char **argv, struct gc_opts *o)
 			o->workload = v;
 		else if (KEY("gc.mib"))
 			rc = parse_u64("gc.mib", v, &o->mib), mib_given = 1;
+		else if (KEY("gc.threads"))
+			rc = parse_u64("gc.threads", v, &o->threads);
 		else if (KEY("gc.seed"))
 			rc = parse_u64("gc.seed", v, &o->seed);
 		else if (KEY("gc.ws"))
@@ -206,15 +216,61 @@ static int parse_args(int argc, char **argv, struct gc_opts *o)
 	}
 	if (!mib_given)
 		o->mib = default_mib();
-	if (o->mib < 4) {
-		gc_say("GCERR gc.mib=%" PRIu64 " is too small (minimum 4)\n", o->mib);
+	if (o->mib < MIN_MIB) {
+		gc_say("GCERR gc.mib=%" PRIu64 " is too small (minimum %d)\n", o->mib, MIN_MIB);
 		return -1;
 	}
+	if (o->threads == 0) {
+		/* One worker per vCPU: a multi-vCPU guest then dirties memory from all of them. */
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		o->threads = cpus > 0 ? (uint64_t)cpus : 1;
+	}
+	if (o->threads > GC_MAX_THREADS)
+		o->threads = GC_MAX_THREADS;
 	if (o->kv_put_pct > 100) {
 		gc_say("GCERR gc.kv_put=%" PRIu64 " is not a percentage\n", o->kv_put_pct);
 		return -1;
 	}
 	return 0;
+}
+
+void gc_say_ready(const struct workload *wl, const struct gc_opts *o, uint64_t mib, uint64_t ready)
+{
+	gc_say("GCREADY wl=%s mib=%" PRIu64 " seed=%#" PRIx64 " unit=%s fill_ms=%" PRIu64 " boot_ms=%" PRIu64
+	       " threads=%" PRIu64 "\n",
+	       wl->name, mib, o->seed, wl->unit, ready - start_ms, boot_ms(), o->threads);
+}
+
+void gc_extra(const struct workload *wl, struct gc *g, char *buf, size_t n)
+{
+	wl->extra(g, buf, n);
+	if (gc_disk_enabled()) {
+		size_t used = strlen(buf);
+		gc_disk_extra(buf + used, n - used);
+	}
+}
+
+/* Heartbeats sit on a 1 s grid from GCREADY. A late one (guest paused, host busy) is
+ * printed once and the grid skips the missed slots, so seq counts lines, and rate is
+ * normalised to work per second over the real interval. */
+void gc_hb_start(struct gc_hb *h, uint64_t ready, uint64_t work)
+{
+	*h = (struct gc_hb){ .deadline = ready + 1000, .last_t = ready, .last_work = work };
+}
+
+void gc_hb_say(struct gc_hb *h, const char *wl, uint64_t now, uint64_t work, int mismatch, const char *extra,
+	       uint64_t vpass, uint64_t errs)
+{
+	h->seq++;
+	uint64_t late = now - h->deadline;
+	uint64_t dt = now - h->last_t;
+	uint64_t rate = dt ? (work - h->last_work) * 1000 / dt : 0;
+	gc_say("GCHB seq=%" PRIu64 " t_ms=%" PRIu64 " wl=%s work=%" PRIu64 " rate=%" PRIu64
+	       " check=%s extra=%s,vpass:%" PRIu64 ",errs:%" PRIu64 ",late:%" PRIu64 "\n",
+	       h->seq, now - start_ms, wl, work, rate, mismatch ? "MISMATCH" : "OK", extra, vpass, errs, late);
+	h->last_t = now;
+	h->last_work = work;
+	h->deadline += 1000 * (late / 1000 + 1);
 }
 
 int main(int argc, char **argv)
@@ -251,19 +307,21 @@ int main(int argc, char **argv)
 	}
 	wl_name = wl->name;
 
+	if (g.o.threads > 1) {
+		/* gc.mib is the total over the workers, as the default (default_mib) sizes it. */
+		uint64_t each = g.o.mib / g.o.threads;
+		return gc_run_workers(wl, &g.o, each < MIN_MIB ? MIN_MIB : each);
+	}
+
 	if (g.o.disk && gc_disk_open(&g, g.o.disk, g.o.disk_ref))
 		return 1;
 	if (wl->setup(&g))
 		return 1;
 	uint64_t ready = gc_now_ms();
-	gc_say("GCREADY wl=%s mib=%" PRIu64 " seed=%#" PRIx64 " unit=%s fill_ms=%" PRIu64
-	       " boot_ms=%" PRIu64 "\n",
-	       wl->name, g.o.mib, g.o.seed, wl->unit, ready - start_ms, boot_ms());
+	gc_say_ready(wl, &g.o, g.o.mib, ready);
 
-	/* Heartbeats sit on a 1 s grid from GCREADY. A late one (guest paused, host busy)
-	 * is printed once and the grid skips the missed slots, so seq counts lines, and
-	 * rate is normalised to work per second over the real interval. */
-	uint64_t seq = 0, deadline = ready + 1000, last_t = ready, last_work = g.work;
+	struct gc_hb hb;
+	gc_hb_start(&hb, ready, g.work);
 	uint64_t disk_due = ready;
 	for (;;) {
 		wl->step(&g);
@@ -272,26 +330,12 @@ int main(int argc, char **argv)
 			gc_disk_step(&g);
 			disk_due = now + g.o.disk_ms;
 		}
-		if (now < deadline)
+		if (now < hb.deadline)
 			continue;
-		seq++;
-		uint64_t late = now - deadline;
-		uint64_t dt = now - last_t;
-		uint64_t rate = dt ? (g.work - last_work) * 1000 / dt : 0;
-		char extra[192];
-		wl->extra(&g, extra, sizeof extra);
-		if (gc_disk_enabled()) {
-			size_t used = strlen(extra);
-			gc_disk_extra(extra + used, sizeof extra - used);
-		}
-		gc_say("GCHB seq=%" PRIu64 " t_ms=%" PRIu64 " wl=%s work=%" PRIu64 " rate=%" PRIu64
-		       " check=%s extra=%s,vpass:%" PRIu64 ",errs:%" PRIu64 ",late:%" PRIu64 "\n",
-		       seq, now - start_ms, wl->name, g.work, rate, g.mismatch ? "MISMATCH" : "OK",
-		       extra, g.vpass, g.errs, late);
-		last_t = now;
-		last_work = g.work;
-		deadline += 1000 * (late / 1000 + 1);
-		if (g.o.selftest && seq == SELFTEST_AT_SEQ)
+		char extra[GC_EXTRA_MAX];
+		gc_extra(wl, &g, extra, sizeof extra);
+		gc_hb_say(&hb, wl->name, now, g.work, g.mismatch, extra, g.vpass, g.errs);
+		if (g.o.selftest && hb.seq == GC_SELFTEST_AT_SEQ)
 			g.selftest_due = g.o.selftest;
 	}
 }

@@ -85,11 +85,12 @@ static int check_page(struct gc *g, struct mt *m, uint64_t p)
 	return -1;
 }
 
-static struct mt M;
-
 static int mt_setup(struct gc *g)
 {
-	struct mt *m = &M;
+	/* Its own page per worker (gc_alloc maps whole pages): no false sharing. */
+	struct mt *m = gc_alloc(g, sizeof *m, "memtouch state");
+	if (!m)
+		return -1;
 	g->wl = m;
 	m->npages = g->o.mib * (1024 * 1024 / GC_PAGE);
 	m->ws = g->o.ws_mib * (1024 * 1024 / GC_PAGE);
@@ -131,7 +132,7 @@ static void selftest(struct gc *g, struct mt *m)
 
 static void mt_step(struct gc *g)
 {
-	struct mt *m = &M;
+	struct mt *m = g->wl;
 	if (g->selftest_due)
 		selftest(g, m);
 	for (int k = 0; k < CHUNK; k++) {
@@ -164,8 +165,8 @@ static void mt_step(struct gc *g)
 
 static void mt_extra(struct gc *g, char *buf, size_t n)
 {
-	(void)g;
-	snprintf(buf, n, "win:%" PRIu64 ",ws:%" PRIu64 ",passes:%" PRIu64, M.win, M.ws, M.passes);
+	const struct mt *m = g->wl;
+	snprintf(buf, n, "win:%" PRIu64 ",ws:%" PRIu64 ",passes:%" PRIu64, m->win, m->ws, m->passes);
 }
 
 const struct workload wl_memtouch = {

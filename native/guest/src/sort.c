@@ -47,8 +47,6 @@ struct srt {
 	int snap_arr;
 };
 
-static struct srt S;
-
 static uint64_t h_init(uint64_t seed, int a, uint64_t blk)
 {
 	return gc_mix64(seed ^ ((uint64_t)a << 48) ^ blk);
@@ -124,7 +122,7 @@ static void selftest(struct gc *g, struct srt *s)
 
 static void srt_step(struct gc *g)
 {
-	struct srt *s = &S;
+	struct srt *s = g->wl;
 	switch (s->phase) {
 	case GEN: {
 		int k;
@@ -214,7 +212,10 @@ static void srt_step(struct gc *g)
 
 static int srt_setup(struct gc *g)
 {
-	struct srt *s = &S;
+	/* Its own page per worker (gc_alloc maps whole pages): no false sharing. */
+	struct srt *s = gc_alloc(g, sizeof *s, "sort state");
+	if (!s)
+		return -1;
 	g->wl = s;
 	s->n = g->o.mib * (1024 * 1024 / 2 / 8); /* two arrays of 8-byte keys */
 	s->nblk = s->n / BLK;
@@ -233,10 +234,10 @@ static int srt_setup(struct gc *g)
 
 static void srt_extra(struct gc *g, char *buf, size_t n)
 {
-	(void)g;
-	static const char *names[] = { "gen", "verify", "merge" };
-	snprintf(buf, n, "round:%" PRIu64 ",width:%" PRIu64 ",phase:%s,passes:%" PRIu64, S.round, S.width,
-		 names[S.phase], S.passes);
+	static const char *const names[] = { "gen", "verify", "merge" };
+	const struct srt *s = g->wl;
+	snprintf(buf, n, "round:%" PRIu64 ",width:%" PRIu64 ",phase:%s,passes:%" PRIu64, s->round, s->width,
+		 names[s->phase], s->passes);
 }
 
 const struct workload wl_sort = {
