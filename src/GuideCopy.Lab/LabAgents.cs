@@ -64,6 +64,7 @@ internal sealed class LabAgents
             "--set", $"Agent:AdvertiseAddress={h.Address}",
             "--set", $"Agent:PageListen={h.Address}:7171",
             "--set", $"Agent:ShimLibrary={ShimLibrary}",
+            "--set", $"Agent:RamDir={h.RamDir}",
             // On the host's disk, outside the namespace's tmpfs mounts: it must outlive the agent.
             "--set", $"Agent:JournalDir={JournalDir(h)}",
         };

@@ -9,7 +9,7 @@ namespace GuideCopy.Lab;
 internal static class LabBringUp
 {
     /// <summary>Makes the lab and writes its state file; the hosts' libvirtds may not answer yet.</summary>
-    public static LabState StartHosts(LabLayout layout, string? linkRate, Action<string> log, bool sharedCpus)
+    public static LabState StartHosts(LabLayout layout, string? linkRate, Action<string> log, bool sharedCpus, bool hugePages)
     {
         PrepareDirectories(layout);
         LabNetwork.Create(layout, log);
@@ -25,7 +25,7 @@ internal static class LabBringUp
         for (int i = 0; i < LabLayout.HostNames.Length; i++)
         {
             string? cpus = cgroupRoot is null ? null : cpuSplit![i];
-            hosts.Add(StartHost(layout, LabLayout.HostNames[i], cgroupRoot, cpus, log));
+            hosts.Add(StartHost(layout, LabLayout.HostNames[i], cgroupRoot, cpus, hugePages, log));
         }
 
         var state = new LabState(layout.Name, layout.SubnetIndex, linkRate, DateTimeOffset.UtcNow, hosts);
@@ -47,10 +47,10 @@ internal static class LabBringUp
     }
 
     /// <summary>One host: its libvirt configuration, its cgroup on <paramref name="cpus"/> (null: shared CPUs), its holder.</summary>
-    private static LabHostState StartHost(LabLayout layout, string h, string? cgroupRoot, string? cpus, Action<string> log)
+    private static LabHostState StartHost(LabLayout layout, string h, string? cgroupRoot, string? cpus, bool hugePages, Action<string> log)
     {
         var uuid = Guid.NewGuid().ToString();
-        LabLibvirtd.PrepareConfig(layout, h, uuid);
+        LabLibvirtd.PrepareConfig(layout, h, uuid, hugePages ? LabHost.HugePageDir : LabHost.TmpfsRamDir);
         string? cgroup = cpus is null ? null : LabCpus.Create(cgroupRoot!, layout.CgroupName(h), cpus);
         if (cpus is not null)
         {
@@ -59,6 +59,6 @@ internal static class LabBringUp
 
         int pid = LabHolder.Start(layout, h, cgroup);
         log($"host {h}: libvirtd up (holder pid {pid}, host_uuid {uuid}, address {layout.Address(h)}, cpus {cpus ?? "shared"})");
-        return new LabHostState(h, layout.Netns(h), layout.Interface(h), layout.Address(h), uuid, pid, cpus, cgroup);
+        return new LabHostState(h, layout.Netns(h), layout.Interface(h), layout.Address(h), uuid, pid, cpus, cgroup, hugePages);
     }
 }

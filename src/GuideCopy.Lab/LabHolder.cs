@@ -8,7 +8,7 @@ internal static class LabHolder
 {
     /// <summary>
     /// Starts the host's holder: enters the netns, unshares a private mount namespace, binds the
-    /// host's private directories over libvirt's, mounts its own /dev/shm tmpfs, starts virtlogd
+    /// host's private directories over libvirt's, mounts its own /dev/shm tmpfs and hugetlbfs, starts virtlogd
     /// and libvirtd, then sleeps. Its pid names the namespaces for nsenter and for teardown.
     /// </summary>
     public static int Start(LabLayout layout, string host, string? cgroup)
@@ -29,7 +29,8 @@ internal static class LabHolder
             mount --bind '{{dir}}/log' /var/log/libvirt
             mount --bind '{{dir}}/agent' /run/guidecopy
             mount -t tmpfs -o size=12g,mode=1777 guidecopy-lab-shm /dev/shm
-            mkdir -p {{LabHost.RamDir}}
+            mkdir -p {{LabHost.TmpfsRamDir}} {{LabHost.HugePageDir}}
+            mount -t hugetlbfs -o pagesize=2M,mode=0775 guidecopy-lab-huge {{LabHost.HugePageDir}}
             virtlogd -d -p /run/libvirt/virtlogd.pid
             libvirtd -d --listen -p /run/libvirt/libvirtd.pid
             echo $$ > '{{pidFile}}'

@@ -41,8 +41,17 @@ public sealed class LabHost
     /// <summary>The host agent's control socket, reachable from the machine's own namespaces.</summary>
     public string AgentSocket => $"{RootPath}/run/guidecopy/agent.sock";
 
-    /// <summary>The directory libvirt puts guest RAM files in, as seen inside the host.</summary>
-    public const string RamDir = "/dev/shm/libvirt-ram";
+    /// <summary>The tmpfs directory for guest RAM files (4 KiB pages), as seen inside the host.</summary>
+    public const string TmpfsRamDir = "/dev/shm/libvirt-ram";
+
+    /// <summary>
+    /// The host's own hugetlbfs mount (2 MiB pages), inside its private /dev/shm so each host has
+    /// its own: memory_backing_dir of a lab brought up with huge pages.
+    /// </summary>
+    public const string HugePageDir = "/dev/shm/libvirt-huge";
+
+    /// <summary>libvirt's memory_backing_dir on this host, as seen inside it: guest RAM files live under it.</summary>
+    public string RamDir => State.HugePages ? HugePageDir : TmpfsRamDir;
 
     public bool IsAlive => Directory.Exists($"/proc/{HolderPid}") && File.Exists($"/proc/{HolderPid}/ns/mnt");
 

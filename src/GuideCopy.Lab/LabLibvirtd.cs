@@ -7,7 +7,7 @@ namespace GuideCopy.Lab;
 internal static class LabLibvirtd
 {
     /// <summary>A private copy of /etc/libvirt for the host, with its own identity and RAM dir.</summary>
-    public static void PrepareConfig(LabLayout layout, string host, string uuid)
+    public static void PrepareConfig(LabLayout layout, string host, string uuid, string ramDir)
     {
         string dir = layout.HostDir(host);
         foreach (var sub in new[] { "run", "lib", "cache", "log", "agent" })
@@ -31,8 +31,9 @@ internal static class LabLibvirtd
         });
         SetConfig(Path.Combine(dir, "etc", "qemu.conf"), new()
         {
-            // Guest RAM as a shared named file on tmpfs: what uffd MISSING mode and x-ignore-shared need.
-            ["memory_backing_dir"] = $"\"{LabHost.RamDir}\"",
+            // Guest RAM as a shared named file on tmpfs (or hugetlbfs: 2 MiB pages from the machine's
+            // pool, LabHugePages): what uffd MISSING mode and x-ignore-shared need.
+            ["memory_backing_dir"] = $"\"{ramDir}\"",
             // Native migrations (the baselines) go over the lab link, not loopback.
             ["migration_host"] = $"\"{layout.Address(host)}\"",
             // Both daemons share the machine's cgroup v1 tree; libvirt would name cgroups alike.

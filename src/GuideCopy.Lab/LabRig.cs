@@ -68,24 +68,33 @@ public sealed class LabRig
     /// For test fixtures: the running lab of that name, or a new one. <paramref name="created"/>
     /// tells the fixture whether it owns the lab (and so must take it down).
     /// </summary>
-    public static LabRig EnsureUp(string name, out bool created, string? linkRate = null)
+    public static LabRig EnsureUp(string name, out bool created, string? linkRate = null, bool hugePages = false)
     {
         if (TryAttach(name) is { } lab && lab.Hosts.All(h => h.IsAlive))
         {
+            if (lab.HugePages != hugePages)
+            {
+                throw new LabException($"lab '{name}' is up with guest RAM on {(lab.HugePages ? "hugetlbfs (2 MiB pages)" : "tmpfs (4 KiB pages)")}: " +
+                                       $"take it down ('guidecopy lab down --name {name}') or use another --name");
+            }
+
             created = false;
             return lab;
         }
 
         Down(name);
         created = true;
-        return Up(name, linkRate);
+        return Up(name, linkRate, hugePages: hugePages);
     }
+
+    /// <summary>Guest RAM on both hosts is on hugetlbfs in 2 MiB pages (memory_backing_dir), not tmpfs.</summary>
+    public bool HugePages => A.State.HugePages;
 
     /// <summary>
     /// Brings the lab up. Fails (leaving nothing behind) if it is already up or a tool is missing.
     /// Each host gets half of the machine's CPUs (<see cref="LabCpus"/>) unless <paramref name="sharedCpus"/>.
     /// </summary>
-    public static LabRig Up(string name, string? linkRate = null, Action<string>? log = null, bool sharedCpus = false)
+    public static LabRig Up(string name, string? linkRate = null, Action<string>? log = null, bool sharedCpus = false, bool hugePages = false)
     {
         log ??= _ => { };
         var layout = new LabLayout(name);
@@ -111,7 +120,7 @@ public sealed class LabRig
 
         try
         {
-            return BringUp(layout, linkRate, log, sharedCpus);
+            return BringUp(layout, linkRate, log, sharedCpus, hugePages);
         }
         catch (Exception e)
         {
@@ -121,9 +130,9 @@ public sealed class LabRig
         }
     }
 
-    private static LabRig BringUp(LabLayout layout, string? linkRate, Action<string> log, bool sharedCpus)
+    private static LabRig BringUp(LabLayout layout, string? linkRate, Action<string> log, bool sharedCpus, bool hugePages)
     {
-        var lab = new LabRig(layout, LabBringUp.StartHosts(layout, linkRate, log, sharedCpus));
+        var lab = new LabRig(layout, LabBringUp.StartHosts(layout, linkRate, log, sharedCpus, hugePages));
         foreach (var host in lab.Hosts)
         {
             LabLibvirtd.WaitForLibvirt(host);

@@ -31,4 +31,5 @@ public sealed record LabHostState(
     string HostUuid,
     int HolderPid,
     string? Cpus = null,
-    string? Cgroup = null);
+    string? Cgroup = null,
+    bool HugePages = false);

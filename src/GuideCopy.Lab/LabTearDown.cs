@@ -25,6 +25,8 @@ internal static class LabTearDown
             found |= TearDownHost(layout, hosts?.FirstOrDefault(x => x.Name == h), h, log);
         }
 
+        // Before the state directory goes: it holds what the lab added to the huge page pool.
+        LabHugePages.Release(layout);
         found |= RemoveDirectories(layout);
         return found;
     }

@@ -7,8 +7,9 @@ namespace GuideCopy.Lab;
 /// <param name="WorkMiB">The workload's memory (gc.mib); 0 lets the guest pick its default.</param>
 /// <param name="ExtraCmdline">More kernel command-line keys (gc.ws=..., ...).</param>
 /// <param name="DiskImage">A qcow2 image (on the lab's shared storage) attached as an IDE disk; null: no disk.</param>
+/// <param name="Vcpus">vCPUs; the workload runs one thread per vCPU (gc.threads defaults to the online CPUs).</param>
 public sealed record TestGuestSpec(string Name, string Workload = "memtouch", int MemoryMiB = 512, int WorkMiB = 0, string? ExtraCmdline = null,
-    string? DiskImage = null)
+    string? DiskImage = null, int Vcpus = 1)
 {
     public static readonly string[] Workloads = ["memtouch", "sort", "kv", "textsort", "textzip"];
 
@@ -19,7 +20,7 @@ public sealed record TestGuestSpec(string Name, string Workload = "memtouch", in
 
 /// <summary>
 /// A test guest on a lab host: a Debian kernel and the workload initramfs, booted directly,
-/// RAM a shared file on the host's tmpfs (the backing guide-copy needs), console to a file
+/// RAM a shared file on the host's tmpfs or hugetlbfs (the backing guide-copy needs), console to a file
 /// in the shared directory so its heartbeats can be read wherever it runs.
 /// </summary>
 public sealed class TestGuest
@@ -54,7 +55,7 @@ public sealed class TestGuest
             <domain type='qemu'>
               <name>{{E(spec.Name)}}</name>
               <memory unit='MiB'>{{spec.MemoryMiB}}</memory>
-              <vcpu>1</vcpu>
+              <vcpu>{{spec.Vcpus}}</vcpu>
               <memoryBacking>
                 <source type='file'/>
                 <access mode='shared'/>
@@ -123,6 +124,12 @@ public sealed class TestGuest
         }
 
         StageImages(lab);
+        if (host.State.HugePages)
+        {
+            // The guest, its guide and its destination copy each take the whole RAM in huge pages.
+            LabHugePages.EnsureFree(lab.Layout, 3L * spec.MemoryMiB * (1 << 20) / LabHugePages.PageBytes);
+        }
+
         string console = ConsolePathFor(lab, spec.Name);
         File.Delete(console);
         string xmlFile = Path.Combine(lab.Layout.StateDir, spec.Name + ".xml");

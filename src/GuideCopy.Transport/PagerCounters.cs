@@ -23,6 +23,8 @@ public readonly record struct PagerCounters
     [JsonConverter(typeof(JsonStringEnumConverter<InstallOutcome>))]
     public InstallOutcome? Outcome { get; init; }
     public long PageCount { get; init; }
+    /// <summary>Bytes per page of the registered RAM: 4096 on tmpfs, 2 MiB on hugetlbfs.</summary>
+    public int PageSize { get; init; }
     public long DonePages { get; init; }
     public long Faults { get; init; }
     public long InstalledPages { get; init; }
@@ -61,6 +63,7 @@ public readonly record struct PagerCounters
         {
             Outcome = outcome,
             PageCount = lanes.Registration.PageCount,
+            PageSize = lanes.Registration.PageSize,
             BytesReceived = lanes.BytesReceived,
             Reconnects = lanes.Reconnects,
             LaneErrors = lanes.LaneErrors,

@@ -42,6 +42,13 @@ public sealed class PushOrder
     /// </summary>
     public const int DefaultLocalityWindow = 32;
 
+    /// <summary>
+    /// The window for a page size: the same 128 KiB, at least the next page. With 2 MiB pages a
+    /// window of 32 would queue 64 MiB per fault: on a 512 MiB guest the first few faults' neighbours
+    /// took every page and left the guide's order nothing to push (measured: 0 of 186 pages pushed).
+    /// </summary>
+    public static int LocalityWindowFor(int pageSize) => Math.Max(1, DefaultLocalityWindow * 4096 / pageSize);
+
     /// <summary>The neighbours each demand fault queues (<see cref="DefaultLocalityWindow"/> unless set).</summary>
     public int LocalityWindow => _localityWindow;
 

@@ -21,7 +21,7 @@ internal sealed class ServedRam : IDisposable
             Frozen.Set();
         }
         Sent = new PageBitmap(Ram.PageCount);
-        Order = new PushOrder(Ram.PageCount);
+        Order = new PushOrder(Ram.PageCount, localityWindow: PushOrder.LocalityWindowFor(Ram.PageSize));
         Runs = new PageRuns(Ram, new PagePacker(options.Compression, options.BandwidthBytesPerSecond));
     }
 

@@ -24,4 +24,6 @@ internal sealed record ComparisonPlan(
     bool Json,
     string? PlotDir,
     GuideOptions Guide,
-    PageCompression Compression);
+    PageCompression Compression,
+    int Vcpus = 1,
+    bool HugePages = false);

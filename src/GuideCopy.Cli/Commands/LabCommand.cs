@@ -37,17 +37,36 @@ internal static class LabCommand
         return o;
     }
 
+    /// <summary>The test guest's vCPUs (its workload runs a thread on each): lab boot and compare.</summary>
+    internal static Option<int> VcpusOption()
+    {
+        var o = new Option<int>("--vcpus") { Description = "Guest vCPUs; the workload runs one self-checking thread per vCPU.", DefaultValueFactory = _ => 1 };
+        o.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() is < 1 or > 16)
+            {
+                r.AddError("--vcpus must be 1 to 16");
+            }
+        });
+        return o;
+    }
+
+    /// <summary>Guest RAM on the lab hosts' hugetlbfs (2 MiB pages): lab up and compare.</summary>
+    internal static Option<bool> HugePagesOption() =>
+        new("--huge-pages") { Description = "Guest RAM on each host's hugetlbfs in 2 MiB pages (memory_backing_dir); the lab grows vm.nr_hugepages as guests boot and gives the pages back at lab down." };
+
     private static Command Up()
     {
         var name = NameOption();
         var rate = new Option<string?>("--rate") { Description = "Cap the lab link with tc tbf, e.g. 100mbit (default: uncapped)." };
         var shared = new Option<bool>("--shared-cpus") { Description = "Let both hosts use every CPU (default: host a gets the first half of the CPUs, host b the rest, like two machines)." };
         var journal = new Option<bool>("--journal") { Description = "Run the agents under systemd-cat -t guidecopy-agent, so their lines reach journald with priorities as the unit's do." };
-        var cmd = new Command("up", "Bring the lab up: namespaces, veth link, a libvirtd per host.") { name, rate, shared, journal };
+        var hugePages = HugePagesOption();
+        var cmd = new Command("up", "Bring the lab up: namespaces, veth link, a libvirtd per host.") { name, rate, shared, journal, hugePages };
         cmd.SetAction(p => Cli.Guard(() =>
         {
             string[] launch = p.GetValue(journal) ? JournaledAgentLaunch() : AgentLaunch;
-            var lab = LabRig.Up(p.GetValue(name)!, p.GetValue(rate), Console.WriteLine, p.GetValue(shared));
+            var lab = LabRig.Up(p.GetValue(name)!, p.GetValue(rate), Console.WriteLine, p.GetValue(shared), p.GetValue(hugePages));
             try
             {
                 lab.StartAgents(launch, NativeBuild.Shim, Console.WriteLine);
@@ -132,19 +151,21 @@ internal static class LabCommand
         var memory = new Option<int>("--memory") { Description = "Guest RAM in MiB.", DefaultValueFactory = _ => 512 };
         var wait = new Option<int>("--heartbeats") { Description = "Wait for this many heartbeats and print them (0: do not wait).", DefaultValueFactory = _ => 3 };
         var guestArgs = new Option<string?>("--guest-args") { Description = "More guest kernel command-line keys, e.g. 'gc.verify_every=64 gc.ws=32'." };
-        var cmd = new Command("boot", "Define and start a test guest on a lab host (file RAM on the host's tmpfs) and show its heartbeats.")
+        var vcpus = VcpusOption();
+        var cmd = new Command("boot", "Define and start a test guest on a lab host (file RAM on the host's tmpfs, or its hugetlbfs) and show its heartbeats.")
         {
-            name, host, workload, domain, memory, wait, guestArgs,
+            name, host, workload, domain, memory, wait, guestArgs, vcpus,
         };
         cmd.SetAction(p => Cli.Guard(() =>
         {
             var lab = LabRig.Attach(p.GetValue(name)!);
             var h = lab.Hosts.FirstOrDefault(x => x.Name == p.GetValue(host))
                     ?? throw new LabException($"no lab host '{p.GetValue(host)}': use a or b");
-            var spec = new TestGuestSpec(p.GetValue(domain) ?? $"gc-{p.GetValue(workload)}", p.GetValue(workload)!, p.GetValue(memory), ExtraCmdline: p.GetValue(guestArgs));
+            var spec = new TestGuestSpec(p.GetValue(domain) ?? $"gc-{p.GetValue(workload)}", p.GetValue(workload)!, p.GetValue(memory), ExtraCmdline: p.GetValue(guestArgs),
+                Vcpus: p.GetValue(vcpus));
             var started = DateTime.UtcNow;
             var guest = TestGuest.Boot(lab, h, spec);
-            Console.WriteLine($"booted {spec.Name} on host {h.Name} ({spec.Workload}, {spec.MemoryMiB} MiB); console {guest.ConsolePath}");
+            Console.WriteLine($"booted {spec.Name} on host {h.Name} ({spec.Workload}, {spec.MemoryMiB} MiB{(h.State.HugePages ? " in 2 MiB pages" : "")}, {spec.Vcpus} vCPU); console {guest.ConsolePath}");
             int n = p.GetValue(wait);
             if (n > 0)
             {
@@ -189,9 +210,9 @@ internal static class LabCommand
     }
 
     /// <summary>The running lab with its agents, or a new one; <paramref name="created"/> says whether to take it down after.</summary>
-    internal static LabRig EnsureLabWithAgents(string name, out bool created, Action<string>? log = null)
+    internal static LabRig EnsureLabWithAgents(string name, out bool created, Action<string>? log = null, bool hugePages = false)
     {
-        var lab = LabRig.EnsureUp(name, out created);
+        var lab = LabRig.EnsureUp(name, out created, hugePages: hugePages);
         if (created || lab.Hosts.Any(h => !File.Exists(h.AgentSocket)))
         {
             try
@@ -234,7 +255,7 @@ internal static class LabCommand
 
     private static void PrintStatus(LabRig lab)
     {
-        Console.WriteLine($"lab {lab.State.Name}: link {(lab.State.LinkRate ?? "uncapped")}, shared dir {lab.SharedDir}");
+        Console.WriteLine($"lab {lab.State.Name}: link {(lab.State.LinkRate ?? "uncapped")}, guest RAM on {(lab.HugePages ? "hugetlbfs (2 MiB pages)" : "tmpfs")}, shared dir {lab.SharedDir}");
         foreach (var h in lab.Hosts)
         {
             var doms = h.IsAlive ? h.DomainNames() : [];

@@ -1,5 +1,6 @@
 using GuideCopy.Migration.Host;
 using LibvirtSharp;
+using Mono.Unix.Native;
 
 namespace GuideCopy.Migration.Agent;
 
@@ -48,8 +49,33 @@ public static class HostFactsReader
 
         // DriveInfo resolves the mount holding the path and reports its fs type from /proc/self/mountinfo.
         var drive = new DriveInfo(path);
-        return (drive.DriveFormat, drive.AvailableFreeSpace);
+        return drive.DriveFormat == "hugetlbfs" ? ("hugetlbfs", HugePagesAvailable(path)) : (drive.DriveFormat, drive.AvailableFreeSpace);
     }
+
+    /// <summary>
+    /// Bytes of huge pages a new mapping can still get: a hugetlbfs mount without size= reports no
+    /// free blocks (hugetlbfs_statfs fills them only from a size limit), so this reads the pool of
+    /// the mount's page size; pages reserved by mappings not yet touched (resv) are not free.
+    /// </summary>
+    private static long HugePagesAvailable(string path)
+    {
+        if (Syscall.statvfs(path, out var st) != 0)
+        {
+            return 0;
+        }
+
+        long pageBytes = (long)st.f_bsize;
+        if (st.f_blocks > 0)
+        {
+            return (long)st.f_bavail * pageBytes;
+        }
+
+        string pool = $"/sys/kernel/mm/hugepages/hugepages-{pageBytes >> 10}kB/";
+        return Math.Max(0, ReadNumber(pool + "free_hugepages") - ReadNumber(pool + "resv_hugepages")) * pageBytes;
+    }
+
+    private static long ReadNumber(string file) =>
+        File.Exists(file) && long.TryParse(File.ReadAllText(file).Trim(), System.Globalization.CultureInfo.InvariantCulture, out long n) ? n : 0;
 
     private static string ReadSysctl(string name)
     {

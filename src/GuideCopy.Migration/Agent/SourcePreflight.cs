@@ -3,12 +3,16 @@ using GuideCopy.Migration.Definitions;
 using GuideCopy.Migration.Host;
 using LibvirtSharp;
 using LibvirtSharp.Native;
+using Mono.Unix.Native;
 
 namespace GuideCopy.Migration.Agent;
 
 /// <summary>The source host's preflight: what the controller learns of a domain before anything of it is touched.</summary>
 public static class SourcePreflight
 {
+    /// <summary>The largest page guide-copy moves: x86's 2 MiB huge page.</summary>
+    private const ulong MaxPageBytes = 2 << 20;
+
     /// <summary>Everything about the domain the controller needs before it pauses anything.</summary>
     public static SourcePrepareResult Prepare(AgentOptions o, string name)
     {
@@ -37,6 +41,13 @@ public static class SourcePreflight
                 if (fs is not ("tmpfs" or "hugetlbfs"))
                 {
                     problems.Add($"domain '{name}': its RAM file {ramPath} is on {fs}; userfaultfd MISSING mode needs tmpfs or hugetlbfs: point memory_backing_dir in qemu.conf at one");
+                }
+                else if (fs == "hugetlbfs" && Syscall.statvfs(ramPath, out var st) == 0 && st.f_bsize > MaxPageBytes)
+                {
+                    // A page moves whole (one fault, one frame, one UFFDIO_COPY): a 1 GiB page would
+                    // be a 1 GiB frame and a stall of seconds on the first touch of any byte of it.
+                    problems.Add($"domain '{name}': its RAM is on {st.f_bsize >> 20} MiB huge pages; guide-copy moves pages of at most 2 MiB: " +
+                                 "mount the hugetlbfs of memory_backing_dir with pagesize=2M, or move this VM with --mode postcopy-preempt or --mode precopy");
                 }
             }
         }

@@ -32,7 +32,7 @@ public static class BaselinePages
         // Every page crossed at least once: the re-sends come out of the "background" (pre-copy's passes).
         long background = normal.Value - demand - Math.Min(duplicate, normal.Value - demand);
         long zeroOnce = zero.Value - Math.Max(0, duplicate - (normal.Value - demand));
-        return new PageCounts(total, demand, 0, 0, background, zeroOnce, duplicate);
+        return new PageCounts(total, demand, 0, 0, background, zeroOnce, duplicate, PageSize: (int)pageSize.Value);
     }
 
     private static long? Number(IReadOnlyDictionary<string, object> stats, string key) =>

@@ -30,7 +30,7 @@ internal sealed class GuideCopyReportBuilder(MigrationRun run)
     /// </summary>
     public MigrationReport Completed(DestinationStatus status, SourceFinishResult? served, string? sourceNote, double totalSeconds, GuestReadout guest)
     {
-        var timeline = new MigrationTimeline(guest.Work, run.PageSamples, Plan.BandwidthBytesPerSecond);
+        var timeline = new MigrationTimeline(guest.Work, run.PageSamples, Plan.BandwidthBytesPerSecond, status.Pages.PageSize > 0 ? status.Pages.PageSize : 4096);
         // The switchover's reply can be lost while the source still committed (its agent died
         // right after deciding): the migration is followed all the same, without its figures.
         var switched = run.Switchover!.Reply;

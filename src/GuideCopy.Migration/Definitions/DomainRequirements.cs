@@ -22,13 +22,15 @@ public static class DomainRequirements
                          "(QEMU's x-ignore-shared and the destination's userfaultfd need a shared mapping)");
         }
 
-        // The page server, the pager and the guide move 4 KiB pages (PageServerOptions.PageSize is
-        // not set from the domain): a hugetlbfs-backed guest would pass every other check and then
-        // be refused by the pager mid-migration, so it is refused here, before anything pauses.
+        // With <hugepages/> libvirt gives QEMU a directory as mem-path (qemuGetDomainHugepagePath):
+        // QEMU's RAM is then an unlinked temp file the source cannot hold, and libvirt sets
+        // prealloc=on, which would fault every page into the destination's pager before the
+        // device state exists. Huge pages as a named file come from memory_backing_dir on hugetlbfs.
         if (d.UsesHugepages)
         {
-            problems.Add($"domain '{d.Name}': guest RAM is on huge pages (<hugepages/> in <memoryBacking>), which guide-copy does not move yet; " +
-                         "remove <hugepages/> (and restart the VM), or move this VM with --mode postcopy-preempt or --mode precopy");
+            problems.Add($"domain '{d.Name}': <hugepages/> makes libvirt give QEMU unnamed, preallocated RAM, which guide-copy cannot serve; " +
+                         "for 2 MiB pages remove <hugepages/> and point memory_backing_dir in qemu.conf at a hugetlbfs mount (on both hosts), " +
+                         "or move this VM with --mode postcopy-preempt or --mode precopy");
         }
 
         return problems;

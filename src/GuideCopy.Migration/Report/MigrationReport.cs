@@ -31,14 +31,15 @@ public enum MigrationOutcome
 /// reconnect; pre-copy's re-sent dirty pages): pages that crossed the wire more than once.
 /// Present: found already in place when a restarted agent took the migration over.
 /// </summary>
-public sealed record PageCounts(long Total, long Demand, long Guide, long Locality, long Background, long Zero, long Duplicate, long Present = 0)
+/// <param name="PageSize">Bytes per page (4096; 2 MiB for RAM on hugetlbfs): counts times this are bytes of RAM.</param>
+public sealed record PageCounts(long Total, long Demand, long Guide, long Locality, long Background, long Zero, long Duplicate, long Present = 0, int PageSize = 4096)
 {
     /// <summary>The pages the categories account for (Total when the report adds up).</summary>
     public long Accounted => Demand + Guide + Locality + Background + Zero + Present;
 
     /// <summary>The report's page categories from the destination's counters (guide mode).</summary>
     public static PageCounts From(PagerCounters c) => new(c.PageCount, c.DemandPages, c.PushPages, c.LocalityPages,
-        c.BackgroundPages, c.ZeroOrRemovedPages, c.DuplicatePages, c.PresentAtStart);
+        c.BackgroundPages, c.ZeroOrRemovedPages, c.DuplicatePages, c.PresentAtStart, c.PageSize > 0 ? c.PageSize : 4096);
 }
 
 /// <summary>

@@ -34,7 +34,7 @@ public sealed class TestGuestTests
             Assert.That(beats.Select(b => b.Seq), Is.Ordered.Ascending);
 
             // The RAM is a shared file in the host's own tmpfs, where guide-copy needs it.
-            string ramFiles = host.Check("find", LabHost.RamDir, "-name", "pc.ram");
+            string ramFiles = host.Check("find", host.RamDir, "-name", "pc.ram");
             Assert.That(ramFiles, Does.Contain(domain));
         }
         finally

@@ -138,7 +138,7 @@ public sealed class FaultMatrixTests
     /// <summary>The source agent's own links to frozen RAM (SourceSide keeps them under RamDir/guidecopy-frozen).</summary>
     private static string[] FrozenLinks(LabHost h)
     {
-        string dir = $"{h.RootPath}{LabHost.RamDir}/guidecopy-frozen";
+        string dir = $"{h.RootPath}{h.RamDir}/guidecopy-frozen";
         return Directory.Exists(dir) ? Directory.GetFiles(dir) : [];
     }
 

@@ -71,4 +71,34 @@ public sealed class GuideModeMigrationTests
             TestGuest.Remove(_lab, domain);
         }
     }
+
+    /// <summary>
+    /// Two vCPUs, each running its own kv worker with its own self-check (gc.threads defaults to
+    /// the online CPUs): every worker's memory must come over right, whichever vCPU faults on it.
+    /// </summary>
+    [Test]
+    public void TwoVcpuGuestHopsWithEveryWorkersChecksumsOk()
+    {
+        const string domain = "hop-2cpu";
+        var guest = TestGuest.Boot(_lab, _lab.A, new TestGuestSpec(domain, "kv", MemoryMiB: 256, Vcpus: 2));
+        try
+        {
+            guest.WaitForHeartbeats(2, TimeSpan.FromSeconds(120));
+            Assert.That(File.ReadAllText(guest.ConsolePath), Does.Contain("threads=2"), "one worker per vCPU");
+            foreach (var (from, to, guide) in new[] { ("a", "b", "on"), ("b", "a", "off") })
+            {
+                var (rc, report, err) = MigrationLab.Migrate(_lab, domain, from, to, "--observe", "0", "--guide", guide);
+                Assert.That(rc, Is.EqualTo(0), err);
+                Assert.That(report!.Outcome, Is.EqualTo(MigrationOutcome.Completed));
+                Assert.That(report.Pages!.Accounted, Is.EqualTo(report.Pages.Total));
+                Assert.That(report.Guest?.ChecksOk, Is.True, "every worker's self-check after the hop");
+                MigrationLab.AssertOnlyOn(_lab, domain, to == "a" ? _lab.A : _lab.B);
+                MigrationLab.AssertHeartbeatsContinue(guest);
+            }
+        }
+        finally
+        {
+            TestGuest.Remove(_lab, domain);
+        }
+    }
 }

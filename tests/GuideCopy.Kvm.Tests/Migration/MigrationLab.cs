@@ -52,7 +52,7 @@ internal static class MigrationLab
         }
 
         // The old copy's RAM file went with its QEMU.
-        string ram = $"{other.RootPath}{LabHost.RamDir}/libvirt/qemu";
+        string ram = $"{other.RootPath}{other.RamDir}/libvirt/qemu";
         Assert.That(Directory.Exists(ram) ? Directory.GetDirectories(ram).Where(d => d.EndsWith("-" + domain)) : [], Is.Empty,
             $"RAM files of {domain} left on {other.Name}");
     }

@@ -102,7 +102,7 @@ public sealed class SecureLaneTests
     /// <summary>Pages made entirely of <see cref="LaneRelay.ForgedByte"/> in the guest's RAM file on <paramref name="host"/>.</summary>
     private static int ForgedPagesIn(LabHost host)
     {
-        string ram = Directory.GetFiles($"{host.RootPath}{LabHost.RamDir}/libvirt/qemu", "pc.ram", SearchOption.AllDirectories).Single();
+        string ram = Directory.GetFiles($"{host.RootPath}{host.RamDir}/libvirt/qemu", "pc.ram", SearchOption.AllDirectories).Single();
         using var f = File.OpenRead(ram);
         var page = new byte[4096];
         int forged = 0;

@@ -27,7 +27,8 @@ public sealed class DomainRequirementsTests
     {
         var problems = DomainRequirements.Check(DomainDefinition.Parse(Domain("<hugepages/><source type='file'/><access mode='shared'/>")));
         Assert.That(problems, Has.Count.EqualTo(1));
-        Assert.That(problems[0], Does.Contain("huge pages").And.Contain("remove <hugepages/>").And.Contain("--mode postcopy-preempt"));
+        Assert.That(problems[0], Does.Contain("<hugepages/>").And.Contain("remove <hugepages/>").And.Contain("memory_backing_dir").And.Contain("hugetlbfs")
+            .And.Contain("--mode postcopy-preempt"));
     }
 
     [Test]

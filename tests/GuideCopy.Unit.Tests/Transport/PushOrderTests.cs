@@ -19,6 +19,11 @@ public class PushOrderTests
         return got;
     }
 
+    [TestCase(4096, 32, Description = "128 KiB of 4 KiB pages")]
+    [TestCase(2 << 20, 1, Description = "2 MiB pages: the next page only, not 64 MiB")]
+    public void LocalityWindowIsTheSameBytesForEveryPageSize(int pageSize, int window) =>
+        Assert.That(PushOrder.LocalityWindowFor(pageSize), Is.EqualTo(window));
+
     [Test]
     public void QueueThenLocalityThenBackground()
     {
