@@ -10,6 +10,7 @@ foreach (var command in new[]
     DemoCommand.Create(),
     AgentCommand.Create(),
     MigrateCommand.Create(),
+    EvacuateCommand.Create(),
     CheckCommand.Create(),
     JobCommands.Jobs(),
     JobCommands.Job(),

@@ -83,11 +83,43 @@ public sealed class PageServer : IDisposable
         }
     }
 
+    /// <summary>
+    /// A listening socket on the first free port of [port, port + count). SO_REUSEADDR only, set
+    /// raw: .NET's ReuseAddress also sets SO_REUSEPORT on Linux, with which two migrations' page
+    /// servers both bound one port and the kernel handed each one's lanes to either (measured: an
+    /// evacuation's second migration timed out in its handshakes). SO_REUSEADDR alone lets a
+    /// restarted agent bind its port again past the old connections' TIME_WAIT.
+    /// </summary>
+    private static Socket Bind(IPEndPoint first, int count)
+    {
+        for (int i = 0; ; i++)
+        {
+            var s = new Socket(first.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            s.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
+            try
+            {
+                s.Bind(new IPEndPoint(first.Address, first.Port + i));
+                return s;
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse && i + 1 < count)
+            {
+                s.Dispose();
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+            {
+                s.Dispose();
+                throw new IOException(count == 1
+                    ? $"page port {first} is in use"
+                    : $"every page port {first.Port}-{first.Port + count - 1} on {first.Address} is in use: {count} migrations are served from this host already", e);
+            }
+        }
+    }
+
+    private const int SolSocket = 1, SoReuseAddr = 2; // <asm-generic/socket.h>
+
     public void Start()
     {
-        _listener = new Socket(_options.Listen.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        _listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-        _listener.Bind(_options.Listen);
+        _listener = Bind(_options.Listen, Math.Max(1, _options.ListenPorts));
         _listener.Listen(16);
         _acceptThread = new Thread(AcceptLoop) { IsBackground = true, Name = "pages-accept" };
         _acceptThread.Start();

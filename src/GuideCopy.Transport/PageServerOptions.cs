@@ -13,10 +13,25 @@ public sealed class PageServerOptions
     /// <summary>Where to listen; port 0 picks one (see <see cref="PageServer.LocalEndPoint"/>).</summary>
     public IPEndPoint Listen { get; init; } = new(IPAddress.Any, DefaultPort);
 
+    /// <summary>
+    /// Ports tried from <see cref="Listen"/>'s up, the first free one taken: one page server per
+    /// migration a host serves at once (an evacuation runs several). 1: that port or nothing (a
+    /// restarted agent must serve on the port its destination already knows).
+    /// </summary>
+    public int ListenPorts { get; init; } = 1;
+
+    /// <summary>Ports an agent's page servers take from Agent:PageListen's up: migrations it can serve at once (7171-7234 by default).</summary>
+    public const int AgentListenPorts = 64;
+
     /// <summary>The page port the agent's Agent:PageListen defaults to (docs/configuration.md) and the firewall opens.</summary>
     public const int DefaultPort = 7171;
     /// <summary>Cap on push/locality/background bytes per second; 0 = none. Never applied to demand pages.</summary>
     public long BandwidthBytesPerSecond { get; init; }
+    /// <summary>
+    /// Push lanes naming the same group in this process share <see cref="BandwidthBytesPerSecond"/>
+    /// between them (an evacuation's budget on its source host); null: this server's own cap.
+    /// </summary>
+    public string? BandwidthGroup { get; init; }
     /// <summary>Whether page runs are LZ4-packed on the lanes (<see cref="PagePacker"/>); the pager reads both forms.</summary>
     public PageCompression Compression { get; init; } = PageCompression.Auto;
     /// <summary>Page size of the RAM file (4096 for tmpfs, 2 MiB for hugetlbfs).</summary>

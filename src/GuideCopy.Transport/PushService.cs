@@ -9,7 +9,7 @@ namespace GuideCopy.Transport;
 /// </summary>
 internal sealed class PushService(ServedRam served, OpenLanes lanes, HoleAnnouncer holes)
 {
-    private readonly LanePacer _pacer = new(served.Options.BandwidthBytesPerSecond);
+    private readonly LanePacer _pacer = LanePacer.ForGroup(served.Options.BandwidthGroup, served.Options.BandwidthBytesPerSecond);
     private long _push, _locality, _background, _resumes;
 
     public long PushPages => Interlocked.Read(ref _push);

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using GuideCopy.Cli.Configuration;
 using GuideCopy.Cli.GuestWatch;
+using GuideCopy.Cli.HostCost;
 using GuideCopy.Lab;
 using GuideCopy.Migration.Agent;
 using GuideCopy.Migration.Controller;
@@ -36,9 +37,11 @@ internal static class CompareCommand
         var name = LabCommand.NameOption();
         var compress = MigrateCommand.CompressOption();
         var config = AgentCommand.ConfigOption();
+        var vcpus = LabCommand.VcpusOption();
+        var hugePages = LabCommand.HugePagesOption();
         var cmd = new Command("compare", "Migrate one lab guest back and forth once per mode and print the reports side by side.")
         {
-            workload, modes, rate, bandwidth, memory, settle, json, guestArgs, timeout, plot, name, compress, config,
+            workload, modes, rate, bandwidth, memory, settle, json, guestArgs, timeout, plot, name, compress, config, vcpus, hugePages,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -65,7 +68,8 @@ internal static class CompareCommand
             }
 
             var plan = new ComparisonPlan(labName, list, p.GetValue(workload)!, p.GetValue(memory), p.GetValue(guestArgs), p.GetValue(rate),
-                p.GetValue(bandwidth), p.GetValue(settle), p.GetValue(timeout), p.GetValue(json), p.GetValue(plot), guideOptions, compression);
+                p.GetValue(bandwidth), p.GetValue(settle), p.GetValue(timeout), p.GetValue(json), p.GetValue(plot), guideOptions, compression,
+                p.GetValue(vcpus), p.GetValue(hugePages));
             return await RunAsync(plan, ct);
         });
         return cmd;
@@ -78,9 +82,10 @@ internal static class CompareCommand
         var reports = new List<MigrationReport>();
         try
         {
-            var lab = LabCommand.EnsureLabWithAgents(plan.LabName, out created);
+            var lab = LabCommand.EnsureLabWithAgents(plan.LabName, out created, hugePages: plan.HugePages);
             lab.SetLinkRate(plan.Rate);
-            var spec = new TestGuestSpec($"cmp-{plan.Workload}", plan.Workload, plan.MemoryMiB, ExtraCmdline: plan.GuestArgs);
+            var spec = new TestGuestSpec($"cmp-{plan.Workload}", plan.Workload, plan.MemoryMiB, ExtraCmdline: plan.GuestArgs,
+                Vcpus: plan.Vcpus);
             TestGuest.Remove(lab, spec.Name);
             var guest = TestGuest.Boot(lab, lab.A, spec);
             guest.WaitForHeartbeats(3, TimeSpan.FromSeconds(120));
@@ -91,7 +96,14 @@ internal static class CompareCommand
                 // The guest runs undisturbed before each migration: the "before" window.
                 await Task.Delay(TimeSpan.FromSeconds(plan.SettleSeconds), ct);
                 string there = here == "a" ? "b" : "a";
+                using var cost = variant.StartsWith("guide", StringComparison.Ordinal) ? AgentCost.Start(lab) : null;
                 var report = await MigrateOnceAsync(plan, variant, spec.Name, here, there, secret, ct);
+                if (cost?.Stop() is { } figures)
+                {
+                    report = AgentCost.AddTo(report, figures);
+                    Console.Error.WriteLine($"compare: {variant}: {AgentCost.Describe(figures)}");
+                }
+
                 reports.Add(report);
                 Console.Error.WriteLine($"compare: {variant}: {report.Outcome}, {report.TotalSeconds:0.0} s, downtime {report.DowntimeMs:0} ms, " +
                     $"faults {report.DestinationFaults?.Faults}, stall {report.DestinationFaults?.StallTotalMs:0} ms, " +

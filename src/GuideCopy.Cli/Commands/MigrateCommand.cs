@@ -163,14 +163,8 @@ internal static class MigrateCommand
     internal static MigrationTarget ResolveTarget(string text, string? agentOverride, out string? secretFile)
     {
         secretFile = null;
-        if (text.StartsWith("lab:", StringComparison.Ordinal))
+        if (LabTarget(text) is var (lab, host))
         {
-            string rest = text[4..];
-            string labName = rest.Contains('/') ? rest[..rest.IndexOf('/')] : LabRig.NameFromEnvironment();
-            string hostName = rest.Contains('/') ? rest[(rest.IndexOf('/') + 1)..] : rest;
-            var lab = LabRig.Attach(labName);
-            var host = lab.Hosts.FirstOrDefault(h => h.Name == hostName)
-                ?? throw new LabException($"lab '{labName}' has no host '{hostName}': use a or b");
             secretFile = lab.SecretFile;
             return new MigrationTarget(text, host.LibvirtUri,
                 agentOverride is null ? new AgentEndpoint(host.AgentSocket, null, 0) : AgentEndpoint.Parse(agentOverride),
@@ -187,6 +181,23 @@ internal static class MigrateCommand
             : local ? new AgentEndpoint("/run/guidecopy/agent.sock", null, 0)
             : new AgentEndpoint(null, uri.Host, AgentEndpoint.DefaultControlPort);
         return new MigrationTarget(text, text, agent, text, local ? null : uri.Host);
+    }
+
+    /// <summary>The lab and host a lab:a or lab:NAME/a target names; null for a libvirt URI.</summary>
+    internal static (LabRig Lab, LabHost Host)? LabTarget(string text)
+    {
+        if (!text.StartsWith("lab:", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        string rest = text[4..];
+        string labName = rest.Contains('/') ? rest[..rest.IndexOf('/')] : LabRig.NameFromEnvironment();
+        string hostName = rest.Contains('/') ? rest[(rest.IndexOf('/') + 1)..] : rest;
+        var lab = LabRig.Attach(labName);
+        var host = lab.Hosts.FirstOrDefault(h => h.Name == hostName)
+            ?? throw new LabException($"lab '{labName}' has no host '{hostName}': use a or b");
+        return (lab, host);
     }
 
     /// <summary>A plain number is MiB/s (virsh's unit); or 100mbit, 1gbit, 12MiB/s, 12MB/s, 12M (10^6 bytes/s), 500B/s.</summary>

@@ -20,9 +20,10 @@ public sealed record SourcePrepareResult(
 /// Before the pause, on the source: the page server listening (serving nothing until the freeze),
 /// the frozen-RAM link, libvirt handles, QEMU's capabilities and the device-state socket.
 /// </summary>
-/// <summary>KeepDefinition: the source's persistent definition stays when its copy is removed (virsh migrate without --undefinesource).</summary>
+/// <summary>KeepDefinition: the source's persistent definition stays when its copy is removed (virsh migrate without --undefinesource).
+/// BandwidthGroup: the migrations naming it share BandwidthBytesPerSecond on this source (an evacuation); null: this one's own cap.</summary>
 public sealed record SourceArmRequest(string MigrationId, string Domain, long BandwidthBytesPerSecond, bool Push, bool ClearTextLanes = false, bool KeepDefinition = false,
-    PageCompression Compression = PageCompression.Auto);
+    PageCompression Compression = PageCompression.Auto, string? BandwidthGroup = null);
 
 public sealed record SourceArmResult(string PageServer, ulong SessionId, long PageCount, string Lanes, double ArmMs);
 

@@ -40,12 +40,19 @@ public sealed partial class SourceSide
             Stage = MigrationStage.Preflight, Note = "armed", StartedAt = Entry?.StartedAt ?? DateTimeOffset.UtcNow,
             Persistent = prepared.Persistent, PageListen = Options.PageListen, PageSize = pageSize, FrozenRam = frozen,
             BandwidthBytesPerSecond = req.BandwidthBytesPerSecond, ClearTextLanes = req.ClearTextLanes, KeepDefinition = req.KeepDefinition,
-            Compression = req.Compression,
+            Compression = req.Compression, BandwidthGroup = req.BandwidthGroup,
         });
-        _server = StartServer(frozen, pageSize, req.BandwidthBytesPerSecond, req.Push, 0, armed: true);
+        _server = StartServer(frozen, pageSize, req.BandwidthBytesPerSecond, req.Push, 0, Options.PageListen, PageServerOptions.AgentListenPorts, armed: true);
+        // The port taken (several migrations at once take several): a restarted agent serves on it again.
+        string listen = $"{IPEndPoint.Parse(Options.PageListen).Address}:{_server.LocalEndPoint.Port}";
+        if (listen != Options.PageListen)
+        {
+            Record(Entry! with { PageListen = listen });
+        }
+
         _save = DeviceStateTransfer.ArmSave(_domain, Path.Combine(domainDir, "devstate.sock"), Qemu.Gid);
         Log($"{Id}: armed: page server on {_server.LocalEndPoint} ({_server.PageCount} pages of {pageSize} B), device-state socket listening");
-        return Task.FromResult(new SourceArmResult(Options.AdvertisedPageEndpoint(), _server.SessionId, _server.PageCount,
+        return Task.FromResult(new SourceArmResult(Options.AdvertisedPageEndpoint(_server.LocalEndPoint.Port), _server.SessionId, _server.PageCount,
             Handshake.Describe(ProtectionOf(Entry)), Math.Round(sw.Elapsed.TotalMilliseconds, 1)));
     }
 
@@ -61,13 +68,14 @@ public sealed partial class SourceSide
         return 4096;
     }
 
-    private PageServer StartServer(string frozen, int pageSize, long bandwidth, bool push, ulong sessionId, bool armed = false)
+    private PageServer StartServer(string frozen, int pageSize, long bandwidth, bool push, ulong sessionId, string listen, int listenPorts, bool armed = false)
     {
         var server = new PageServer(frozen, new PageServerOptions
         {
             Secret = MigrationKey,
             Protection = ProtectionOf(Entry),
-            Listen = IPEndPoint.Parse(Options.PageListen),
+            Listen = IPEndPoint.Parse(listen),
+            ListenPorts = listenPorts,
             BandwidthBytesPerSecond = bandwidth,
             PushEnabled = push,
             PageSize = pageSize,
@@ -75,6 +83,7 @@ public sealed partial class SourceSide
             SessionId = sessionId,
             Armed = armed,
             Compression = Entry?.Compression ?? PageCompression.Auto,
+            BandwidthGroup = Entry?.BandwidthGroup,
         })
         {
             Log = m => Log($"{Id}: page server: {m}"),

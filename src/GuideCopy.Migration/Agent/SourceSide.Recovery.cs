@@ -36,7 +36,9 @@ public sealed partial class SourceSide
                 side.Abort("the source agent restarted before the commit point");
                 return null;
             case MigrationStage.Committed when entry.FrozenRam is { } frozen && File.Exists(frozen):
-                side._server = side.StartServer(frozen, entry.PageSize, entry.BandwidthBytesPerSecond, push: true, entry.SessionId);
+                // The port it served on before: the destination's pager reconnects there.
+                side._server = side.StartServer(frozen, entry.PageSize, entry.BandwidthBytesPerSecond, push: true, entry.SessionId,
+                    entry.PageListen ?? side.Options.PageListen, listenPorts: 1);
                 log.Info($"{entry.Id}: found a committed migration of {entry.Domain}: serving {frozen} again (session {entry.SessionId:x16})");
                 return side;
             case MigrationStage.Committed:

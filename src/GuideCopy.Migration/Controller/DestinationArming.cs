@@ -42,7 +42,7 @@ internal sealed class DestinationArming(MigrationRun run)
                 }
             }
 
-            sourceArmed = await src.ArmSourceAsync(new SourceArmRequest(run.Id, Plan.Domain, Plan.BandwidthBytesPerSecond, Plan.Push, Plan.ClearTextLanes, Plan.KeepSourceDefinition, Plan.Compression), ct);
+            sourceArmed = await src.ArmSourceAsync(new SourceArmRequest(run.Id, Plan.Domain, Plan.BandwidthBytesPerSecond, Plan.Push, Plan.ClearTextLanes, Plan.KeepSourceDefinition, Plan.Compression, Plan.BandwidthGroup), ct);
             run.Clock.Phases["sourceArm"] = sourceArmed.ArmMs;
         }
         finally

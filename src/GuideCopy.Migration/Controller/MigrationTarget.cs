@@ -33,13 +33,15 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 /// <param name="MaxDowntime">Guide mode: the destination refuses the commit (the source resumes) if the pause lasted longer than this up to the device state's load (migrate --max-downtime).</param>
 /// <param name="KeepSourceDefinition">The source's persistent definition stays, shut off, when its copy is removed (virsh's default without --undefinesource).</param>
 /// <param name="Compression">Guide mode: whether the page server LZ4-packs page runs (migrate --compress).</param>
+/// <param name="BandwidthGroup">Guide mode: migrations naming the same group share <paramref name="BandwidthBytesPerSecond"/> on their source host (evacuate --bandwidth); null: their own cap.</param>
 public sealed record MigrationPlan(
     string Domain, MigrationTarget From, MigrationTarget To, string Mode, long BandwidthBytesPerSecond, byte[] Secret,
     bool Push = true, IGuestWatch? GuestWatch = null, TimeSpan? ObserveAfter = null, Func<Task>? BeforeCommit = null,
     GuideOptions? Guide = null, TimeSpan? Timeout = null, Func<Task>? AfterCommit = null,
     IAgentConnector? Agents = null, Func<Task>? BeforeSwitchover = null, TimeSpan? CommitAsk = null,
     bool ClearTextLanes = false, Func<string, string>? PageServerRoute = null,
-    TimeSpan? MaxDowntime = null, bool KeepSourceDefinition = false, PageCompression Compression = PageCompression.Auto);
+    TimeSpan? MaxDowntime = null, bool KeepSourceDefinition = false, PageCompression Compression = PageCompression.Auto,
+    string? BandwidthGroup = null);
 
 /// <summary>Live progress for a terminal.</summary>
 public sealed record MigrationProgress(string Phase, long PagesDone, long PagesTotal, long Faults, long BytesOnWire, double Seconds);

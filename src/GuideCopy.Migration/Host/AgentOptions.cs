@@ -143,11 +143,11 @@ public sealed class AgentOptions
     /// <summary>
     /// ADDR:PORT the destination's pager is told to reach this agent's page server at:
     /// <see cref="AdvertiseAddress"/> (else the first IPv4 address of an interface that is up
-    /// and not loopback) and <see cref="PageListen"/>'s port.
+    /// and not loopback) and <paramref name="port"/> (a migration's page server), else <see cref="PageListen"/>'s.
     /// </summary>
-    public string AdvertisedPageEndpoint()
+    public string AdvertisedPageEndpoint(int? port = null)
     {
-        int port = IPEndPoint.Parse(PageListen).Port;
+        port ??= IPEndPoint.Parse(PageListen).Port;
         string address = AdvertiseAddress;
         if (address.Length == 0)
         {

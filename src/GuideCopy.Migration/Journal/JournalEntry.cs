@@ -45,6 +45,9 @@ public sealed record JournalEntry
     /// <summary>The push cap, kept so a restarted page server honours it too (bytes/s, 0: none).</summary>
     public long BandwidthBytesPerSecond { get; init; }
 
+    /// <summary>The bandwidth group whose budget the push shares (an evacuation), kept for a restarted page server; null: its own.</summary>
+    public string? BandwidthGroup { get; init; }
+
     public long SuspendedAtUnixMs { get; init; }
 
     /// <summary>Page lanes in clear text (an explicit --insecure-lanes): a restarted agent serves or fetches the same way.</summary>
