@@ -120,6 +120,44 @@ public static class ReportPlots
         Save(plot, file);
     }
 
+    /// <summary>One line of a neighbour's throughput: its label, seconds from the first migration's start and Mbit/s, and when the last migration ended.</summary>
+    public sealed record NeighbourLine(string Label, double[] T, double[] Mbit, double MigrationsEndT);
+
+    /// <summary>
+    /// Another tenant's TCP stream on the link during evacuations, one line per run, 0 s the first
+    /// migration's start; each run's end marked; the budget the migrations were given as a line.
+    /// </summary>
+    public static void NeighbourThroughput(IReadOnlyList<NeighbourLine> runs, double budgetMbit, string file)
+    {
+        var plot = new Plot();
+        for (int i = 0; i < runs.Count; i++)
+        {
+            var line = plot.Add.ScatterLine(runs[i].T, runs[i].Mbit);
+            line.LegendText = runs[i].Label;
+            line.LineWidth = 2;
+            var end = plot.Add.VerticalLine(runs[i].MigrationsEndT);
+            end.LinePattern = LinePattern.Dotted;
+            end.Color = line.Color;
+        }
+
+        var start = plot.Add.VerticalLine(0);
+        start.LinePattern = LinePattern.Dashed;
+        start.LegendText = "migrations start (dotted: each run's last one ends)";
+        if (budgetMbit > 0)
+        {
+            var budget = plot.Add.HorizontalLine(budgetMbit);
+            budget.LinePattern = LinePattern.Dashed;
+            budget.LegendText = $"the migrations' budget ({budgetMbit:0} Mbit/s)";
+        }
+
+        plot.Axes.SetLimitsY(0, Math.Max(1, runs.SelectMany(r => r.Mbit).DefaultIfEmpty(0).Max() * 1.1));
+        plot.Title("A neighbour's TCP stream on the link during an evacuation");
+        plot.XLabel("seconds from the first migration's start");
+        plot.YLabel("neighbour Mbit/s");
+        plot.ShowLegend(Alignment.LowerRight);
+        Save(plot, file);
+    }
+
     private static string Label(MigrationReport r, int i) =>
         $"{i + 1}. {r.Mode}{(r.Guide is null && r.Mode == "guide" ? " (guide off)" : "")}";
 

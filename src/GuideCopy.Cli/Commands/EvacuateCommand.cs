@@ -10,6 +10,7 @@ using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Controller;
 using GuideCopy.Migration.Guide;
 using GuideCopy.Migration.Report;
+using GuideCopy.Plots;
 
 namespace GuideCopy.Cli.Commands;
 
@@ -17,13 +18,13 @@ namespace GuideCopy.Cli.Commands;
 internal static class EvacuateCommand
 {
     /// <summary>What `evacuate --json` prints: the evacuation, each VM's report, and the neighbour's throughput if measured.</summary>
-    private sealed record EvacuationJson(
+    internal sealed record EvacuationJson(
         string From, string To, string Mode, int Parallel, long BandwidthBytesPerSecond, double WallSeconds, double SumOfMigrationSeconds,
         IReadOnlyList<MigrationReport> Reports, IReadOnlyList<EvacuationSkip> Skipped, NeighbourJson? Neighbour,
         IReadOnlyDictionary<string, AgentCostFigures>? AgentCost);
 
     /// <summary>The neighbour flow: mean bytes/s before, during and after the migrations, and every second of it.</summary>
-    private sealed record NeighbourJson(double? BeforeBytesPerSecond, double? DuringBytesPerSecond, double? AfterBytesPerSecond,
+    internal sealed record NeighbourJson(double? BeforeBytesPerSecond, double? DuringBytesPerSecond, double? AfterBytesPerSecond,
         double MigrationsStartT, double MigrationsEndT, IReadOnlyList<FlowSample> Samples, string? Failure);
 
     public static Command Create()
@@ -46,6 +47,8 @@ internal static class EvacuateCommand
         var neighbour = new Option<bool>("--neighbour") { Description = "Lab hosts only: run another tenant's TCP stream from --from to --to over the same link during the evacuation and report its throughput before, during and after." };
         var settle = new Option<double>("--neighbour-seconds") { Description = "With --neighbour: seconds of the neighbour alone before the first migration and after the last.", DefaultValueFactory = _ => 10 };
         var json = new Option<bool>("--json") { Description = "Print the evacuation as JSON: each VM's report (docs/report-schema.json), the skipped ones, the neighbour's throughput." };
+        var plot = new Option<string?>("--plot") { Description = "With --neighbour: write the neighbour's throughput over the evacuation to FILE (.svg or .png)." };
+        var replot = new Option<string[]>("--plot-from") { Description = "Draw the neighbour lines of saved 'evacuate --json' outputs into --plot's FILE, one line per file, and move nothing.", AllowMultipleArgumentsPerToken = true };
         var timeout = new Option<double?>("--timeout") { Description = "Seconds per VM: give up on a migration that has not reached its commit point by then (as migrate --timeout); that VM stays on the source, the others go on." };
         var observe = new Option<double>("--observe") { Description = "Seconds to watch each guest's heartbeats after its migration, for its report.", DefaultValueFactory = _ => 5 };
         var secret = new Option<string?>("--secret-file") { Description = "Shared secret of the agents (default Controller:SecretFile; the lab's own for lab: hosts)." };
@@ -55,10 +58,15 @@ internal static class EvacuateCommand
         var cmd = new Command("evacuate", "Move every running domain that meets the requirements off a host, N at a time, sharing one bandwidth budget; a report per VM and a summary.\n" +
                                           "Exit codes: 0 every VM moved (or none to move); otherwise the code 'guidecopy migrate' gives for the first VM that did not (each VM stays where its report says).")
         {
-            from, to, parallel, bandwidth, mode, guide, neighbour, settle, json, timeout, observe, secret, compress, insecure, config,
+            from, to, parallel, bandwidth, mode, guide, neighbour, settle, json, timeout, observe, secret, compress, insecure, config, plot, replot,
         };
         cmd.SetAction(async (p, ct) =>
         {
+            if (p.GetValue(replot) is { Length: > 0 } saved)
+            {
+                return Cli.Guard(() => Replot(saved, p.GetValue(plot)));
+            }
+
             bool asJson = p.GetValue(json);
             MigrationTarget src, dst;
             byte[] secretBytes;
@@ -136,9 +144,41 @@ internal static class EvacuateCommand
             var neighbourJson = flow is null ? null : new NeighbourJson(
                 flow.Mean(0, startT), flow.Mean(startT, endT), flow.Mean(endT, flow.Now), Math.Round(startT, 2), Math.Round(endT, 2), flow.Samples, flow.Failure);
             Print(result, src.Name, dst.Name, neighbourJson, agentCost, asJson);
+            if (p.GetValue(plot) is { } file && neighbourJson is not null)
+            {
+                ReportPlots.NeighbourThroughput([LineOf($"{modeName}, {result.Parallel} at a time", neighbourJson)], budget * 8 / 1e6, file);
+                Console.Error.WriteLine($"guidecopy evacuate: wrote {file}");
+            }
             return result.Reports.FirstOrDefault(r => r.Outcome != MigrationOutcome.Completed) is { } first ? ExitCodes.For(first.Outcome) : ExitCodes.Success;
         });
         return cmd;
+    }
+
+    private static ReportPlots.NeighbourLine LineOf(string label, NeighbourJson n) =>
+        new(label, n.Samples.Select(s => s.T - n.MigrationsStartT).ToArray(), n.Samples.Select(s => s.BytesPerSecond * 8 / 1e6).ToArray(),
+            n.MigrationsEndT - n.MigrationsStartT);
+
+    /// <summary>Several saved evacuations' neighbour lines in one picture (the same budget expected: the first file's).</summary>
+    private static int Replot(string[] files, string? output)
+    {
+        if (output is null)
+        {
+            Console.Error.WriteLine("guidecopy evacuate: --plot-from needs --plot FILE to write to");
+            return ExitCodes.Usage;
+        }
+
+        var runs = files.Select(f => JsonSerializer.Deserialize<EvacuationJson>(File.ReadAllText(f), MigrationReport.Json)
+            ?? throw new LabException($"{f}: not an 'evacuate --json' output")).ToList();
+        var lines = runs.Where(r => r.Neighbour is not null)
+            .Select(r => LineOf($"{r.Mode}{(r.Mode == "guide" && r.Reports.Any(x => x.Guide is null) ? " (guide off)" : "")}, {r.Parallel} at a time", r.Neighbour!)).ToList();
+        if (lines.Count == 0)
+        {
+            throw new LabException("none of the files has a neighbour stream: run evacuate with --neighbour");
+        }
+
+        ReportPlots.NeighbourThroughput(lines, runs[0].BandwidthBytesPerSecond * 8 / 1e6, output);
+        Console.Error.WriteLine($"guidecopy evacuate: wrote {output}");
+        return ExitCodes.Success;
     }
 
     private static void Print(EvacuationResult result, string from, string to, NeighbourJson? neighbour,

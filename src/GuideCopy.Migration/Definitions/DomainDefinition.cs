@@ -23,6 +23,7 @@ public sealed class DomainDefinition
         MemorySourceType = (string?)backing?.Element("source")?.Attribute("type");
         MemoryAccessMode = (string?)backing?.Element("access")?.Attribute("mode");
         UsesHugepages = backing?.Element("hugepages") is not null;
+        Vcpus = int.TryParse(((string?)root.Element("vcpu"))?.Trim(), out int vcpus) && vcpus > 0 ? vcpus : 1;
         Machine = (string?)root.Element("os")?.Element("type")?.Attribute("machine") ?? "";
         Emulator = (string?)root.Element("devices")?.Element("emulator");
         Disks = root.Element("devices")?.Elements("disk")
@@ -56,6 +57,9 @@ public sealed class DomainDefinition
     public string? MemoryAccessMode { get; }
 
     public bool UsesHugepages { get; }
+
+    /// <summary>The domain's vCPUs (&lt;vcpu&gt;; 1 when absent).</summary>
+    public int Vcpus { get; }
 
     public string Machine { get; }
 

@@ -92,6 +92,12 @@ public sealed class GuideModeMigrationTests
                 Assert.That(report!.Outcome, Is.EqualTo(MigrationOutcome.Completed));
                 Assert.That(report.Pages!.Accounted, Is.EqualTo(report.Pages.Total));
                 Assert.That(report.Guest?.ChecksOk, Is.True, "every worker's self-check after the hop");
+                if (report.Guide is { Ran: false } notRun)
+                {
+                    // A lab host has one CPU: the guide's two vCPUs could not run ahead, so it is not started.
+                    Assert.That(notRun.StopReason, Does.Contain("2 vCPUs").And.Contain("without a guide"));
+                }
+
                 MigrationLab.AssertOnlyOn(_lab, domain, to == "a" ? _lab.A : _lab.B);
                 MigrationLab.AssertHeartbeatsContinue(guest);
             }
