@@ -165,13 +165,14 @@ public sealed class PushOrder
 
     private sealed class Ring(int capacity)
     {
-        private readonly long[] _items = new long[capacity];
+        // int: a page index (< 2^31, 8 TiB of 4 KiB pages); 4 bytes a page for the push queue, which holds one per page.
+        private readonly int[] _items = GC.AllocateUninitializedArray<int>(capacity); // read only where written
         private int _head, _count;
         public int Count => _count;
         public bool TryAdd(long v)
         {
             if (_count == _items.Length) return false;
-            _items[(_head + _count++) % _items.Length] = v;
+            _items[(_head + _count++) % _items.Length] = (int)v;
             return true;
         }
         public bool TryPeek(out long v)

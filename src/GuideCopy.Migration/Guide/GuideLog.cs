@@ -6,19 +6,25 @@ namespace GuideCopy.Migration.Guide;
 /// <summary>
 /// Every page the guide touched first, in order, with the time it did. Written only by the
 /// guide's fault thread; arrays sized once for the whole RAM, so logging never allocates.
+/// 12 bytes per page, uninitialised: the kernel backs only the entries written (pages the guide
+/// touched), so the agent's memory grows with the guide's reach, not with the guest's RAM.
 /// </summary>
 public sealed class GuideLog
 {
-    private readonly long[] _pages;
-    private readonly long[] _ticks;
+    /// <summary>A touch's time in the log: 100 µs steps from the log's start (an int lasts 59 hours).</summary>
+    private static readonly long TicksPerStep = Math.Max(1, Stopwatch.Frequency / 10_000);
+
+    private readonly long _startTicks = Stopwatch.GetTimestamp();
+    private readonly int[] _pages;
+    private readonly int[] _steps;
     private readonly int[] _position;
     private long _count;
 
     public GuideLog(long pageCount)
     {
         Touched = new PageBitmap(pageCount);
-        _pages = GC.AllocateUninitializedArray<long>(checked((int)pageCount));
-        _ticks = GC.AllocateUninitializedArray<long>(checked((int)pageCount));
+        _pages = GC.AllocateUninitializedArray<int>(checked((int)pageCount));
+        _steps = GC.AllocateUninitializedArray<int>(checked((int)pageCount));
         // Read only for pages whose Touched bit is set, so it needs no initialisation.
         _position = GC.AllocateUninitializedArray<int>(checked((int)pageCount));
     }
@@ -29,7 +35,7 @@ public sealed class GuideLog
     public long Count => Volatile.Read(ref _count);
 
     /// <summary>Stopwatch ticks of the latest first touch (0: none yet).</summary>
-    public long LastTouchTicks => Count == 0 ? 0 : Volatile.Read(ref _ticks[Count - 1]);
+    public long LastTouchTicks => Count == 0 ? 0 : TicksAt(Count - 1);
 
     /// <summary>Appends a first touch; false when the page was already logged.</summary>
     public bool Append(long page)
@@ -40,8 +46,8 @@ public sealed class GuideLog
         }
 
         long i = _count;
-        _pages[i] = page;
-        _ticks[i] = Stopwatch.GetTimestamp();
+        _pages[i] = (int)page;
+        _steps[i] = (int)((Stopwatch.GetTimestamp() - _startTicks) / TicksPerStep);
         Volatile.Write(ref _position[page], (int)i);
         Volatile.Write(ref _count, i + 1);
         return true;
@@ -64,5 +70,6 @@ public sealed class GuideLog
 
     public long PageAt(long i) => _pages[i];
 
-    public long TicksAt(long i) => _ticks[i];
+    /// <summary>Stopwatch ticks of the i-th first touch, to 100 µs.</summary>
+    public long TicksAt(long i) => _startTicks + Volatile.Read(ref _steps[i]) * TicksPerStep;
 }
