@@ -5,13 +5,18 @@ namespace GuideCopy.Transport;
 /// <summary>
 /// Socket settings that keep the two lanes from hurting each other where they share a link.
 /// <list type="bullet">
-/// <item>The demand lane is marked IPTOS_LOWDELAY, the push lane IPTOS_THROUGHPUT. Linux sets a
-/// socket's skb priority from its TOS (ip_setsockopt IP_TOS -> rt_tos2priority): LOWDELAY is
-/// TC_PRIO_INTERACTIVE, THROUGHPUT is TC_PRIO_BULK. pfifo_fast (the default qdisc where no
-/// default_qdisc sysctl names another) puts them in bands 0 and 2 and always drains band 0 first,
+/// <item>The demand lane is marked IPTOS_LOWDELAY, the push lane nothing. Linux sets a socket's
+/// skb priority from its TOS (ip_setsockopt IP_TOS -> rt_tos2priority): LOWDELAY is
+/// TC_PRIO_INTERACTIVE, no TOS TC_PRIO_BESTEFFORT. pfifo_fast (the default qdisc where no
+/// default_qdisc sysctl names another) puts them in bands 0 and 1 and always drains band 0 first,
 /// so a demand page never queues behind the pushed pages in the host's qdisc (TCP small
-/// queues allow one socket tcp_limit_output_bytes there, see below). The TOS bits also
-/// travel in the IP header, for switches that honour them.</item>
+/// queues allow one socket tcp_limit_output_bytes there, see below). The push lane is not
+/// IPTOS_THROUGHPUT (TC_PRIO_BULK, band 2): band 1 is drained before it, so another tenant's
+/// unmarked stream that fills the link starved every push lane of an evacuation for good
+/// (measured: four migrations committed, then no pushed page for 7 minutes while the lanes timed
+/// out and reconnected every 3 s, and none could finish). In band 1 the push shares the link with
+/// the neighbours TCP's way, under the migration's own budget. The TOS bits also travel in the
+/// IP header, for switches that honour them.</item>
 /// <item>The push lane keeps at most <see cref="PushUnsentBytes"/> unsent in its socket
 /// (TCP_NOTSENT_LOWAT: a blocking send waits until the unsent part is below it), so the push
 /// order is decided just before the wire, not megabytes ahead of it.</item>
@@ -25,7 +30,7 @@ namespace GuideCopy.Transport;
 public static class LaneSocket
 {
     private const int IpTosLowDelay = 0x10;
-    private const int IpTosThroughput = 0x08;
+    private const int IpTosBestEffort = 0x00;
     private const int TcpNotSentLowAt = 25; // linux/tcp.h
 
     /// <summary>Unsent bytes the push lane may hold in its socket: a few ms of a capped link (docs/tuning.md).</summary>
@@ -58,7 +63,7 @@ public static class LaneSocket
         {
             if (socket.AddressFamily == AddressFamily.InterNetwork)
             {
-                socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.TypeOfService, lane != Lane.Push ? IpTosLowDelay : IpTosThroughput);
+                socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.TypeOfService, lane != Lane.Push ? IpTosLowDelay : IpTosBestEffort);
             }
 
             if (lane == Lane.Push)
