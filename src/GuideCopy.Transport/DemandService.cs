@@ -39,6 +39,7 @@ internal sealed class DemandService(ServedRam served, DeviceStateRelay deviceSta
                 // Answer even if already sent (it may be in flight on the push lane): a fault waits for it.
                 bool alreadySent = served.Sent.IsSet(page);
                 int sent = served.Runs.Send(lane, buffers, page, 1, PageOrigin.Demand);
+                served.Pacer.Charge((long)sent * served.Ram.PageSize);
                 long predictedAt = DemandObserved?.Invoke(page, alreadySent) ?? -1;
                 served.Sent.TrySet(page);
                 Interlocked.Add(ref _demand, sent);

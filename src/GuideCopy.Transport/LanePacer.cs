@@ -31,6 +31,34 @@ public sealed class LanePacer(long bytesPerSecond)
             ? new LanePacer(bytesPerSecond)
             : Groups.GetOrAdd((group, bytesPerSecond), k => new LanePacer(k.Rate));
 
+    /// <summary>
+    /// Most the pacer runs ahead of now from charges: a second of its rate. A fault storm whose
+    /// demand pages alone exceed the budget then holds the push back until it ends, and at most a
+    /// second after, instead of paying its whole excess back later.
+    /// </summary>
+    private static readonly long MaxDebtTicks = Stopwatch.Frequency;
+
+    /// <summary>
+    /// Books <paramref name="bytes"/> that went out without waiting (demand pages: never delayed by
+    /// the budget), so the push lanes sharing this pacer leave them their room: the migrations'
+    /// bytes together stay near the budget and a neighbour keeps the rest of the link. Measured
+    /// before: four migrations' demand lanes after their switchovers took the whole 200 Mbit/s link
+    /// from a neighbour's stream for 10 s while the pushes went on at the 100 Mbit/s budget.
+    /// </summary>
+    public void Charge(long bytes)
+    {
+        long rate = bytesPerSecond;
+        if (rate <= 0) return;
+        long cost = bytes * Stopwatch.Frequency / rate;
+        while (true)
+        {
+            long now = Stopwatch.GetTimestamp();
+            long booked = Volatile.Read(ref _nextSendTicks);
+            long next = Math.Min(Math.Max(booked, now - BurstTicks) + cost, now + MaxDebtTicks);
+            if (next <= booked || Interlocked.CompareExchange(ref _nextSendTicks, next, booked) == booked) return;
+        }
+    }
+
     /// <summary>Waits until <paramref name="bytes"/> more may go under the cap (none when the rate is 0).</summary>
     public void Throttle(long bytes)
     {

@@ -9,7 +9,6 @@ namespace GuideCopy.Transport;
 /// </summary>
 internal sealed class PushService(ServedRam served, OpenLanes lanes, HoleAnnouncer holes)
 {
-    private readonly LanePacer _pacer = LanePacer.ForGroup(served.Options.BandwidthGroup, served.Options.BandwidthBytesPerSecond);
     private long _push, _locality, _background, _resumes;
 
     public long PushPages => Interlocked.Read(ref _push);
@@ -83,7 +82,7 @@ internal sealed class PushService(ServedRam served, OpenLanes lanes, HoleAnnounc
             while (run < maxRun && page + run < pageCount && !zero.IsSet(page + run)
                    && (origin != PageOrigin.Push || order.TryTakePushIf(page + run)) && sent.TrySet(page + run)) run++;
             if (origin == PageOrigin.Background) order.SkipBackground(page + run - 1);
-            _pacer.Throttle((long)run * pageSize);
+            served.Pacer.Throttle((long)run * pageSize);
             int sentPages = served.Runs.Send(lane, buffers, page, run, origin);
             if (origin == PageOrigin.Push) Interlocked.Add(ref _push, sentPages);
             else if (origin == PageOrigin.Locality) Interlocked.Add(ref _locality, sentPages);

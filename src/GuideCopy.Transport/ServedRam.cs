@@ -23,10 +23,13 @@ internal sealed class ServedRam : IDisposable
         Sent = new PageBitmap(Ram.PageCount);
         Order = new PushOrder(Ram.PageCount, localityWindow: PushOrder.LocalityWindowFor(Ram.PageSize));
         Runs = new PageRuns(Ram, new PagePacker(options.Compression, options.BandwidthBytesPerSecond));
+        Pacer = LanePacer.ForGroup(options.BandwidthGroup, options.BandwidthBytesPerSecond);
     }
 
     public PageServerOptions Options { get; }
     public FrozenRam Ram { get; }
+    /// <summary>The budget: push lanes wait on it, demand answers are charged to it without waiting (its group's, shared, under an evacuation).</summary>
+    public LanePacer Pacer { get; }
     public long PageCount => Ram.PageCount;
 
     /// <summary>Pages sent (or announced as zero) on a lane whose bytes the destination gets; reset from its bitmap on a resume.</summary>

@@ -55,4 +55,25 @@ public sealed class LanePacerTests
         for (int i = 0; i < 1000; i++) pacer.Throttle(1 << 30);
         Assert.That(clock.Elapsed.TotalSeconds, Is.LessThan(5), "no rate: Throttle returns at once");
     }
+
+    [Test]
+    public void DemandChargedBytesHoldThePushBackButNeverWait()
+    {
+        var pacer = LanePacer.ForGroup(null, Rate);
+        var clock = Stopwatch.StartNew();
+        pacer.Charge(Rate / 2); // half a second of the budget went out as demand answers
+        Assert.That(clock.Elapsed.TotalSeconds, Is.LessThan(0.1), "a charge never waits");
+        pacer.Throttle(1);
+        Assert.That(clock.Elapsed.TotalSeconds, Is.GreaterThanOrEqualTo(0.4), "the push waits for the demand's share");
+    }
+
+    [Test]
+    public void ADemandStormHoldsThePushAtMostASecondAfterIt()
+    {
+        var pacer = LanePacer.ForGroup(null, Rate);
+        pacer.Charge(Rate * 30); // thirty seconds' worth in a burst of faults
+        var clock = Stopwatch.StartNew();
+        pacer.Throttle(1);
+        Assert.That(clock.Elapsed.TotalSeconds, Is.InRange(0.9, 5.0), "the debt is capped at one second of the rate");
+    }
 }
