@@ -27,11 +27,7 @@ public sealed class EvacuateTests
     {
         string[] movers = ["ev-1", "ev-2"];
         var guests = movers.Select(d => TestGuest.Boot(_lab, _lab.A, new TestGuestSpec(d, "kv", MemoryMiB: 256))).ToList();
-        string anonXml = TestGuest.DomainXml(_lab, new TestGuestSpec("ev-anon", "memtouch", MemoryMiB: 128))
-            .Replace("<source type='file'/>", "<source type='anonymous'/>").Replace("<access mode='shared'/>", "<access mode='private'/>");
-        string file = Path.Combine(_lab.SharedDir, "ev-anon.xml");
-        File.WriteAllText(file, anonXml);
-        CommandRunner.Check("virsh", "-c", _lab.A.LibvirtUri, "create", file);
+        MigrationLab.StartEdited(_lab, _lab.A, "ev-anon", 128, MigrationLab.WithAnonymousRam);
         try
         {
             foreach (var g in guests)

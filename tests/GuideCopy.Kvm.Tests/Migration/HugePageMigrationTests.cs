@@ -66,12 +66,8 @@ public sealed class HugePageMigrationTests
     {
         // <hugepages/>: libvirt maps unnamed, preallocated RAM (mem-path a directory), which no
         // source can hold and whose preallocation would fault every page before the pause.
-        string xml = TestGuest.DomainXml(_lab, new TestGuestSpec("huge-elem", "memtouch", MemoryMiB: 256))
-            .Replace("<source type='file'/>", "<hugepages/><source type='file'/>");
-        string file = Path.Combine(_lab.SharedDir, "huge-elem.xml");
-        File.WriteAllText(file, xml);
         LabHugePages.EnsureFree(_lab.Layout, 128);
-        CommandRunner.Check("virsh", "-c", _lab.A.LibvirtUri, "create", file);
+        MigrationLab.StartEdited(_lab, _lab.A, "huge-elem", 256, xml => xml.Replace("<source type='file'/>", "<hugepages/><source type='file'/>"));
         try
         {
             var (rc, report, err) = MigrationLab.Migrate(_lab, "huge-elem", "a", "b");

@@ -38,6 +38,25 @@ internal static class MigrationLab
         return (r.ExitCode, report, r.StdErr + r.StdOut);
     }
 
+    /// <summary>
+    /// Starts a transient test guest on <paramref name="host"/> whose domain XML
+    /// <paramref name="edit"/> changed: a domain that does not meet the requirements (anonymous
+    /// RAM, &lt;hugepages/&gt;), which TestGuest.Boot would not make.
+    /// </summary>
+    public static void StartEdited(LabRig lab, LabHost host, string name, int memoryMiB, Func<string, string> edit)
+    {
+        // The images and the console directory the XML names: staged by TestGuest.Boot otherwise,
+        // so a test run alone (no guest booted before it) would find neither.
+        TestGuest.StageImages(lab);
+        string file = Path.Combine(lab.SharedDir, name + ".xml");
+        File.WriteAllText(file, edit(TestGuest.DomainXml(lab, new TestGuestSpec(name, "memtouch", MemoryMiB: memoryMiB))));
+        CommandRunner.Check("virsh", "-c", host.LibvirtUri, "create", file);
+    }
+
+    /// <summary>The edit that makes a test guest's RAM anonymous, private memory: guide-copy cannot take it over.</summary>
+    public static string WithAnonymousRam(string xml) =>
+        xml.Replace("<source type='file'/>", "<source type='anonymous'/>").Replace("<access mode='shared'/>", "<access mode='private'/>");
+
     /// <summary>What a user checks after a hop: the VM runs only on the destination, is persistent there, and nothing is left.</summary>
     public static void AssertOnlyOn(LabRig lab, string domain, LabHost host)
     {

@@ -137,11 +137,7 @@ public sealed class RollbackAndRefusalTests
     public void RamNotASharedFileIsRefusedWithTheFix()
     {
         // A guest whose RAM is anonymous memory: guide-copy cannot take it over.
-        string xml = TestGuest.DomainXml(_lab, new TestGuestSpec("rb-anon", "memtouch", MemoryMiB: 256))
-            .Replace("<source type='file'/>", "<source type='anonymous'/>").Replace("<access mode='shared'/>", "<access mode='private'/>");
-        string file = Path.Combine(_lab.SharedDir, "rb-anon.xml");
-        File.WriteAllText(file, xml);
-        CommandRunner.Check("virsh", "-c", _lab.A.LibvirtUri, "create", file);
+        MigrationLab.StartEdited(_lab, _lab.A, "rb-anon", 256, MigrationLab.WithAnonymousRam);
         try
         {
             var (rc, report, err) = MigrationLab.Migrate(_lab, "rb-anon", "a", "b");
