@@ -1,13 +1,19 @@
 namespace GuideCopy.Transport;
 
 /// <summary>
-/// The control lane: the destination asks for the commit decision before it resumes, and
-/// reports that it has every page. Answered like a fault (the VM is paused meanwhile).
+/// The control lane: the destination asks for the commit decision before it resumes, gives its
+/// copy up when it never ran (abandon), and reports that it has every page. Answered like a fault (the VM is paused meanwhile).
 /// </summary>
 internal sealed class ControlService(ServedRam served, DeviceStateRelay deviceState)
 {
     /// <inheritdoc cref="PageServer.CommitRequested"/>
     public Func<bool>? CommitRequested { get; set; }
+
+    /// <inheritdoc cref="PageServer.AbandonRequested"/>
+    public Func<bool>? AbandonRequested { get; set; }
+
+    /// <inheritdoc cref="PageServer.AbandonAcknowledged"/>
+    public Action? AbandonAcknowledged { get; set; }
 
     /// <inheritdoc cref="PageServer.DoneReported"/>
     public Action? DoneReported { get; set; }
@@ -34,6 +40,17 @@ internal sealed class ControlService(ServedRam served, DeviceStateRelay deviceSt
                 Span<byte> decision = [(byte)(committed ? CommitDecision.Committed : CommitDecision.RolledBack)];
                 lane.Send(FrameType.CommitDecision, decision);
                 served.Log?.Invoke($"commit asked: {(committed ? "committed" : "rolled back")}");
+            }
+            else if (type == FrameType.Abandon)
+            {
+                bool resumed = AbandonRequested?.Invoke() ?? false;
+                Span<byte> answer = [(byte)(resumed ? 1 : 0)];
+                lane.Send(FrameType.AbandonAck, answer);
+                served.Log?.Invoke($"abandon asked: {(resumed ? "the source runs again" : "refused")}");
+                if (resumed)
+                {
+                    AbandonAcknowledged?.Invoke();
+                }
             }
             else if (type == FrameType.Done)
             {

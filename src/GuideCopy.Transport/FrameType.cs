@@ -36,6 +36,14 @@ public enum FrameType : byte
     /// shorter than the pages themselves, so it is never longer than a Pages frame.
     /// </summary>
     PackedPages = 19,
+    /// <summary>
+    /// Destination to source, control lane: the destination's copy was destroyed before its QEMU
+    /// finished loading, so it never ran (the source's last device-state byte never reached it):
+    /// the source, even one that committed, must resume its own (docs/migration.md, "The released commit").
+    /// </summary>
+    Abandon = 20,
+    /// <summary>Source to destination: the answer to <see cref="Abandon"/>, one byte: 1 the source runs again, 0 refused (it completed).</summary>
+    AbandonAck = 21,
 }
 
 /// <summary>The source's answer to <see cref="FrameType.Commit"/>.</summary>

@@ -60,6 +60,16 @@ public sealed class PageServer : IDisposable
     /// </summary>
     public Func<bool>? CommitRequested { get => _control.CommitRequested; set => _control.CommitRequested = value; }
 
+    /// <summary>
+    /// The destination destroyed its copy before its QEMU loaded the whole device state (it never
+    /// ran): true once the source has taken its own copy back (resumed); false when it cannot (it
+    /// completed). Must be idempotent: a destination that lost the answer asks again. Null: refused.
+    /// </summary>
+    public Func<bool>? AbandonRequested { get => _control.AbandonRequested; set => _control.AbandonRequested = value; }
+
+    /// <summary>Called once a "the source runs again" answer to an abandon went out: only now may the server be stopped.</summary>
+    public Action? AbandonAcknowledged { get => _control.AbandonAcknowledged; set => _control.AbandonAcknowledged = value; }
+
     /// <summary>The destination has every page; called before the acknowledgement goes out: record it here.</summary>
     public Action? DoneReported { get => _control.DoneReported; set => _control.DoneReported = value; }
 

@@ -32,6 +32,19 @@ public static class SourceControl
     public static FrameConnection OpenLane(EndPoint source, ReadOnlySpan<byte> key, LaneProtection protection, ulong expectedSession, int timeoutMs) =>
         Connect(source, key, protection, expectedSession, timeoutMs);
 
+    /// <summary>
+    /// Tells the source the destination's copy is destroyed and never ran (its QEMU never got the
+    /// whole device state): true when the source runs its own again, false when it refused (it
+    /// had completed). Throws IOException when no answer came (ask again).
+    /// </summary>
+    public static bool Abandon(EndPoint source, ReadOnlySpan<byte> key, LaneProtection protection, ulong expectedSession, int timeoutMs)
+    {
+        using var lane = Connect(source, key, protection, expectedSession, timeoutMs);
+        lane.Send(FrameType.Abandon, default);
+        WaitFor(lane, FrameType.AbandonAck);
+        return lane.Payload.Length == 1 ? lane.Payload[0] == 1 : throw new ProtocolException($"an AbandonAck of {lane.Payload.Length} bytes");
+    }
+
     /// <summary>Tells the source every page is in; returns once it recorded that. Throws IOException otherwise.</summary>
     public static void ReportDone(EndPoint source, ReadOnlySpan<byte> key, LaneProtection protection, ulong expectedSession, int timeoutMs)
     {

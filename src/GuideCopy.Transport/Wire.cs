@@ -4,7 +4,7 @@ namespace GuideCopy.Transport;
 public static class Wire
 {
     public const ushort Magic = 0x4347;        // "GC"
-    public const uint ProtocolVersion = 3;      // 2: the welcome inside the MAC, sealed frames; 3: PackedPages
+    public const uint ProtocolVersion = 4;      // 2: the welcome inside the MAC, sealed frames; 3: PackedPages; 4: Abandon
     public const int HeaderSize = 8;           // u16 magic, u8 type, u8 reserved(0), u32 payload length
     public const int NonceSize = 32;
     public const int MacSize = 32;
@@ -30,8 +30,8 @@ public static class Wire
         FrameType.Demand => 4 + 8 * MaxDemandPerFrame,
         FrameType.Pages or FrameType.PackedPages => PagesHeaderSize + Math.Max(MaxBatchBytes, pageSize),
         FrameType.ZeroPages => PagesHeaderSize,
-        FrameType.Heartbeat or FrameType.Complete or FrameType.Commit or FrameType.Done or FrameType.DoneAck => 0,
-        FrameType.CommitDecision => 1,
+        FrameType.Heartbeat or FrameType.Complete or FrameType.Commit or FrameType.Done or FrameType.DoneAck or FrameType.Abandon => 0,
+        FrameType.CommitDecision or FrameType.AbandonAck => 1,
         FrameType.DeviceState => MaxDeviceStateChunk,
         FrameType.DeviceStateEnd => 8,
         FrameType.Error => MaxErrorBytes,

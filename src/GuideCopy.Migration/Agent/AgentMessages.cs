@@ -30,19 +30,31 @@ public sealed record SourceArmResult(string PageServer, ulong SessionId, long Pa
 /// <summary>
 /// Before the pause, on the destination: its QEMU in migrate-incoming with the agent connected,
 /// the pager's lanes to <paramref name="PageServer"/> authenticated (demand, push, control).
+/// StartOnLoad: the released commit (docs/migration.md): QEMU runs by itself the moment it has
+/// loaded the whole device state, whose last byte the source sends only once it has committed.
 /// </summary>
-public sealed record DestinationArmRequest(string MigrationId, string PageServer, ulong SessionId, bool ClearTextLanes = false);
+public sealed record DestinationArmRequest(string MigrationId, string PageServer, ulong SessionId, bool ClearTextLanes = false, bool StartOnLoad = false);
 
 public sealed record DestinationArmResult(double ArmMs);
 
-/// <summary>The pause: suspend, the device state streamed to the destination over the demand lane, the freeze.</summary>
-public sealed record SwitchoverRequest(string MigrationId, string Domain, GuideOptions? Guide = null);
+/// <summary>
+/// The pause: suspend, the device state streamed to the destination over the demand lane, the freeze.
+/// ReleaseCommit: the source commits (journals Committed) with the stream's last byte held back
+/// and then sends it, so the destination (armed with StartOnLoad) runs with no question asked;
+/// MaxDowntimeMs: with it, the pause's length when the state is saved, over which it rolls back instead (0: no limit).
+/// </summary>
+public sealed record SwitchoverRequest(string MigrationId, string Domain, GuideOptions? Guide = null, bool ReleaseCommit = false, double MaxDowntimeMs = 0);
 
 public sealed record GuidePrepareRequest(string MigrationId, string Domain);
 
-/// <summary>SuspendMs: the suspend call; DeviceStateSaveMs: QMP migrate to the stream's end (streamed to the destination meanwhile); FreezeMs: the end sent to the page server serving.</summary>
+/// <summary>
+/// SuspendMs: the suspend call; DeviceStateSaveMs: QMP migrate to the stream's end (streamed to
+/// the destination meanwhile); FreezeMs: the end sent to the page server serving; CommitMs (the
+/// released commit): QEMU's verdict on its save and Committed journaled, before the last byte went.
+/// </summary>
 public sealed record SwitchoverResult(
-    int DeviceStateBytes, long PageCount, long SuspendedAtUnixMs, double SuspendMs, double DeviceStateSaveMs, double FreezeMs);
+    int DeviceStateBytes, long PageCount, long SuspendedAtUnixMs, double SuspendMs, double DeviceStateSaveMs, double FreezeMs,
+    bool Committed = false, double CommitMs = 0);
 
 /// <summary>PersistentXml: the source's definition, defined on the destination when every page is in (null: the domain stays transient).</summary>
 public sealed record DestinationPrepareRequest(string MigrationId, string MigratableXml, string Domain = "", string? PersistentXml = null);

@@ -74,7 +74,8 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
         foreach (var entry in Journal.ReadAll(m => _lines.Error($"journal: unreadable entry {m}")))
         {
             if (entry.Stage.IsFinal() && !(entry.Stage == MigrationStage.Completed && entry.Role == MigrationRole.Destination && !entry.SourceReleased)
-                && !(entry.Stage == MigrationStage.Completed && entry.Role == MigrationRole.Source && !entry.SourceRemoved))
+                && !(entry.Stage == MigrationStage.Completed && entry.Role == MigrationRole.Source && !entry.SourceRemoved)
+                && !(entry.Stage == MigrationStage.RolledBack && entry.Role == MigrationRole.Destination && entry.AbandonPending))
             {
                 continue;
             }

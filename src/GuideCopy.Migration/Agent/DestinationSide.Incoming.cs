@@ -57,9 +57,11 @@ public sealed partial class DestinationSide
         }
 
         var sw = Stopwatch.StartNew();
-        Record(Entry! with { PageServer = req.PageServer, SessionId = req.SessionId, ClearTextLanes = req.ClearTextLanes });
+        // Journaled before QEMU is armed to start by itself: a restarted agent asks the domain
+        // whether it ran before it removes anything.
+        Record(Entry! with { PageServer = req.PageServer, SessionId = req.SessionId, ClearTextLanes = req.ClearTextLanes, StartsOnLoad = req.StartOnLoad });
         var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
-        await _deviceState.ArmAsync(_domain, Path.Combine(_domainDir!, "incoming.sock"), timeout, ct);
+        await _deviceState.ArmAsync(_domain, Path.Combine(_domainDir!, "incoming.sock"), req.StartOnLoad, timeout, ct);
         StartPager(_registration, req.PageServer, trustRamFile: false, deferPush: true);
         _deviceState.FeedFrom(_pager!, Options.DemandRealtimePriority);
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct, _stop.Token);
@@ -82,7 +84,27 @@ public sealed partial class DestinationSide
 
         var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct, _stop.Token);
-        long length = await _deviceState.LoadAsync(timeout, wait.Token);
+        long length;
+        if (Entry!.StartsOnLoad)
+        {
+            try
+            {
+                length = await _deviceState.LoadAsync(timeout, wait.Token);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !_stop.IsCancellationRequested)
+            {
+                long ranAt = await SettleFailedLoadAsync(e);
+                return new DestinationStartResult(0, 0, _registration.QemuPid, ResumedAtUnixMs: ranAt);
+            }
+
+            // QEMU started its vCPUs itself as the load completed: the pause is over.
+            double loaded = Stopwatch.GetElapsedTime(_deviceState.EndedAt).TotalMilliseconds;
+            AgentMetrics.PauseEnded(Stopwatch.GetElapsedTime(_deviceState.FirstByteAt).TotalMilliseconds);
+            long at = RunsHere($"it started itself once loaded, {loaded:0.0} ms after the last byte");
+            return new DestinationStartResult(0, Math.Round(loaded, 2), _registration.QemuPid, ResumedAtUnixMs: at);
+        }
+
+        length = await _deviceState.LoadAsync(timeout, wait.Token);
         double loadMs = Stopwatch.GetElapsedTime(_deviceState.EndedAt).TotalMilliseconds;
         lock (_lock)
         {

@@ -20,8 +20,30 @@ public sealed partial class DestinationSide
         var side = new DestinationSide(options, secret, entry.Id, journal, log);
         side.Remember(entry);
         side.AdoptWorkDir();
+        if (entry is { StartsOnLoad: true, Stage: MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded })
+        {
+            // Armed to start by itself: whether it ran is the domain's to say, not the journal's.
+            if (side.RanBeforeTheRestart())
+            {
+                log.Info($"{entry.Id}: {entry.Domain} loaded its whole device state and runs: the source had committed");
+                entry = entry with { Stage = MigrationStage.Committed, ResumedAtUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
+                side.Record(entry);
+            }
+            else
+            {
+                log.Info($"{entry.Id}: found a migration of {entry.Domain} whose copy never ran: removing it and telling the source");
+                side.GiveUpUnrunCopy("the destination agent restarted before its QEMU had the whole device state");
+                side.Dispose();
+                side._release = Task.Run(() => side.TellSourceAbandoned(TimeSpan.FromMinutes(10)));
+                return side;
+            }
+        }
+
         switch (entry.Stage)
         {
+            case MigrationStage.RolledBack when entry.AbandonPending:
+                side._release = Task.Run(() => side.TellSourceAbandoned(TimeSpan.FromMinutes(10)));
+                return side;
             case MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded:
                 log.Info($"{entry.Id}: found a migration of {entry.Domain} that never committed: removing its paused copy");
                 side.DestroyCopy();

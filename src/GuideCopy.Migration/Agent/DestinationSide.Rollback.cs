@@ -15,6 +15,12 @@ public sealed partial class DestinationSide
     /// </summary>
     public void Abort(string why, bool sourceRolledBack = false)
     {
+        if (Entry is { StartsOnLoad: true } && !Stage.IsFinal() && !Stage.IsCommitted() && Stage != MigrationStage.Committing)
+        {
+            AbortUnrun(why, sourceRolledBack);
+            return;
+        }
+
         lock (_lock)
         {
             if (Stage == MigrationStage.Committing && sourceRolledBack)
@@ -34,6 +40,37 @@ public sealed partial class DestinationSide
         }
 
         DestroyCopy();
+        Log($"{Id}: destination aborted ({why})");
+        Dispose();
+    }
+
+    /// <summary>
+    /// Rollback with the released commit armed: the source may have committed already (it does
+    /// not wait for this side), so the copy goes only while QEMU cannot have the whole stream,
+    /// and the source is told it never ran. A QEMU with the whole stream runs or fails by itself.
+    /// </summary>
+    private void AbortUnrun(string why, bool sourceRolledBack)
+    {
+        if (_deviceState.WholeStreamWritten)
+        {
+            throw new AgentException($"migration {Id}: the destination QEMU has the whole device state, so it runs (the source committed) or fails its load by itself: not destroyed here");
+        }
+
+        GiveUpUnrunCopy(why);
+        if (sourceRolledBack)
+        {
+            lock (_lock)
+            {
+                Record(Entry! with { AbandonPending = false });
+            }
+        }
+        else
+        {
+            // In the background: a source agent that is down hears it when it is back (and this
+            // agent's successor asks again if it goes first).
+            _release = Task.Run(() => TellSourceAbandoned(TimeSpan.FromMinutes(10)));
+        }
+
         Log($"{Id}: destination aborted ({why})");
         Dispose();
     }

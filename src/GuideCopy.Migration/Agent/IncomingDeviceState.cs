@@ -25,15 +25,18 @@ internal sealed class IncomingDeviceState(string migrationId) : IDisposable
 
     public bool Armed => _load is not null;
 
+    /// <summary>Every byte the source sent, its end too, is written into QEMU: with the released commit, QEMU may run.</summary>
+    public bool WholeStreamWritten => _deviceState.Task.IsCompletedSuccessfully;
+
     /// <summary><see cref="Stopwatch"/> timestamp of the first byte (0 until it came).</summary>
     public long FirstByteAt => _deviceStateFirstAt;
 
     /// <summary><see cref="Stopwatch"/> timestamp of the source's end-of-stream.</summary>
     public long EndedAt => _deviceStateEndAt;
 
-    /// <summary>QEMU in migrate-incoming on <paramref name="socketPath"/>, this agent connected to it.</summary>
-    public async Task ArmAsync(Domain domain, string socketPath, TimeSpan timeout, CancellationToken ct) =>
-        _load = await DeviceStateTransfer.ArmLoadAsync(domain, socketPath, timeout, ct);
+    /// <summary>QEMU in migrate-incoming on <paramref name="socketPath"/>, this agent connected to it; with <paramref name="startOnLoad"/>, QEMU runs once loaded.</summary>
+    public async Task ArmAsync(Domain domain, string socketPath, bool startOnLoad, TimeSpan timeout, CancellationToken ct) =>
+        _load = await DeviceStateTransfer.ArmLoadAsync(domain, socketPath, startOnLoad, timeout, ct);
 
     /// <summary>
     /// The pager hands the device-state bytes it reads on the demand lane to QEMU, and says when

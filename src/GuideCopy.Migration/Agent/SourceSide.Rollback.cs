@@ -13,6 +13,8 @@ public sealed partial class SourceSide
     /// Rollback: stop serving and resume the untouched source (QEMU resumes from 'postmigrate').
     /// Refused once the commit decision is taken: the VM runs on the destination.
     /// </summary>
+    private int _rollingBack;
+
     public void Abort(string why)
     {
         lock (_decision)
@@ -26,6 +28,11 @@ public sealed partial class SourceSide
             {
                 Record(Entry with { Stage = MigrationStage.RolledBack, Note = why });
             }
+        }
+
+        if (Interlocked.Exchange(ref _rollingBack, 1) == 1)
+        {
+            return; // an abandon's rollback and the controller's can cross: the first one resumes
         }
 
         _saved.Set();
@@ -52,6 +59,32 @@ public sealed partial class SourceSide
         {
             FrozenRamLink.Release(Entry);
             Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The destination destroyed its copy before its QEMU had the whole device state: that copy
+    /// never ran, and never can. The released commit sends the stream's last byte only after
+    /// journaling Committed, so a committed source may still be the only copy (its agent died
+    /// between the record and the byte, or the destination's load failed): it takes the VM
+    /// back. The decision is journaled here; the resume follows once the answer went out.
+    /// </summary>
+    private bool Abandoned()
+    {
+        lock (_decision)
+        {
+            if (Stage == MigrationStage.Completed || (Stage.IsCommitted() && Entry!.SourceRemoved))
+            {
+                return false;
+            }
+
+            if (Stage != MigrationStage.RolledBack)
+            {
+                Record(Entry! with { Stage = MigrationStage.RolledBack, Note = "the destination gave up its copy before it ran (it never had the whole device state)" });
+                Log($"{Id}: the destination gave up its copy before it ran: {Domain} resumes here");
+            }
+
+            return true;
         }
     }
 

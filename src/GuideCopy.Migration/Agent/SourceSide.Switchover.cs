@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using GuideCopy.Migration.Control;
+using GuideCopy.Migration.Host;
 using GuideCopy.Migration.Journal;
+using GuideCopy.Transport;
 
 namespace GuideCopy.Migration.Agent;
 
@@ -40,34 +42,157 @@ public sealed partial class SourceSide
         {
             var server = _server;
             var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
+            var relay = new HeldLastByte(server, hold: req.ReleaseCommit);
             sw.Restart();
-            byte[] state = await _save.SaveAsync(piece => server.SendDeviceState(piece.Span), timeout, ct);
-            server.EndDeviceState();
+            byte[] state = await _save.SaveAsync(relay.Forward, timeout, ct);
+            if (!req.ReleaseCommit)
+            {
+                server.EndDeviceState();
+            }
+
             double saveMs = sw.Elapsed.TotalMilliseconds;
             sw.Restart();
             server.Freeze();
             double freezeMs = sw.Elapsed.TotalMilliseconds;
             // The destination loads meanwhile; its commit question waits for this verdict (DecideCommit).
             await _save.ConfirmAsync(timeout, ct);
-            lock (_decision)
+            double commitMs = 0;
+            if (req.ReleaseCommit)
             {
-                if (Stage != MigrationStage.SourcePaused)
+                sw.Restart();
+                CommitAndRelease(req, relay, suspendedAt);
+                commitMs = sw.Elapsed.TotalMilliseconds;
+            }
+            else
+            {
+                lock (_decision)
                 {
-                    throw new AgentException($"migration {Id} was {Stage} during its switchover ({Entry!.Note})");
-                }
+                    if (Stage != MigrationStage.SourcePaused)
+                    {
+                        throw new AgentException($"migration {Id} was {Stage} during its switchover ({Entry!.Note})");
+                    }
 
-                Record(Entry! with { Stage = MigrationStage.DeviceStateSaved, SuspendedAtUnixMs = suspendedAt });
+                    Record(Entry! with { Stage = MigrationStage.DeviceStateSaved, SuspendedAtUnixMs = suspendedAt });
+                }
             }
 
             _saved.Set();
             StartGuideOnPushLane(server, req, state);
-            Log($"{Id}: {req.Domain} paused by its migrate; device state {state.Length} bytes streamed in {saveMs:0.0} ms (migrate to the stream's end); serving {server.PageCount} pages");
-            return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2));
+            Log($"{Id}: {req.Domain} paused by its migrate; device state {state.Length} bytes streamed in {saveMs:0.0} ms (migrate to the stream's end)" +
+                (req.ReleaseCommit ? $"; committed and its last byte released {commitMs:0.0} ms after" : "") + $"; serving {server.PageCount} pages");
+            return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2),
+                req.ReleaseCommit, Math.Round(commitMs, 2));
         }
-        catch
+        catch when (!Stage.IsCommitted())
         {
             Abort("the switchover failed");
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The released commit: the stream is whole here and QEMU said its save completed, so the
+    /// decision is taken and journaled, and only then does the stream's last byte (QEMU_VM_EOF)
+    /// go: the destination QEMU, armed to start by itself, runs the moment it has loaded it. A
+    /// destination that never gets it can never run (it fails its load); if it gives its copy
+    /// up, it says so (<see cref="Abandoned"/>) and this source runs again.
+    /// </summary>
+    private void CommitAndRelease(SwitchoverRequest req, HeldLastByte relay, long suspendedAt)
+    {
+        if (relay.Held != DeviceStateTransfer.QemuVmEof)
+        {
+            throw new AgentException($"the device state of {Domain} does not end in QEMU_VM_EOF (last byte {relay.Held}): not committing, the source resumes " +
+                                     "(a QEMU that writes a description after the stream although suppress-vmdesc is set?)");
+        }
+
+        double pausedMs = Stopwatch.GetElapsedTime(relay.FirstPieceAt).TotalMilliseconds;
+        if (req.MaxDowntimeMs > 0 && pausedMs > req.MaxDowntimeMs)
+        {
+            throw new AgentException($"the pause had lasted {pausedMs:0.0} ms when the device state was saved, over --max-downtime {req.MaxDowntimeMs:0} ms: " +
+                                     "not committing, the source resumes (raise --max-downtime, or migrate when the host is less busy)");
+        }
+
+        lock (_decision)
+        {
+            if (Stage != MigrationStage.SourcePaused)
+            {
+                throw new AgentException($"migration {Id} was {Stage} during its switchover ({Entry!.Note})");
+            }
+
+            Record(Entry! with { Stage = MigrationStage.Committed, SuspendedAtUnixMs = suspendedAt, Note = null });
+        }
+
+        if (Options.StallBeforeReleaseMs > 0)
+        {
+            Log($"{Id}: committed; stalling {Options.StallBeforeReleaseMs} ms before the last byte (Agent:StallBeforeReleaseMs, fault injection)");
+            Thread.Sleep(Options.StallBeforeReleaseMs);
+        }
+
+        relay.Release();
+        Log($"{Id}: committed: the destination runs once it has loaded the last byte; this host never resumes {Domain} again unless the destination gives its copy up unrun");
+    }
+
+    /// <summary>
+    /// Relays the device state to the page server as QEMU writes it, one byte behind with
+    /// <c>hold</c>: the stream's last byte stays here until <see cref="Release"/>. One buffer,
+    /// reused for every piece (QEMU writes a few hundred KiB in 32 KiB buffers).
+    /// </summary>
+    private sealed class HeldLastByte(PageServer server, bool hold)
+    {
+        private readonly byte[] _buffer = new byte[64 * 1024 + 1];
+        private bool _holding;
+
+        /// <summary>The byte held back (meaningful once the stream ended).</summary>
+        public byte Held { get; private set; }
+
+        /// <summary><see cref="Stopwatch"/> timestamp of the first piece: QEMU writes its header just before it stops the vCPUs.</summary>
+        public long FirstPieceAt { get; private set; }
+
+        public void Forward(ReadOnlyMemory<byte> piece)
+        {
+            if (FirstPieceAt == 0)
+            {
+                FirstPieceAt = Stopwatch.GetTimestamp();
+            }
+
+            if (!hold)
+            {
+                server.SendDeviceState(piece.Span);
+                return;
+            }
+
+            if (piece.IsEmpty)
+            {
+                return;
+            }
+
+            int n = 0;
+            if (_holding)
+            {
+                _buffer[n++] = Held;
+            }
+
+            piece.Span[..^1].CopyTo(_buffer.AsSpan(n));
+            n += piece.Length - 1;
+            if (n > 0)
+            {
+                server.SendDeviceState(_buffer.AsSpan(0, n));
+            }
+
+            Held = piece.Span[^1];
+            _holding = true;
+        }
+
+        /// <summary>The last byte and the end: the destination may finish loading (and, armed so, run).</summary>
+        public void Release()
+        {
+            if (hold && _holding)
+            {
+                _buffer[0] = Held;
+                server.SendDeviceState(_buffer.AsSpan(0, 1));
+            }
+
+            server.EndDeviceState();
         }
     }
 

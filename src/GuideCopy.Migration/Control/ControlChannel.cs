@@ -39,9 +39,10 @@ public sealed class ControlChannel : IAsyncDisposable
     /// at the handshake instead of reading each other's fields as empty. 2: sealed channel;
     /// 3: counters nested by name (DestinationStatus.Pages, SourceFinishResult.Served);
     /// 4: the page packing asked for at arm (SourceArmRequest.Compression) and counted (PageServerCounters);
-    /// 5: the bandwidth group at arm (SourceArmRequest.BandwidthGroup), the page size in PagerCounters.
+    /// 5: the bandwidth group at arm (SourceArmRequest.BandwidthGroup), the page size in PagerCounters;
+    /// 6: the released commit (DestinationArmRequest.StartOnLoad, SwitchoverRequest.ReleaseCommit).
     /// </summary>
-    public const int ProtocolVersion = 5;
+    public const int ProtocolVersion = 6;
     private static ReadOnlySpan<byte> ClientLabel => "GCv2-control-client"u8;
     private static ReadOnlySpan<byte> ServerLabel => "GCv2-control-server"u8;
 

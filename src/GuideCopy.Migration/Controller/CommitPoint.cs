@@ -15,10 +15,12 @@ internal sealed class CommitPoint(MigrationRun run)
     private MigrationPlan Plan => run.Plan;
 
     /// <summary>
-    /// The pause. The destination is asked first to load and, unless the plan holds the commit
-    /// for a hook, to take the commit point the moment its QEMU has loaded; then the source
-    /// suspends and streams its device state to the destination over the migration link. So
-    /// nothing in the pause waits for this controller: its two requests are already there.
+    /// The pause. The destination is asked first to load; then the source suspends and streams
+    /// its device state to the destination over the migration link. Unless the plan holds the
+    /// commit for a hook, the commit is released (docs/migration.md, "The released commit"): the
+    /// source journals Committed before it sends the stream's last byte, and the destination
+    /// QEMU, armed to start by itself, runs the moment it has loaded it. So nothing in the pause
+    /// waits for this controller, nor for a question between the agents.
     /// </summary>
     public async Task SwitchoverAsync(CancellationToken ct)
     {
@@ -29,7 +31,8 @@ internal sealed class CommitPoint(MigrationRun run)
         SwitchoverResult switched;
         try
         {
-            switched = await run.Agents.Source!.SwitchoverAsync(new SwitchoverRequest(run.Id, Plan.Domain, run.Armed!.GuideStarted ? Plan.Guide : null), ct);
+            switched = await run.Agents.Source!.SwitchoverAsync(new SwitchoverRequest(run.Id, Plan.Domain, run.Armed!.GuideStarted ? Plan.Guide : null,
+                ReleaseCommit: commitWhenLoaded, MaxDowntimeMs: Plan.MaxDowntime?.TotalMilliseconds ?? 0), ct);
         }
         catch
         {
@@ -74,7 +77,8 @@ internal sealed class CommitPoint(MigrationRun run)
             {
                 var loaded = await run.Switchover!.Loading;
                 run.Clock.Phases["deviceStateLoad"] = loaded.LoadMs;
-                run.Clock.Phases["commit"] = loaded.CommitMs;
+                // Released: the source's verdict and journal before its last byte; QEMU resumes itself.
+                run.Clock.Phases["commit"] = run.Switchover.Reply is { Committed: true } r ? r.CommitMs : loaded.CommitMs;
                 run.Clock.Phases["resume"] = loaded.ResumeMs;
                 resumed = new ResumeResult(loaded.ResumedAtUnixMs);
             }

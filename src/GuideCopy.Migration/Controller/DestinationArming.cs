@@ -54,7 +54,8 @@ internal sealed class DestinationArming(MigrationRun run)
         var started = await startDestination;
         run.Clock.Phases["destinationStart"] = Math.Round(started.StartMs, 1);
         var armed = await dst.ArmDestinationAsync(
-            new DestinationArmRequest(run.Id, Plan.PageServerRoute?.Invoke(sourceArmed.PageServer) ?? sourceArmed.PageServer, sourceArmed.SessionId, Plan.ClearTextLanes), ct);
+            new DestinationArmRequest(run.Id, Plan.PageServerRoute?.Invoke(sourceArmed.PageServer) ?? sourceArmed.PageServer, sourceArmed.SessionId, Plan.ClearTextLanes,
+                StartOnLoad: Plan.BeforeCommit is null), ct);
         run.Clock.Phases["destinationArm"] = armed.ArmMs;
         run.Clock.Phase("destinationPrepare");
         run.BothArmed(new ArmedSides(sourceArmed, guideStarted, guideFailure));

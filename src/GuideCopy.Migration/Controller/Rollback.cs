@@ -35,6 +35,11 @@ internal sealed class Rollback(MigrationRun run, GuideCopyReportBuilder reports)
         string why = cause is OperationCanceledException ? "interrupted" : cause.Message;
         bool paused = run.Stage >= MigrationStage.SourcePaused;
         var (answer, note) = await AskTheSourceAsync(paused);
+        if (answer == SourceAnswer.Committed && await TheSourceTookItBackAsync())
+        {
+            (answer, note) = (SourceAnswer.RolledBack, "; the destination copy never ran: the source runs again");
+        }
+
         if (answer == SourceAnswer.Committed)
         {
             run.Clock.Report("the source had already committed: following the migration");
@@ -85,6 +90,67 @@ internal sealed class Rollback(MigrationRun run, GuideCopyReportBuilder reports)
                 return (SourceAnswer.NoAnswer, $"; the source agent could not roll back ({e.Message}): it rolls back by itself when it runs again (its journal), and its lease on this controller runs out in Agent:ControllerLeaseSeconds");
             }
         }
+    }
+
+    /// <summary>
+    /// The released commit: a source that committed is still the only copy if the destination's
+    /// QEMU never got the last byte. The destination then removes its copy and tells the source
+    /// (abandon), which rolls back. True once the source has: asked while the destination says
+    /// it rolled back, for at most <see cref="GuideCopyMigration.AgentRecovery"/>.
+    /// </summary>
+    private async Task<bool> TheSourceTookItBackAsync()
+    {
+        var deadline = DateTime.UtcNow + GuideCopyMigration.AgentRecovery;
+        while (DateTime.UtcNow < deadline)
+        {
+            string? stage = null;
+            try
+            {
+                var dst = await run.Agents.DestinationAsync(CancellationToken.None);
+                var s = await dst.StatusAsync(new MigrationRequest(run.Id), CancellationToken.None);
+                if (s.ResumedAtUnixMs > 0)
+                {
+                    return false;
+                }
+
+                stage = s.Stage;
+            }
+            catch (AgentException e) when (e.ConnectionLost)
+            {
+                await run.Agents.DropDestinationAsync();
+            }
+            catch (AgentException)
+            {
+                // "no migration here": a restarted agent that removed the copy and forgot it, or one still starting.
+            }
+
+            if (stage is nameof(MigrationStage.Committed) or nameof(MigrationStage.Completed) or nameof(MigrationStage.Committing))
+            {
+                return false;
+            }
+
+            if (stage is nameof(MigrationStage.RolledBack))
+            {
+                try
+                {
+                    var src = await run.Agents.SourceAsync(CancellationToken.None);
+                    await src.AbortSourceAsync(new MigrationRequest(run.Id), CancellationToken.None);
+                    return true;
+                }
+                catch (AgentException e) when (e.Message.Contains("is committed", StringComparison.Ordinal))
+                {
+                    // Not told yet: the destination asks it again.
+                }
+                catch (AgentException e) when (e.ConnectionLost)
+                {
+                    await run.Agents.DropSourceAsync();
+                }
+            }
+
+            await Task.Delay(500);
+        }
+
+        return false;
     }
 
     /// <summary>Once the source cannot commit any more: the destination copy (it never ran) goes, through its agent or else through libvirt.</summary>

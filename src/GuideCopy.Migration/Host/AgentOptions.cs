@@ -79,6 +79,13 @@ public sealed class AgentOptions
     /// </summary>
     public string DropReplyTo { get; set; } = "";
 
+    /// <summary>
+    /// Fault injection for the fault-matrix tests: the source waits this long between journaling
+    /// Committed and sending the device state's last byte (the released commit), so a test can
+    /// kill it there. 0 in production.
+    /// </summary>
+    public int StallBeforeReleaseMs { get; set; }
+
     /// <summary>Longest wait for QEMU to save or load device state, in seconds.</summary>
     public int DeviceStateTimeoutSeconds { get; set; } = 60;
 

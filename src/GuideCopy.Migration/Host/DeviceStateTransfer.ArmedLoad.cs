@@ -71,7 +71,7 @@ public static partial class DeviceStateTransfer
         }
 
         /// <summary>After the resume: x-ignore-shared off (left on, a later libvirt post-copy of this VM is refused).</summary>
-        public void Disarm() => TryQmp(domain, IgnoreSharedOff);
+        public void Disarm() => DisarmCapabilities(domain);
 
         public void Dispose() => socket.Dispose();
     }

@@ -37,7 +37,7 @@ public static partial class DeviceStateTransfer
         public Task ConfirmAsync(TimeSpan timeout, CancellationToken ct) => WaitForMigrationStatus(domain, "completed", timeout, ct);
 
         /// <summary>Rollback: x-ignore-shared off again, so a later libvirt migration of the resumed VM carries its RAM.</summary>
-        public void Disarm() => TryQmp(domain, IgnoreSharedOff);
+        public void Disarm() => DisarmCapabilities(domain);
 
         public void Dispose()
         {

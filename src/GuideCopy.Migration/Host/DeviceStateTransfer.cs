@@ -26,6 +26,23 @@ public static partial class DeviceStateTransfer
     private const string IgnoreSharedOff =
         """{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":false}]}}""";
 
+    // The stream then ends in QEMU_VM_EOF itself: no JSON description of it follows
+    // (qemu_savevm_state_complete_precopy_non_iterable writes one unless the machine's
+    // suppress-vmdesc is set, and qemu_loadvm_state reads one unless it is). The released commit
+    // holds that last byte back until the source has committed: a destination QEMU that never gets
+    // it fails its load and never runs. With a description after it, QEMU would have read the EOF
+    // byte already, and a description cut short is ignored (savevm.c: "It doesn't seem worth failing").
+    private const string VmdescOff = """{"execute":"qom-set","arguments":{"path":"/machine","property":"suppress-vmdesc","value":true}}""";
+    private const string VmdescOn = """{"execute":"qom-set","arguments":{"path":"/machine","property":"suppress-vmdesc","value":false}}""";
+
+    /// <summary>The last byte of a whole device-state stream without its description (savevm.h: QEMU_VM_EOF).</summary>
+    public const byte QemuVmEof = 0x00;
+
+    // qmp_cont on a QEMU in 'inmigrate' only sets autostart: the incoming migration then starts
+    // the vCPUs itself once the load completed (process_incoming_migration_bh -> vm_start), with
+    // no monitor round trip after the last byte. libvirt follows QEMU's RESUME event.
+    private const string StartWhenLoaded = """{"execute":"cont"}""";
+
     /// <summary>
     /// Before the pause: x-ignore-shared on and the agent's socket listening, so the pause holds
     /// only QEMU's own work (QMP migrate, the stream). QEMU runs as its own user (qemu.conf), not
@@ -46,6 +63,7 @@ public static partial class DeviceStateTransfer
             File.SetUnixFileMode(socketPath, (UnixFileMode)0b110_110_000);
             listener.Listen(1);
             Qmp(domain, IgnoreShared);
+            Qmp(domain, VmdescOff);
             return new ArmedSave(domain, socketPath, listener);
         }
         catch
@@ -61,11 +79,17 @@ public static partial class DeviceStateTransfer
     /// (migrate-incoming) and the agent is connected to it; QEMU's incoming coroutine waits for
     /// the first byte without blocking its main loop.
     /// </summary>
-    public static async Task<ArmedLoad> ArmLoadAsync(LibvirtSharp.Domain domain, string socketPath, TimeSpan timeout, CancellationToken ct)
+    /// <param name="startOnLoad">The released commit: QEMU starts the vCPUs itself the moment the load completes.</param>
+    public static async Task<ArmedLoad> ArmLoadAsync(LibvirtSharp.Domain domain, string socketPath, bool startOnLoad, TimeSpan timeout, CancellationToken ct)
     {
         File.Delete(socketPath);
         Qmp(domain, IgnoreShared);
+        Qmp(domain, VmdescOff);
         Qmp(domain, $$$"""{"execute":"migrate-incoming","arguments":{"uri":"unix:{{{socketPath}}}"}}""");
+        if (startOnLoad)
+        {
+            Qmp(domain, StartWhenLoaded);
+        }
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout);
         var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -105,6 +129,7 @@ public static partial class DeviceStateTransfer
     {
         File.Delete(socketPath);
         Qmp(domain, IgnoreShared);
+        Qmp(domain, VmdescOff); // the saving source wrote none
         Qmp(domain, $$$"""{"execute":"migrate-incoming","arguments":{"uri":"unix:{{{socketPath}}}"}}""");
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout);
@@ -185,6 +210,9 @@ public static partial class DeviceStateTransfer
         }
     }
 
+    /// <summary>query-migrate's status on a destination (its incoming migration): setup, active, completed, failed.</summary>
+    public static string? IncomingStatus(LibvirtSharp.Domain domain) => Status(domain, out _);
+
     private static string? Status(LibvirtSharp.Domain domain, out string? why)
     {
         var reply = JsonNode.Parse(Qmp(domain, """{"execute":"query-migrate"}"""));
@@ -192,8 +220,12 @@ public static partial class DeviceStateTransfer
         return reply?["return"]?["status"]?.GetValue<string>();
     }
 
-    /// <summary>x-ignore-shared off on a domain that keeps running here (a rollback, an armed migration given up).</summary>
-    public static void DisarmCapabilities(LibvirtSharp.Domain domain) => TryQmp(domain, IgnoreSharedOff);
+    /// <summary>x-ignore-shared off and the stream's description back, on a domain that runs here (a rollback, an armed migration given up, a committed destination).</summary>
+    public static void DisarmCapabilities(LibvirtSharp.Domain domain)
+    {
+        TryQmp(domain, IgnoreSharedOff);
+        TryQmp(domain, VmdescOn);
+    }
 
     private static void TryQmp(LibvirtSharp.Domain domain, string command)
     {

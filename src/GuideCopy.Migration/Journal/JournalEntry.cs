@@ -64,6 +64,16 @@ public sealed record JournalEntry
     /// <summary>The source's page server the pager fetches from.</summary>
     public string? PageServer { get; init; }
 
+    /// <summary>
+    /// The released commit: this QEMU runs by itself once it has the whole device state, so a
+    /// restarted agent asks the domain whether it ran before it removes anything, and tells the
+    /// source when it removed a copy that never ran (the source may have committed).
+    /// </summary>
+    public bool StartsOnLoad { get; init; }
+
+    /// <summary>A copy that never ran was removed here and the source has not yet heard it (it may have committed and wait).</summary>
+    public bool AbandonPending { get; init; }
+
     /// <summary>The source's persistent definition, defined here once every page is in (null: transient).</summary>
     public string? PersistentXml { get; init; }
 

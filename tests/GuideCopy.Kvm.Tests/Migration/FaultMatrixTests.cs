@@ -408,6 +408,96 @@ public sealed class FaultMatrixTests
         AssertRunsOnlyOn(committed ? destination : source, TimeSpan.FromSeconds(60));
     }
 
+    /// <summary>Waits until <paramref name="h"/>'s agent log has one more line containing <paramref name="text"/> than it had when this was called.</summary>
+    private Task WaitForAgentLine(LabHost h, string text) => WaitForAgentLine(h, text, File.ReadAllText(AgentLog(h)).Split(text).Length);
+
+    private async Task WaitForAgentLine(LabHost h, string text, int seen)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(120);
+        while (File.ReadAllText(AgentLog(h)).Split(text).Length == seen && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(5);
+        }
+    }
+
+    private string AgentLog(LabHost h) => Path.Combine(_lab.Layout.HostDir(h.Name), "agent.log");
+
+    [Test]
+    public async Task SourceAgentKilledBetweenItsCommitAndTheLastByteTakesTheVmBack()
+    {
+        // The released commit: the source journals Committed, then sends the device state's last
+        // byte. Killed between the two, the destination QEMU never gets it and cannot run: the
+        // destination gives its copy up when its load times out and tells the restarted source,
+        // which had committed and takes the VM back.
+        var source = _on;
+        var destination = Other;
+        Kill9(AgentOf(source));
+        _lab.StartAgent(source, MigrationLab.AgentLaunch, ["Agent:StallBeforeReleaseMs=60000"]);
+        Kill9(AgentOf(destination));
+        _lab.StartAgent(destination, MigrationLab.AgentLaunch, ["Agent:DeviceStateTimeoutSeconds=8"]);
+        try
+        {
+            var stalled = WaitForAgentLine(source, "Agent:StallBeforeReleaseMs");
+            var killer = Task.Run(async () =>
+            {
+                await stalled;
+                Kill9(AgentOf(source));
+                await Task.Delay(1000);
+                _lab.StartAgent(source, MigrationLab.AgentLaunch);
+            });
+            var report = await new GuideCopyMigration(Hop()).RunAsync(CancellationToken.None);
+            await killer;
+            TestContext.Out.WriteLine($"{report.Outcome}: {report.Error}");
+            Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.RolledBack), report.Error);
+            Assert.That(File.ReadAllText(AgentLog(source)), Does.Contain("the destination gave up its copy before it ran"));
+            Assert.That(Journaled(source, report.Id!)!.Stage, Is.EqualTo(MigrationStage.RolledBack));
+            Assert.That(Journaled(destination, report.Id!)!.AbandonPending, Is.False, "the source was told");
+            AssertRunsOnlyOn(source, TimeSpan.FromSeconds(60));
+        }
+        finally
+        {
+            Kill9(AgentOf(destination));
+            _lab.StartAgent(destination, MigrationLab.AgentLaunch);
+        }
+    }
+
+    [Test]
+    public async Task DestinationAgentKilledBeforeTheLastByteTheCommittedSourceTakesTheVmBack()
+    {
+        // The destination agent dies while the committed source holds the last byte: QEMU's
+        // incoming socket closes with the stream one byte short, so its load fails and it never
+        // runs. The restarted agent finds it gone (or removes it) and tells the source, which had
+        // committed and takes the VM back.
+        var source = _on;
+        var destination = Other;
+        Kill9(AgentOf(source));
+        _lab.StartAgent(source, MigrationLab.AgentLaunch, ["Agent:StallBeforeReleaseMs=4000"]);
+        try
+        {
+            var stalled = WaitForAgentLine(source, "Agent:StallBeforeReleaseMs");
+            var killer = Task.Run(async () =>
+            {
+                await stalled;
+                Kill9(AgentOf(destination));
+                await Task.Delay(1000);
+                _lab.StartAgent(destination, MigrationLab.AgentLaunch);
+            });
+            var report = await new GuideCopyMigration(Hop()).RunAsync(CancellationToken.None);
+            await killer;
+            TestContext.Out.WriteLine($"{report.Outcome}: {report.Error}");
+            Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.RolledBack), report.Error);
+            Assert.That(File.ReadAllText(AgentLog(destination)), Does.Contain("whose copy never ran"));
+            Assert.That(File.ReadAllText(AgentLog(source)), Does.Contain("the destination gave up its copy before it ran"));
+            Assert.That(Journaled(source, report.Id!)!.Stage, Is.EqualTo(MigrationStage.RolledBack));
+            AssertRunsOnlyOn(source, TimeSpan.FromSeconds(60));
+        }
+        finally
+        {
+            Kill9(AgentOf(source));
+            _lab.StartAgent(source, MigrationLab.AgentLaunch);
+        }
+    }
+
     [Test]
     public void ControllerKilledBetweenLoadAndResumeTheLeaseRollsBack()
     {
