@@ -66,7 +66,8 @@ public sealed partial class DestinationSide
                 {
                     var registration = await side._shim.AcceptAsync(side._stop.Token);
                     side._registration = registration;
-                    side.StartPager(registration, entry.PageServer!, trustRamFile: true);
+                    // Committing: no push lane before the resume (the source takes one as "it runs" and lets its paused QEMU go).
+                    side.StartPager(registration, entry.PageServer!, trustRamFile: true, deferPush: entry.Stage == MigrationStage.Committing);
                     log.Info($"{entry.Id}: recovered after an agent restart: the shim handed its uffd again (QEMU pid {registration.QemuPid})");
                     if (entry.Stage == MigrationStage.Committing)
                     {

@@ -89,6 +89,7 @@ public sealed partial class SourceSide
             Log = m => Log($"{Id}: page server: {m}"),
             CommitRequested = DecideCommit,
             AbandonRequested = Abandoned,
+            PushLaneUp = OnPushLaneUp,
             AbandonAcknowledged = () => Task.Run(() => Abort("the destination gave up its copy before it ran")),
             DoneReported = OnDestinationDone,
             DoneAcknowledged = StartCleanup,

@@ -56,16 +56,20 @@ public sealed partial class SourceSide
     /// The guide's QEMU loads and runs once the destination runs (its push lane comes):
     /// started now, it would take the CPU the destination's load and resume need.
     /// </summary>
-    private void StartGuideOnPushLane(PageServer server, SwitchoverRequest req, byte[] state)
+    private void StartGuideOnPushLane(SwitchoverRequest req, byte[] state) => _pendingGuide = new PendingGuide(req, state);
+
+    /// <summary>
+    /// A push lane is up (the RAM frozen). The destination opens it only once its copy runs
+    /// (Pager.StartPush comes after the resume): the paused source QEMU can go, and the guide start.
+    /// Called on the lane's thread, on each lane after a reconnect too: returns at once.
+    /// </summary>
+    private void OnPushLaneUp()
     {
-        _pendingGuide = new PendingGuide(req, state);
-        server.PushLaneUp = () =>
+        DestinationRuns();
+        if (Interlocked.Exchange(ref _pendingGuide, null) is { } g)
         {
-            if (Interlocked.Exchange(ref _pendingGuide, null) is { } g)
-            {
-                StartGuide(g.Request, g.State);
-            }
-        };
+            StartGuide(g.Request, g.State);
+        }
     }
 
     /// <summary>The guide resumes beside the destination on the frozen RAM; its start never adds downtime.</summary>

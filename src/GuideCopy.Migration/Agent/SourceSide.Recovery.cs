@@ -47,6 +47,7 @@ public sealed partial class SourceSide
                 return null;
             case MigrationStage.Completed when !entry.SourceRemoved:
                 side.DestroySourceCopy(); // a crash came between the record and the destroy
+                side.Dispose();
                 return null;
             default:
                 return null;

@@ -73,7 +73,7 @@ public sealed partial class SourceSide
     {
         lock (_decision)
         {
-            if (Stage == MigrationStage.Completed || (Stage.IsCommitted() && Entry!.SourceRemoved))
+            if (Stage == MigrationStage.Completed || (Stage.IsCommitted() && (Entry!.SourceRemoved || Entry.SourceQemuStopped)))
             {
                 return false;
             }
@@ -116,6 +116,7 @@ public sealed partial class SourceSide
         else
         {
             _cleanup?.Wait(TimeSpan.FromSeconds(30));
+            _disposal?.Wait(TimeSpan.FromSeconds(30));
         }
     }
 }

@@ -77,7 +77,7 @@ public sealed partial class SourceSide
             }
 
             _saved.Set();
-            StartGuideOnPushLane(server, req, state);
+            StartGuideOnPushLane(req, state);
             Log($"{Id}: {req.Domain} paused by its migrate; device state {state.Length} bytes streamed in {saveMs:0.0} ms (migrate to the stream's end)" +
                 (req.ReleaseCommit ? $"; committed and its last byte released {commitMs:0.0} ms after" : "") + $"; serving {server.PageCount} pages");
             return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2),

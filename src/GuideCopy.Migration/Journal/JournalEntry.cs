@@ -59,6 +59,9 @@ public sealed record JournalEntry
     /// <summary>Completed and the source copy destroyed: a later agent must not look for it (the VM may be back on this host).</summary>
     public bool SourceRemoved { get; init; }
 
+    /// <summary>The paused source QEMU was destroyed once the destination ran (its definition moves at the end): an abandon is refused.</summary>
+    public bool SourceQemuStopped { get; init; }
+
     // Destination.
 
     /// <summary>The source's page server the pager fetches from.</summary>
