@@ -23,7 +23,7 @@ public sealed partial class DestinationSide
         if (entry is { StartsOnLoad: true, Stage: MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded })
         {
             // Armed to start by itself: whether it ran is the domain's to say, not the journal's.
-            if (side.RanBeforeTheRestart())
+            if (side.RunsOrWillRun())
             {
                 log.Info($"{entry.Id}: {entry.Domain} loaded its whole device state and runs: the source had committed");
                 entry = entry with { Stage = MigrationStage.Committed, ResumedAtUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
@@ -32,7 +32,7 @@ public sealed partial class DestinationSide
             else
             {
                 log.Info($"{entry.Id}: found a migration of {entry.Domain} whose copy never ran: removing it and telling the source");
-                side.GiveUpUnrunCopy("the destination agent restarted before its QEMU had the whole device state");
+                side.GiveUpUnrunCopy("the destination agent restarted before its QEMU had the whole device state", mayRun: false);
                 side.Dispose();
                 side._release = Task.Run(() => side.TellSourceAbandoned(TimeSpan.FromMinutes(10)));
                 return side;

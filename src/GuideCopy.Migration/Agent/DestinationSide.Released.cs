@@ -62,8 +62,17 @@ public sealed partial class DestinationSide
             throw new AgentException($"migration {Id}: {Entry!.Note}");
         }
 
-        GiveUpUnrunCopy($"its load failed: {failure.Message}");
+        if (!GiveUpUnrunCopy($"its load failed: {failure.Message}", mayRun: true))
+        {
+            return RunsHere("it had the whole device state when the load was given up");
+        }
+
         Dispose(); // the side stays listed (a step past "committing" is not aborted by the agent) until the source is told
+        if (Entry is not { AbandonPending: true })
+        {
+            throw new AgentException($"migration {Id} rolled back here: {Entry!.Note}"); // the source rolled back first: nothing to tell it
+        }
+
         var telling = Task.Run(() => TellSourceAbandoned(TimeSpan.FromMinutes(10)));
         _release = telling;
         bool told = await Task.WhenAny(telling, Task.Delay(TimeSpan.FromSeconds(10))) == telling && telling.Result;
@@ -72,22 +81,56 @@ public sealed partial class DestinationSide
     }
 
     /// <summary>
-    /// Destroys a copy that never ran: the incoming socket is closed first, so QEMU can never get
-    /// the last byte after the check. Journaled RolledBack with the source still to be told.
+    /// Destroys a copy that never ran. The incoming socket is closed first, so no byte reaches
+    /// QEMU any more; with <paramref name="mayRun"/> (the source may have sent the last byte) QEMU's
+    /// verdict comes next: false, and nothing destroyed, when it loaded the whole stream and runs.
+    /// Journaled RolledBack, with the source still to be told unless <paramref name="sourceRolledBack"/>.
+    /// Once: an abort and the failing load it causes may both get here.
     /// </summary>
-    private void GiveUpUnrunCopy(string why)
+    private bool GiveUpUnrunCopy(string why, bool mayRun, bool sourceRolledBack = false)
     {
-        _deviceState.Dispose();
-        lock (_lock)
+        lock (_giveUpLock)
         {
-            if (Stage != MigrationStage.RolledBack)
+            if (_gaveUp is { } decided)
             {
-                Record(Entry! with { Stage = MigrationStage.RolledBack, Note = $"the destination copy never ran: {why}", AbandonPending = true });
+                return decided;
             }
-        }
 
-        DestroyCopy();
-        Log($"{Id}: gave up a copy that never ran ({why})");
+            _deviceState.Dispose();
+            if (mayRun && RunsOrWillRun())
+            {
+                _gaveUp = false;
+                return false;
+            }
+
+            lock (_lock)
+            {
+                if (Stage != MigrationStage.RolledBack)
+                {
+                    Record(Entry! with { Stage = MigrationStage.RolledBack, Note = $"the destination copy never ran: {why}", AbandonPending = !sourceRolledBack });
+                }
+            }
+
+            DestroyCopy();
+            Log($"{Id}: gave up a copy that never ran ({why})");
+            _gaveUp = true;
+            return true;
+        }
+    }
+
+    private readonly object _giveUpLock = new();
+    private bool? _gaveUp;
+
+    private static bool IsActive(LibvirtSharp.Domain? domain)
+    {
+        try
+        {
+            return domain is { IsActive: true };
+        }
+        catch (LibvirtException)
+        {
+            return false; // "domain not found": libvirt removed a transient domain whose QEMU exited
+        }
     }
 
     private bool DomainRuns()
@@ -156,12 +199,12 @@ public sealed partial class DestinationSide
     }
 
     /// <summary>
-    /// A restarted agent and a migration armed to start on load that had not committed here: the
-    /// agent's death closed QEMU's incoming socket, so QEMU either had the whole stream (it runs,
-    /// or soon: the source had committed) or fails its load. Waits for QEMU's verdict: true when
-    /// the copy runs (recover it as committed); false when it cannot any more.
+    /// A QEMU armed to start on load whose incoming socket is closed (by this agent giving it up,
+    /// or by the death of the one before): it either had the whole stream (it runs, or soon: the
+    /// source had committed) or fails its load. Waits for QEMU's verdict: true when the copy runs;
+    /// false when it never can.
     /// </summary>
-    private bool RanBeforeTheRestart()
+    private bool RunsOrWillRun()
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
         while (DateTime.UtcNow < deadline)
@@ -171,17 +214,23 @@ public sealed partial class DestinationSide
                 return true;
             }
 
-            if (_domain is not { IsActive: true })
+            var domain = _domain;
+            if (!IsActive(domain))
             {
                 return false; // QEMU gone: a failed load exits
             }
 
             // Bounded: a QEMU whose load faults on a page waits for a pager this agent has not
-            // started, and libvirt waits for its monitor without a timeout.
-            var domain = _domain;
-            var query = Task.Run(() => DeviceStateTransfer.IncomingStatus(domain));
-            string? status = query.Wait(TimeSpan.FromSeconds(2)) && query.Status == TaskStatus.RanToCompletion ? query.Result : null;
+            // started, and libvirt waits for its monitor without a timeout. A QEMU that exits
+            // meanwhile (its load failed) fails the query: asked again above.
+            var query = Task.Run(() => DeviceStateTransfer.IncomingStatus(domain!));
+            Task.WhenAny(query, Task.Delay(TimeSpan.FromSeconds(2))).Wait();
+            string? status = query.IsCompletedSuccessfully ? query.Result : null;
             _ = query.ContinueWith(t => t.Exception, TaskScheduler.Default);
+            if (status is null && !IsActive(domain))
+            {
+                return false;
+            }
 
             if (status is "failed" or "cancelled" or "none" or null)
             {

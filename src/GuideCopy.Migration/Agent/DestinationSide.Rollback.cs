@@ -51,20 +51,13 @@ public sealed partial class DestinationSide
     /// </summary>
     private void AbortUnrun(string why, bool sourceRolledBack)
     {
-        if (_deviceState.WholeStreamWritten)
+        // A source that rolled back never sent the last byte: QEMU cannot run, nothing to ask it.
+        if (!GiveUpUnrunCopy(why, mayRun: !sourceRolledBack, sourceRolledBack))
         {
-            throw new AgentException($"migration {Id}: the destination QEMU has the whole device state, so it runs (the source committed) or fails its load by itself: not destroyed here");
+            throw new AgentException($"migration {Id}: the destination QEMU had the whole device state and runs (the source committed): not destroyed here");
         }
 
-        GiveUpUnrunCopy(why);
-        if (sourceRolledBack)
-        {
-            lock (_lock)
-            {
-                Record(Entry! with { AbandonPending = false });
-            }
-        }
-        else
+        if (!sourceRolledBack)
         {
             // In the background: a source agent that is down hears it when it is back (and this
             // agent's successor asks again if it goes first).
