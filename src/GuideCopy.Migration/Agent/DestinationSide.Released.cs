@@ -166,6 +166,11 @@ public sealed partial class DestinationSide
         int attempt = 0;
         while (true)
         {
+            if (Entry is not { AbandonPending: true })
+            {
+                return false; // the source rolled back by itself meanwhile (its rollback reached this side)
+            }
+
             try
             {
                 bool resumed = SourceControl.Abandon(source, MigrationKey, ProtectionOf(entry), entry.SessionId, 3000);

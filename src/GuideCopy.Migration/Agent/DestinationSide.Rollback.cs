@@ -57,7 +57,17 @@ public sealed partial class DestinationSide
             throw new AgentException($"migration {Id}: the destination QEMU had the whole device state and runs (the source committed): not destroyed here");
         }
 
-        if (!sourceRolledBack)
+        if (sourceRolledBack)
+        {
+            lock (_lock)
+            {
+                if (Entry is { AbandonPending: true })
+                {
+                    Record(Entry with { AbandonPending = false }); // given up first by the load this abort ended: nothing to tell
+                }
+            }
+        }
+        else
         {
             // In the background: a source agent that is down hears it when it is back (and this
             // agent's successor asks again if it goes first).

@@ -163,6 +163,13 @@ internal sealed class Rollback(MigrationRun run, GuideCopyReportBuilder reports)
 
         try
         {
+            if (run.Switchover?.Loading is { IsCompleted: false })
+            {
+                // Its dest.load waits for a last byte that will not come (the source rolled back
+                // before sending it), on the connection this abort would queue behind.
+                await run.Agents.DropDestinationAsync();
+            }
+
             var dst = await run.Agents.DestinationAsync(CancellationToken.None);
             await dst.AbortDestinationAsync(new AbortRequest(run.Id, sourceRolledBack), CancellationToken.None);
             return "";
