@@ -91,7 +91,7 @@ public sealed partial class DestinationSide
             {
                 length = await _deviceState.LoadAsync(timeout, wait.Token);
             }
-            catch (Exception e) when (e is not OperationCanceledException || !_stop.IsCancellationRequested)
+            catch (Exception e) when (e is not OperationCanceledException)
             {
                 long ranAt = await SettleFailedLoadAsync(e);
                 return new DestinationStartResult(0, 0, _registration.QemuPid, ResumedAtUnixMs: ranAt);

@@ -23,18 +23,28 @@ public sealed partial class DestinationSide
         if (entry is { StartsOnLoad: true, Stage: MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded })
         {
             // Armed to start by itself: whether it ran is the domain's to say, not the journal's.
-            if (side.RunsOrWillRun())
+            bool? runs = side.RunsOrWillRun();
+            if (runs is null)
+            {
+                // Not "never ran": nothing is destroyed and the source is not told on a guess.
+                log.Error($"{entry.Id}: cannot tell whether {entry.Domain} runs here (libvirt does not say): left as it is; the next agent start asks again");
+                side.Dispose();
+                return null;
+            }
+
+            if (runs == true)
             {
                 log.Info($"{entry.Id}: {entry.Domain} loaded its whole device state and runs: the source had committed");
                 entry = entry with { Stage = MigrationStage.Committed, ResumedAtUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
                 side.Record(entry);
+                side.DisarmRunningCopy();
             }
             else
             {
                 log.Info($"{entry.Id}: found a migration of {entry.Domain} whose copy never ran: removing it and telling the source");
                 side.GiveUpUnrunCopy("the destination agent restarted before its QEMU had the whole device state", mayRun: false);
                 side.Dispose();
-                side._release = Task.Run(() => side.TellSourceAbandoned(TimeSpan.FromMinutes(10)));
+                side._release = Task.Run(() => side.TellSourceAbandoned(TimeSpan.FromHours(1)));
                 return side;
             }
         }
@@ -42,7 +52,7 @@ public sealed partial class DestinationSide
         switch (entry.Stage)
         {
             case MigrationStage.RolledBack when entry.AbandonPending:
-                side._release = Task.Run(() => side.TellSourceAbandoned(TimeSpan.FromMinutes(10)));
+                side._release = Task.Run(() => side.TellSourceAbandoned(TimeSpan.FromHours(1)));
                 return side;
             case MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded:
                 log.Info($"{entry.Id}: found a migration of {entry.Domain} that never committed: removing its paused copy");

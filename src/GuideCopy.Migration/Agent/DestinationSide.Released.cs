@@ -27,9 +27,31 @@ public sealed partial class DestinationSide
         }
 
         Log($"{Id}: committed: {Domain} runs here ({how})");
-        _deviceState.DisarmLater();
+        DisarmRunningCopy();
         StartCompletion();
         return at;
+    }
+
+    /// <summary>
+    /// x-ignore-shared and suppress-vmdesc off on the copy that runs here, off the pause's path:
+    /// left on, a later migration of this VM (ours or libvirt's) would carry no RAM. Through the
+    /// load's handle, or the domain's when the load was closed (given up, or a restarted agent).
+    /// </summary>
+    private void DisarmRunningCopy()
+    {
+        if (_deviceState.Armed)
+        {
+            _deviceState.DisarmLater();
+            return;
+        }
+
+        _ = Task.Run(() =>
+        {
+            if (TryLookup() is { } domain)
+            {
+                DeviceStateTransfer.DisarmCapabilities(domain);
+            }
+        });
     }
 
     /// <summary>
@@ -46,22 +68,6 @@ public sealed partial class DestinationSide
             throw new AgentException($"migration {Id} rolled back here: {Entry!.Note}");
         }
 
-        bool loadFailed = failure is InvalidOperationException; // QEMU said 'failed': it never started the vCPUs
-        if (_deviceState.WholeStreamWritten && !loadFailed)
-        {
-            if (DomainRuns())
-            {
-                return RunsHere("it loaded the whole device state while the load was being given up");
-            }
-
-            lock (_lock)
-            {
-                Record(Entry! with { Stage = MigrationStage.Failed, Note = $"the destination QEMU has the whole device state but did not run ({failure.Message}): the source keeps its paused copy and frozen RAM; nothing resumes it by itself" });
-            }
-
-            throw new AgentException($"migration {Id}: {Entry!.Note}");
-        }
-
         if (!GiveUpUnrunCopy($"its load failed: {failure.Message}", mayRun: true))
         {
             return RunsHere("it had the whole device state when the load was given up");
@@ -73,7 +79,7 @@ public sealed partial class DestinationSide
             throw new AgentException($"migration {Id} rolled back here: {Entry!.Note}"); // the source rolled back first: nothing to tell it
         }
 
-        var telling = Task.Run(() => TellSourceAbandoned(TimeSpan.FromMinutes(10)));
+        var telling = Task.Run(() => TellSourceAbandoned(TimeSpan.FromHours(1)));
         _release = telling;
         bool told = await Task.WhenAny(telling, Task.Delay(TimeSpan.FromSeconds(10))) == telling && telling.Result;
         throw new AgentException($"the destination copy of {Domain} never ran ({failure.Message}); it is destroyed, and the source " +
@@ -97,10 +103,28 @@ public sealed partial class DestinationSide
             }
 
             _deviceState.Dispose();
-            if (mayRun && RunsOrWillRun())
+            if (mayRun)
             {
-                _gaveUp = false;
-                return false;
+                switch (RunsOrWillRun())
+                {
+                    case true:
+                        _gaveUp = false;
+                        return false;
+                    case null:
+                        // "Cannot tell" is not "never ran": destroying it and sending the source
+                        // back to work could make two copies. The journal stays as it is, so a
+                        // restarted agent asks the domain again.
+                        throw new AgentException($"migration {Id}: could not tell whether the destination QEMU of {Domain} runs ({why}): " +
+                                                 $"nothing destroyed, the source not told; check 'virsh domstate {Domain}' on this host");
+                }
+            }
+
+            // Destroyed (and seen gone) before it is journaled and the source told: a crash in
+            // between leaves an entry whose domain is gone, which a restarted agent gives up again.
+            DestroyCopy();
+            if (IsActive(_domain ?? TryLookup()) != false)
+            {
+                throw new AgentException($"migration {Id}: the destination copy of {Domain} that never ran could not be destroyed: the source not told");
             }
 
             lock (_lock)
@@ -111,7 +135,6 @@ public sealed partial class DestinationSide
                 }
             }
 
-            DestroyCopy();
             Log($"{Id}: gave up a copy that never ran ({why})");
             _gaveUp = true;
             return true;
@@ -121,19 +144,38 @@ public sealed partial class DestinationSide
     private readonly object _giveUpLock = new();
     private bool? _gaveUp;
 
-    private static bool IsActive(LibvirtSharp.Domain? domain)
+    /// <summary>True, false (gone: libvirt removed a transient domain whose QEMU exited), or null when libvirt cannot say.</summary>
+    private static bool? IsActive(LibvirtSharp.Domain? domain)
     {
         try
         {
             return domain is { IsActive: true };
         }
+        catch (LibvirtException e) when (e.Code == LibvirtSharp.Native.virErrorNumber.VIR_ERR_NO_DOMAIN)
+        {
+            return false;
+        }
         catch (LibvirtException)
         {
-            return false; // "domain not found": libvirt removed a transient domain whose QEMU exited
+            return null;
         }
     }
 
-    private bool DomainRuns()
+    private LibvirtSharp.Domain? TryLookup()
+    {
+        try
+        {
+            _conn ??= Connection.Open(Options.LibvirtUri);
+            return _domain = _conn.TryLookupDomain(Domain);
+        }
+        catch (LibvirtException)
+        {
+            return _domain;
+        }
+    }
+
+    /// <summary>True when libvirt says the domain runs, false when it says it does not (or it is gone), null when it cannot say.</summary>
+    private bool? DomainRuns()
     {
         try
         {
@@ -141,10 +183,14 @@ public sealed partial class DestinationSide
             _domain ??= _conn.TryLookupDomain(Domain);
             return _domain is { IsActive: true } && _domain.State.State == virDomainState.VIR_DOMAIN_RUNNING;
         }
+        catch (LibvirtException e) when (e.Code == LibvirtSharp.Native.virErrorNumber.VIR_ERR_NO_DOMAIN)
+        {
+            return false;
+        }
         catch (LibvirtException e)
         {
             Log($"{Id}: could not ask libvirt whether {Domain} runs: {e.LibvirtMessage}");
-            return false;
+            return null;
         }
     }
 
@@ -209,42 +255,42 @@ public sealed partial class DestinationSide
     /// source had committed) or fails its load. Waits for QEMU's verdict: true when the copy runs;
     /// false when it never can.
     /// </summary>
-    private bool RunsOrWillRun()
+    private bool? RunsOrWillRun()
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
         while (DateTime.UtcNow < deadline)
         {
-            if (DomainRuns())
+            var runs = DomainRuns();
+            if (runs == true)
             {
                 return true;
             }
 
             var domain = _domain;
-            if (!IsActive(domain))
+            var active = runs is null ? null : IsActive(domain);
+            if (active == false)
             {
                 return false; // QEMU gone: a failed load exits
             }
 
-            // Bounded: a QEMU whose load faults on a page waits for a pager this agent has not
-            // started, and libvirt waits for its monitor without a timeout. A QEMU that exits
-            // meanwhile (its load failed) fails the query: asked again above.
-            var query = Task.Run(() => DeviceStateTransfer.IncomingStatus(domain!));
-            Task.WhenAny(query, Task.Delay(TimeSpan.FromSeconds(2))).Wait();
-            string? status = query.IsCompletedSuccessfully ? query.Result : null;
-            _ = query.ContinueWith(t => t.Exception, TaskScheduler.Default);
-            if (status is null && !IsActive(domain))
+            if (active == true)
             {
-                return false;
+                // Bounded: a QEMU whose load faults on a page waits for a pager this agent has
+                // not started, and libvirt waits for its monitor without a timeout.
+                var query = Task.Run(() => DeviceStateTransfer.IncomingStatus(domain!));
+                Task.WhenAny(query, Task.Delay(TimeSpan.FromSeconds(2))).Wait();
+                string? status = query.IsCompletedSuccessfully ? query.Result : null;
+                _ = query.ContinueWith(t => t.Exception, TaskScheduler.Default);
+                if (status is "failed" or "cancelled")
+                {
+                    // A failed incoming migration never starts the vCPUs; it exits next.
+                    return DomainRuns() == true ? true : false;
+                }
             }
 
-            if (status is "failed" or "cancelled" or "none" or null)
-            {
-                return DomainRuns();
-            }
-
-            Thread.Sleep(50); // 'active': the last bytes may still be loading
+            Thread.Sleep(50); // 'active': the last bytes may still be loading; or libvirt could not say
         }
 
-        return DomainRuns();
+        return DomainRuns() == true ? true : null;
     }
 }

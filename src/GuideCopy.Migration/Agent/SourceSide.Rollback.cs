@@ -80,11 +80,31 @@ public sealed partial class SourceSide
 
             if (Stage != MigrationStage.RolledBack)
             {
+                // Resumed before it is journaled and answered: an agent that dies in between
+                // still finds Committed, serves again, and hears the destination's abandon again
+                // (asked until answered); journaled first, a death here would leave it paused.
+                ResumeHere();
                 Record(Entry! with { Stage = MigrationStage.RolledBack, Note = "the destination gave up its copy before it ran (it never had the whole device state)" });
-                Log($"{Id}: the destination gave up its copy before it ran: {Domain} resumes here");
+                Log($"{Id}: the destination gave up its copy before it ran: {Domain} runs here again");
             }
 
             return true;
+        }
+    }
+
+    /// <summary>The paused source copy runs again (x-ignore-shared and suppress-vmdesc off first).</summary>
+    private void ResumeHere()
+    {
+        _conn ??= Connection.Open(Options.LibvirtUri);
+        using var dom = Domain.Length > 0 ? _conn.TryLookupDomain(Domain) : null;
+        if (dom is { IsActive: true })
+        {
+            DeviceStateTransfer.DisarmCapabilities(dom);
+        }
+
+        if (dom is not null && dom.State.State == virDomainState.VIR_DOMAIN_PAUSED)
+        {
+            dom.Resume();
         }
     }
 

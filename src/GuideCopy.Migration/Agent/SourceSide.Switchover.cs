@@ -57,6 +57,8 @@ public sealed partial class SourceSide
             // The destination loads meanwhile; its commit question waits for this verdict (DecideCommit).
             await _save.ConfirmAsync(timeout, ct);
             double commitMs = 0;
+            // Before the release: the destination's push lane, which starts the guide, can come at once after it.
+            StartGuideOnPushLane(req, state);
             if (req.ReleaseCommit)
             {
                 sw.Restart();
@@ -77,7 +79,6 @@ public sealed partial class SourceSide
             }
 
             _saved.Set();
-            StartGuideOnPushLane(req, state);
             Log($"{Id}: {req.Domain} paused by its migrate; device state {state.Length} bytes streamed in {saveMs:0.0} ms (migrate to the stream's end)" +
                 (req.ReleaseCommit ? $"; committed and its last byte released {commitMs:0.0} ms after" : "") + $"; serving {server.PageCount} pages");
             return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2),
