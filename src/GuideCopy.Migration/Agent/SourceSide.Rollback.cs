@@ -41,17 +41,8 @@ public sealed partial class SourceSide
         _server?.Stop();
         try
         {
-            _conn ??= Connection.Open(Options.LibvirtUri);
-            using var dom = Domain.Length > 0 ? _conn.TryLookupDomain(Domain) : null;
-            if (dom is { IsActive: true })
+            if (ResumeHere())
             {
-                // x-ignore-shared off again: left on, a later libvirt migration of this VM carries no RAM.
-                DeviceStateTransfer.DisarmCapabilities(dom);
-            }
-
-            if (dom is not null && dom.State.State == virDomainState.VIR_DOMAIN_PAUSED)
-            {
-                dom.Resume();
                 Log($"{Id}: rolled back ({why}): source resumed");
             }
         }
@@ -92,8 +83,11 @@ public sealed partial class SourceSide
         }
     }
 
-    /// <summary>The paused source copy runs again (x-ignore-shared and suppress-vmdesc off first).</summary>
-    private void ResumeHere()
+    /// <summary>
+    /// The paused source copy runs again, x-ignore-shared and suppress-vmdesc off first (left on,
+    /// a later libvirt migration of this VM would carry no RAM). False when it was not paused.
+    /// </summary>
+    private bool ResumeHere()
     {
         _conn ??= Connection.Open(Options.LibvirtUri);
         using var dom = Domain.Length > 0 ? _conn.TryLookupDomain(Domain) : null;
@@ -105,7 +99,10 @@ public sealed partial class SourceSide
         if (dom is not null && dom.State.State == virDomainState.VIR_DOMAIN_PAUSED)
         {
             dom.Resume();
+            return true;
         }
+
+        return false;
     }
 
     /// <summary>

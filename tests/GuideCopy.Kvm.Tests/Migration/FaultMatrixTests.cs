@@ -422,6 +422,48 @@ public sealed class FaultMatrixTests
 
     private string AgentLog(LabHost h) => Path.Combine(_lab.Layout.HostDir(h.Name), "agent.log");
 
+    /// <summary>
+    /// A hop whose source stalls <paramref name="stallMs"/> between journaling Committed and sending
+    /// the last byte (the released commit), with <paramref name="victim"/>'s agent killed in that
+    /// stall and started again 1 s later: the report, the agents restarted plainly afterwards.
+    /// </summary>
+    private async Task<MigrationReport> HopKillingInTheReleaseStall(LabHost victim, int stallMs, string[] destinationSettings)
+    {
+        var source = _on;
+        var destination = Other;
+        Kill9(AgentOf(source));
+        _lab.StartAgent(source, MigrationLab.AgentLaunch, [$"Agent:StallBeforeReleaseMs={stallMs}"]);
+        Kill9(AgentOf(destination));
+        _lab.StartAgent(destination, MigrationLab.AgentLaunch, destinationSettings);
+        try
+        {
+            var stalled = WaitForAgentLine(source, "Agent:StallBeforeReleaseMs");
+            var killer = Task.Run(async () =>
+            {
+                await stalled;
+                Kill9(AgentOf(victim));
+                await Task.Delay(1000);
+                _lab.StartAgent(victim, MigrationLab.AgentLaunch);
+            });
+            var report = await new GuideCopyMigration(Hop()).RunAsync(CancellationToken.None);
+            await killer;
+            TestContext.Out.WriteLine($"{report.Outcome}: {report.Error}");
+            return report;
+        }
+        finally
+        {
+            foreach (var h in new[] { source, destination })
+            {
+                if (LabRig.AgentPid(h) is { } pid)
+                {
+                    Kill9(pid);
+                }
+
+                _lab.StartAgent(h, MigrationLab.AgentLaunch);
+            }
+        }
+    }
+
     [Test]
     public async Task SourceAgentKilledBetweenItsCommitAndTheLastByteTakesTheVmBack()
     {
@@ -431,34 +473,12 @@ public sealed class FaultMatrixTests
         // which had committed and takes the VM back.
         var source = _on;
         var destination = Other;
-        Kill9(AgentOf(source));
-        _lab.StartAgent(source, MigrationLab.AgentLaunch, ["Agent:StallBeforeReleaseMs=60000"]);
-        Kill9(AgentOf(destination));
-        _lab.StartAgent(destination, MigrationLab.AgentLaunch, ["Agent:DeviceStateTimeoutSeconds=8"]);
-        try
-        {
-            var stalled = WaitForAgentLine(source, "Agent:StallBeforeReleaseMs");
-            var killer = Task.Run(async () =>
-            {
-                await stalled;
-                Kill9(AgentOf(source));
-                await Task.Delay(1000);
-                _lab.StartAgent(source, MigrationLab.AgentLaunch);
-            });
-            var report = await new GuideCopyMigration(Hop()).RunAsync(CancellationToken.None);
-            await killer;
-            TestContext.Out.WriteLine($"{report.Outcome}: {report.Error}");
-            Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.RolledBack), report.Error);
-            Assert.That(File.ReadAllText(AgentLog(source)), Does.Contain("the destination gave up its copy before it ran"));
-            Assert.That(Journaled(source, report.Id!)!.Stage, Is.EqualTo(MigrationStage.RolledBack));
-            Assert.That(Journaled(destination, report.Id!)!.AbandonPending, Is.False, "the source was told");
-            AssertRunsOnlyOn(source, TimeSpan.FromSeconds(60));
-        }
-        finally
-        {
-            Kill9(AgentOf(destination));
-            _lab.StartAgent(destination, MigrationLab.AgentLaunch);
-        }
+        var report = await HopKillingInTheReleaseStall(source, 60_000, ["Agent:DeviceStateTimeoutSeconds=8"]);
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.RolledBack), report.Error);
+        Assert.That(File.ReadAllText(AgentLog(source)), Does.Contain("the destination gave up its copy before it ran"));
+        Assert.That(Journaled(source, report.Id!)!.Stage, Is.EqualTo(MigrationStage.RolledBack));
+        Assert.That(Journaled(destination, report.Id!)!.AbandonPending, Is.False, "the source was told");
+        AssertRunsOnlyOn(source, TimeSpan.FromSeconds(60));
     }
 
     [Test]
@@ -470,32 +490,12 @@ public sealed class FaultMatrixTests
         // committed and takes the VM back.
         var source = _on;
         var destination = Other;
-        Kill9(AgentOf(source));
-        _lab.StartAgent(source, MigrationLab.AgentLaunch, ["Agent:StallBeforeReleaseMs=4000"]);
-        try
-        {
-            var stalled = WaitForAgentLine(source, "Agent:StallBeforeReleaseMs");
-            var killer = Task.Run(async () =>
-            {
-                await stalled;
-                Kill9(AgentOf(destination));
-                await Task.Delay(1000);
-                _lab.StartAgent(destination, MigrationLab.AgentLaunch);
-            });
-            var report = await new GuideCopyMigration(Hop()).RunAsync(CancellationToken.None);
-            await killer;
-            TestContext.Out.WriteLine($"{report.Outcome}: {report.Error}");
-            Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.RolledBack), report.Error);
-            Assert.That(File.ReadAllText(AgentLog(destination)), Does.Contain("whose copy never ran"));
-            Assert.That(File.ReadAllText(AgentLog(source)), Does.Contain("the destination gave up its copy before it ran"));
-            Assert.That(Journaled(source, report.Id!)!.Stage, Is.EqualTo(MigrationStage.RolledBack));
-            AssertRunsOnlyOn(source, TimeSpan.FromSeconds(60));
-        }
-        finally
-        {
-            Kill9(AgentOf(source));
-            _lab.StartAgent(source, MigrationLab.AgentLaunch);
-        }
+        var report = await HopKillingInTheReleaseStall(destination, 4000, []);
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.RolledBack), report.Error);
+        Assert.That(File.ReadAllText(AgentLog(destination)), Does.Contain("whose copy never ran"));
+        Assert.That(File.ReadAllText(AgentLog(source)), Does.Contain("the destination gave up its copy before it ran"));
+        Assert.That(Journaled(source, report.Id!)!.Stage, Is.EqualTo(MigrationStage.RolledBack));
+        AssertRunsOnlyOn(source, TimeSpan.FromSeconds(60));
     }
 
     [Test]

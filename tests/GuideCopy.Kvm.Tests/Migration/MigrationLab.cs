@@ -64,16 +64,32 @@ internal static class MigrationLab
         Assert.That(host.DomainNames(), Does.Contain(domain), $"{domain} should run on {host.Name}");
         Assert.That(other.DomainNames(), Does.Not.Contain(domain), $"{domain} left on {other.Name}");
         Assert.That(CommandRunner.Check("virsh", "-c", host.LibvirtUri, "dominfo", domain), Does.Match(@"Persistent:\s+yes"));
-        foreach (var h in lab.Hosts)
-        {
-            string work = $"{h.RootPath}/run/guidecopy/work";
-            Assert.That(Directory.Exists(work) ? Directory.GetFileSystemEntries(work) : [], Is.Empty, $"work files left on {h.Name}");
-        }
+        AssertNoWorkLeft(lab);
 
         // The old copy's RAM file went with its QEMU.
         string ram = $"{other.RootPath}{other.RamDir}/libvirt/qemu";
         Assert.That(Directory.Exists(ram) ? Directory.GetDirectories(ram).Where(d => d.EndsWith("-" + domain)) : [], Is.Empty,
             $"RAM files of {domain} left on {other.Name}");
+    }
+
+    /// <summary>
+    /// No work files on any host, within 20 s: a migration ends once the source copy is gone, and
+    /// the source agent removes its work dir when the guide's QEMU is gone too (libvirt's destroy
+    /// of a TCG guide takes ~2 s here), after the command returned.
+    /// </summary>
+    public static void AssertNoWorkLeft(LabRig lab)
+    {
+        foreach (var h in lab.Hosts)
+        {
+            string work = $"{h.RootPath}/run/guidecopy/work";
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (Directory.Exists(work) && Directory.GetFileSystemEntries(work).Length > 0 && DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(250);
+            }
+
+            Assert.That(Directory.Exists(work) ? Directory.GetFileSystemEntries(work) : [], Is.Empty, $"work files left on {h.Name}");
+        }
     }
 
     /// <summary>The guest keeps beating with its self-check OK after the hop (new heartbeats, not old ones).</summary>

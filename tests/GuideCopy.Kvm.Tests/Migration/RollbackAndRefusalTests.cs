@@ -250,6 +250,7 @@ public sealed class RollbackAndRefusalTests
             Assert.That(report!.Outcome, Is.EqualTo(MigrationOutcome.Completed));
             Assert.That(CommandRunner.Check("virsh", "-c", _lab.B.LibvirtUri, "domstate", Domain).Trim(), Is.EqualTo("running"));
             Assert.That(CommandRunner.Check("virsh", "-c", _lab.A.LibvirtUri, "domstate", Domain).Trim(), Is.EqualTo("shut off"));
+            AssertNoWorkLeft(); // the guide's QEMU (guest=NAME-guide) is gone once the work dir is
             Assert.That(CommandRunner.Run("pgrep", "-f", $"guest={Domain}").StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries), Has.Length.EqualTo(1),
                 "exactly one QEMU of the guest");
         }
@@ -267,20 +268,7 @@ public sealed class RollbackAndRefusalTests
         AssertSourceRunsAndDestinationIsClean();
     }
 
-    private void AssertNoWorkLeft()
-    {
-        foreach (var h in _lab.Hosts)
-        {
-            string work = $"{h.RootPath}/run/guidecopy/work";
-            var deadline = DateTime.UtcNow.AddSeconds(20);
-            while (Directory.Exists(work) && Directory.GetFileSystemEntries(work).Length > 0 && DateTime.UtcNow < deadline)
-            {
-                Thread.Sleep(250);
-            }
-
-            Assert.That(Directory.Exists(work) ? Directory.GetFileSystemEntries(work) : [], Is.Empty, $"work files left on {h.Name}");
-        }
-    }
+    private void AssertNoWorkLeft() => MigrationLab.AssertNoWorkLeft(_lab);
 
     [Test]
     public void PrometheusScrapesTheAgentsDuringAndAfterAMigration()
