@@ -25,9 +25,6 @@ internal sealed class IncomingDeviceState(string migrationId) : IDisposable
 
     public bool Armed => _load is not null;
 
-    /// <summary>Every byte the source sent, its end too, is written into QEMU: with the released commit, QEMU may run.</summary>
-    public bool WholeStreamWritten => _deviceState.Task.IsCompletedSuccessfully;
-
     /// <summary><see cref="Stopwatch"/> timestamp of the first byte (0 until it came).</summary>
     public long FirstByteAt => _deviceStateFirstAt;
 
