@@ -73,7 +73,7 @@ internal static class MigrationLab
     }
 
     /// <summary>
-    /// No work files on any host, within 20 s: a migration ends once the source copy is gone, and
+    /// No work files and no guide's QEMU on any host, within 20 s: a migration ends once the source copy is gone, and
     /// the source agent removes its work dir when the guide's QEMU is gone too (libvirt's destroy
     /// of a TCG guide takes ~2 s here), after the command returned.
     /// </summary>
@@ -89,8 +89,17 @@ internal static class MigrationLab
             }
 
             Assert.That(Directory.Exists(work) ? Directory.GetFileSystemEntries(work) : [], Is.Empty, $"work files left on {h.Name}");
+            // Whatever ended the migration (completion, rollback, a killed agent), no guide QEMU is left.
+            while (h.DomainNames().Any(IsGuide) && DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(250);
+            }
+
+            Assert.That(h.DomainNames().Where(IsGuide), Is.Empty, $"a guide's QEMU left on {h.Name}");
         }
     }
+
+    private static bool IsGuide(string domain) => domain.EndsWith("-guide", StringComparison.Ordinal);
 
     /// <summary>The guest keeps beating with its self-check OK after the hop (new heartbeats, not old ones).</summary>
     public static void AssertHeartbeatsContinue(TestGuest guest, int count = 3)
