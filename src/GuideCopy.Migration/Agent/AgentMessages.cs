@@ -45,7 +45,13 @@ public sealed record DestinationArmResult(double ArmMs);
 /// </summary>
 public sealed record SwitchoverRequest(string MigrationId, string Domain, GuideOptions? Guide = null, bool ReleaseCommit = false, double MaxDowntimeMs = 0);
 
-public sealed record GuidePrepareRequest(string MigrationId, string Domain);
+/// <param name="StartBeforePause">
+/// Start the guide's QEMU now and answer once it is up (a capped link: the transfer takes long,
+/// and the guide's lead counts more than its ~1 s start); else only check, and start it once the
+/// destination runs (uncapped: the transfer is over before a guide leads, and its start would be
+/// the longest step before the pause). docs/migration.md, "Where the pause goes".
+/// </param>
+public sealed record GuidePrepareRequest(string MigrationId, string Domain, bool StartBeforePause = false);
 
 /// <summary>
 /// SuspendMs: the suspend call; DeviceStateSaveMs: QMP migrate to the stream's end (streamed to

@@ -27,7 +27,8 @@ public sealed partial class SourceSide
 
     private SourceFinishResult CollectResult(string guideReason)
     {
-        _guideStart?.Wait(TimeSpan.FromSeconds(30));
+        // A guide still starting is kept from starting; one whose start began is waited for.
+        if (_guide?.RefuseStart() == false) _guideStart?.Wait(TimeSpan.FromSeconds(30));
         var guideStats = _guide?.Stop(guideReason);
         return new SourceFinishResult(_server?.Counters ?? default, guideStats);
     }

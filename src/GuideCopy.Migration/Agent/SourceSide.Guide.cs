@@ -7,12 +7,16 @@ using LibvirtSharp;
 
 namespace GuideCopy.Migration.Agent;
 
-// The guide: its QEMU prepared before the pause, started once the destination runs, destroyed if an earlier agent left it.
+// The guide: checked before the pause, its QEMU started once the destination runs, destroyed if an earlier agent left it.
 public sealed partial class SourceSide
 {
     /// <summary>
-    /// Before the source pauses: start the guide's QEMU paused (its start-up then costs no
-    /// downtime). A guide that cannot start is not fatal: the migration goes on without it.
+    /// Before the source pauses: check that a guide can run here, and start its QEMU now only if
+    /// asked (<see cref="GuidePrepareRequest.StartBeforePause"/>); else it starts once the
+    /// destination runs (<see cref="StartGuide"/>). Started before the pause, on this host's CPU
+    /// beside the running VM, it took 0.8-1.9 s, the longest step before the pause; started beside
+    /// the pause, it held QEMU's save for up to 0.8 s (docs/migration.md, "Where the pause goes").
+    /// A guide that cannot start is not fatal: the migration goes on without it.
     /// </summary>
     public async Task<Empty> PrepareGuideAsync(GuidePrepareRequest req, CancellationToken ct)
     {
@@ -38,19 +42,25 @@ public sealed partial class SourceSide
         // Journaled before the guide's QEMU exists: a restarted agent destroys a guide it finds.
         Record(new JournalEntry { Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.Preflight, Note = "guide prepared" });
         _guide = new GuideRun(Options, Work, Qemu, Id, Log);
-        try
+        _guideXml = prepared.MigratableXml;
+        if (req.StartBeforePause)
         {
-            await _guide.PrepareAsync(prepared.MigratableXml, req.Domain, ct);
-        }
-        catch
-        {
-            _guide.Stop("failed to start");
-            _guide = null;
-            throw;
+            try
+            {
+                await _guide.BeginPrepare(_guideXml, req.Domain).WaitAsync(ct);
+            }
+            catch
+            {
+                _guide.Stop("failed to start");
+                _guide = null;
+                throw;
+            }
         }
 
         return new Empty();
     }
+
+    private string? _guideXml;
 
     /// <summary>
     /// The guide's QEMU loads and runs once the destination runs (its push lane comes):
@@ -72,16 +82,30 @@ public sealed partial class SourceSide
         }
     }
 
-    /// <summary>The guide resumes beside the destination on the frozen RAM; its start never adds downtime.</summary>
+    /// <summary>
+    /// The guide's QEMU starts, then resumes beside the destination on the frozen RAM, while the
+    /// pages move: its start never adds downtime, and the source's paused VM leaves it the CPU.
+    /// </summary>
     private void StartGuide(SwitchoverRequest req, byte[] state)
     {
-        if (_guide is not null && req.Guide is { Enabled: true } control)
+        if (_guide is not null && _guideXml is not null && req.Guide is { Enabled: true } control)
         {
             var guide = _guide;
             var server = _server!;
             string frozen = Entry!.FrozenRam!;
+            guide.BeginPrepare(_guideXml, Domain);
             _guideStart = Task.Run(async () =>
             {
+                try
+                {
+                    await guide.Prepared;
+                }
+                catch (Exception e)
+                {
+                    guide.Stop($"failed to start: {e.Message}");
+                    return;
+                }
+
                 try
                 {
                     await guide.StartAsync(frozen, server, state, control, CancellationToken.None);

@@ -36,7 +36,8 @@ public sealed partial class SourceSide
         }
 
         _saved.Set();
-        _guideStart?.Wait(TimeSpan.FromSeconds(30));
+        // A guide still starting is kept from starting; one whose start began is waited for.
+        if (_guide?.RefuseStart() == false) _guideStart?.Wait(TimeSpan.FromSeconds(30));
         _guide?.Stop("rolled back");
         _server?.Stop();
         try

@@ -5,8 +5,9 @@ namespace GuideCopy.Migration.Controller;
 
 /// <summary>
 /// While the source still runs: the destination QEMU started paused with the shim, beside it
-/// the guide's QEMU and the source armed (page server listening, handles open); then the
-/// destination armed against it (QEMU in migrate-incoming, the pager's lanes authenticated).
+/// the guide checked (its QEMU started too on a capped link, else once the destination runs) and
+/// the source armed (page server listening, handles open); then the destination armed against it
+/// (QEMU in migrate-incoming, the pager's lanes authenticated).
 /// </summary>
 internal sealed class DestinationArming(MigrationRun run)
 {
@@ -33,7 +34,7 @@ internal sealed class DestinationArming(MigrationRun run)
                 // A guide that fails to start is not fatal: the migration goes on as --guide off.
                 try
                 {
-                    await src.PrepareGuideAsync(new GuidePrepareRequest(run.Id, Plan.Domain), ct);
+                    await src.PrepareGuideAsync(new GuidePrepareRequest(run.Id, Plan.Domain, StartBeforePause: Plan.BandwidthBytesPerSecond > 0), ct);
                     guideStarted = true;
                 }
                 catch (AgentException e) when (!e.ConnectionLost)

@@ -62,6 +62,49 @@ public sealed class GuideRun : IDisposable
 
     public bool Running => _domain is not null && _final is null;
 
+    private Task _prepared = Task.CompletedTask;
+    private bool _startRefused, _starting;
+
+    /// <summary>
+    /// Starts <see cref="PrepareAsync"/> on a thread of its own, once, unless the guide was stopped
+    /// or kept from starting already.
+    /// </summary>
+    public Task BeginPrepare(string migratableXml, string domainName)
+    {
+        lock (_stopLock)
+        {
+            if (!_prepareBegun && !_startRefused && _final is null)
+            {
+                _prepareBegun = true;
+                _prepared = Task.Run(() => PrepareAsync(migratableXml, domainName, CancellationToken.None));
+            }
+
+            return _prepared;
+        }
+    }
+
+    private bool _prepareBegun;
+
+    /// <summary>The guide's QEMU started paused (faults if it could not start).</summary>
+    public Task Prepared
+    {
+        get { lock (_stopLock) return _prepared; }
+    }
+
+    /// <summary>
+    /// Keeps a guide that has not started yet from starting (the migration ends or rolls back
+    /// first); false when its start has already begun, which the caller must then wait for.
+    /// </summary>
+    public bool RefuseStart()
+    {
+        lock (_stopLock)
+        {
+            if (_starting) return false;
+            _startRefused = true;
+            return true;
+        }
+    }
+
     /// <summary>Before the source pauses: the guide QEMU, paused with -incoming defer, its uffd taken.</summary>
     public async Task PrepareAsync(string migratableXml, string domainName, CancellationToken ct)
     {
@@ -105,6 +148,12 @@ public sealed class GuideRun : IDisposable
     /// </summary>
     public async Task StartAsync(string frozenRamPath, PageServer server, byte[] deviceState, GuideOptions control, CancellationToken ct)
     {
+        lock (_stopLock)
+        {
+            if (_startRefused || _final is not null) return;
+            _starting = true;
+        }
+
         if (_registration is null || _domain is null)
         {
             throw new AgentException("guide not prepared");
@@ -231,10 +280,16 @@ public sealed class GuideRun : IDisposable
             };
             // The figures are final; the guide's QEMU goes on a thread of its own: a libvirt destroy
             // can take seconds, and this is the path from the last page to the source's release.
+            _startRefused = true;
+            var prepared = _prepared;
             _destroyed = Task.Run(() =>
             {
                 try
                 {
+                    // A prepare under way would create the QEMU after this destroy: let it end first
+                    // (bounded by the shim's timeout; a prepare that failed leaves no domain).
+                    try { prepared.Wait(TimeSpan.FromSeconds(_options.ShimTimeoutSeconds + 30)); }
+                    catch (AggregateException) { }
                     if (_domain is { IsActive: true })
                     {
                         _domain.Destroy();

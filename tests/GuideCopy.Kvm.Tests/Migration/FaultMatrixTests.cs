@@ -340,9 +340,36 @@ public sealed class FaultMatrixTests
         // The switchover request died with the agent: the controller cannot know whether it
         // arrived, so it rolls back as if the source had paused (it had not).
         Assert.That(report.Outcome, Is.AnyOf(MigrationOutcome.Refused, MigrationOutcome.RolledBack), report.Error);
+        // Hop() is capped: the guide's QEMU started before the pause (GuidePrepareRequest.StartBeforePause).
         Assert.That(File.ReadAllText(Path.Combine(_lab.Layout.HostDir(source.Name), "agent.log")), Does.Contain("destroyed the guide an earlier agent left running"));
         // AssertRunsOnlyOn counts QEMUs matching guest=fm-kv: the guide (fm-kv-guide) would be a second.
         AssertRunsOnlyOn(source, TimeSpan.FromSeconds(30));
+    }
+
+    [Test]
+    public async Task SourceAgentKilledWhileItsGuideRunsLeavesNoGuide()
+    {
+        var source = _on;
+        var destination = Other;
+        bool guideSeen = false;
+        var plan = Hop(afterCommit: async () =>
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (!(guideSeen = source.DomainNames().Contains(Domain + "-guide")) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100);
+            }
+
+            Kill9(AgentOf(source));
+            await Task.Delay(2000);
+            _lab.StartAgent(source, MigrationLab.AgentLaunch);
+        }) with { Guide = new GuideOptions { Enabled = true } };
+        var report = await new GuideCopyMigration(plan).RunAsync(CancellationToken.None);
+        Assert.That(guideSeen, Is.True, "the guide's QEMU never started");
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Completed), report.Error);
+        Assert.That(File.ReadAllText(Path.Combine(_lab.Layout.HostDir(source.Name), "agent.log")), Does.Contain("destroyed the guide an earlier agent left running"));
+        AssertRunsOnlyOn(destination);
+        Assert.That(source.DomainNames(), Has.None.EqualTo(Domain + "-guide"));
     }
 
     [Test]
