@@ -7,7 +7,7 @@ using LibvirtSharp;
 
 namespace GuideCopy.Migration.Agent;
 
-// The guide: checked before the pause, its QEMU started once the destination runs, destroyed if an earlier agent left it.
+// The guide: checked before the pause, its QEMU started then (capped link) or once the destination runs, destroyed if an earlier agent left it.
 public sealed partial class SourceSide
 {
     /// <summary>
