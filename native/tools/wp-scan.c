@@ -163,6 +163,37 @@ static double scan(int pagemap, uint64_t start, uint64_t len, struct page_region
 	return now_ms() - t;
 }
 
+/* The parent's side of one round: the child writes (cmd 'w': random pages, 'a': every page),
+ * then one scan, checked page for page against the child's record. */
+struct tally {
+	uint64_t written, missed, extra;
+};
+struct prober {
+	int from_child, to_child, pagemap;
+	uint64_t start, len;
+	struct page_region *vec;
+	uint64_t vec_len;
+	uint8_t *record, *found;
+	uint64_t bitmap;
+};
+
+static double write_and_scan(struct prober *p, char cmd, struct tally *t)
+{
+	memset(p->record, 0, p->bitmap);
+	memset(p->found, 0, p->bitmap);
+	put(p->to_child, &cmd, 1);
+	char ack;
+	get(p->from_child, &ack, 1);
+	uint64_t regions;
+	double ms = scan(p->pagemap, p->start, p->len, p->vec, p->vec_len, p->found, &regions);
+	for (uint64_t i = 0; i < p->bitmap; i++) {
+		t->written += (uint64_t)__builtin_popcount(p->record[i]);
+		t->missed += (uint64_t)__builtin_popcount(p->record[i] & (uint8_t)~p->found[i]);
+		t->extra += (uint64_t)__builtin_popcount(p->found[i] & (uint8_t)~p->record[i]);
+	}
+	return ms;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
@@ -215,45 +246,27 @@ int main(int argc, char **argv)
 	scan(pagemap, start, pages * PAGE, vec, vec_len, found, &regions);
 	int other_reported = found[0] & 1;
 
-	uint64_t missed = 0, extra = 0, written = 0;
+	struct tally t = {0};
+	struct prober pr = {up[0], down[1], pagemap, start, pages * PAGE, vec, vec_len, record, found, bitmap};
 	double scan_total = 0, scan_max = 0;
 	for (uint64_t r = 0; r < rounds; r++) {
-		memset(record, 0, bitmap);
-		memset(found, 0, bitmap);
-		put(down[1], "w", 1);
-		char ack;
-		get(up[0], &ack, 1);
-		double ms = scan(pagemap, start, pages * PAGE, vec, vec_len, found, &regions);
+		double ms = write_and_scan(&pr, 'w', &t);
 		scan_total += ms;
 		if (ms > scan_max) scan_max = ms;
-		for (uint64_t i = 0; i < bitmap; i++) {
-			written += (uint64_t)__builtin_popcount(record[i]);
-			missed += (uint64_t)__builtin_popcount(record[i] & (uint8_t)~found[i]);
-			extra += (uint64_t)__builtin_popcount(found[i] & (uint8_t)~record[i]);
-		}
 	}
 	/* Every page written (the scan that finds the whole RAM), then none (the steady scan of a
 	 * guest whose RAM is all mapped): the two bounds of one scan's cost at this size. */
-	memset(record, 0, bitmap);
-	memset(found, 0, bitmap);
-	put(down[1], "a", 1);
-	char ack;
-	get(up[0], &ack, 1);
-	double full_ms = scan(pagemap, start, pages * PAGE, vec, vec_len, found, &regions);
-	for (uint64_t i = 0; i < bitmap; i++) {
-		written += (uint64_t)__builtin_popcount(record[i]);
-		missed += (uint64_t)__builtin_popcount(record[i] & (uint8_t)~found[i]);
-	}
+	double full_ms = write_and_scan(&pr, 'a', &t);
 	memset(found, 0, bitmap);
 	double mapped_clean_ms = scan(pagemap, start, pages * PAGE, vec, vec_len, found, &regions);
-	for (uint64_t i = 0; i < bitmap; i++) extra += (uint64_t)__builtin_popcount(found[i]);
+	for (uint64_t i = 0; i < bitmap; i++) t.extra += (uint64_t)__builtin_popcount(found[i]);
 	put(down[1], "q", 1);
 	int status;
 	waitpid(child, &status, 0);
 	printf("RESULT mib=%llu rounds=%llu written=%llu missed=%llu extra=%llu before_any_write=%llu other_mapping_reported=%d "
 	       "protect_ms=%.2f clean_scan_ms=%.2f scan_ms_mean=%.2f scan_ms_max=%.2f all_written_scan_ms=%.2f mapped_clean_scan_ms=%.2f\n",
-	       (unsigned long long)(pages / 256), (unsigned long long)rounds, (unsigned long long)written, (unsigned long long)missed,
-	       (unsigned long long)extra, (unsigned long long)before, other_reported, protect_ms, clean_ms,
+	       (unsigned long long)(pages / 256), (unsigned long long)rounds, (unsigned long long)t.written, (unsigned long long)t.missed,
+	       (unsigned long long)t.extra, (unsigned long long)before, other_reported, protect_ms, clean_ms,
 	       rounds ? scan_total / (double)rounds : 0, scan_max, full_ms, mapped_clean_ms);
-	return missed == 0 && before == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+	return t.missed == 0 && before == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
 }
