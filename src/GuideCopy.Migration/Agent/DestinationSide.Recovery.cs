@@ -44,7 +44,7 @@ public sealed partial class DestinationSide
                 log.Info($"{entry.Id}: found a migration of {entry.Domain} whose copy never ran: removing it and telling the source");
                 side.GiveUpUnrunCopy("the destination agent restarted before its QEMU had the whole device state", mayRun: false);
                 side.Dispose();
-                side._release = Task.Run(() => side.TellSourceAbandoned(TimeSpan.FromHours(1)));
+                side._release = Task.Run(() => side.TellSourceAbandoned());
                 return side;
             }
         }
@@ -52,7 +52,7 @@ public sealed partial class DestinationSide
         switch (entry.Stage)
         {
             case MigrationStage.RolledBack when entry.AbandonPending:
-                side._release = Task.Run(() => side.TellSourceAbandoned(TimeSpan.FromHours(1)));
+                side._release = Task.Run(() => side.TellSourceAbandoned());
                 return side;
             case MigrationStage.DestinationPrepared or MigrationStage.DestinationLoaded:
                 log.Info($"{entry.Id}: found a migration of {entry.Domain} that never committed: removing its paused copy");

@@ -79,7 +79,7 @@ public sealed partial class DestinationSide
             throw new AgentException($"migration {Id} rolled back here: {Entry!.Note}"); // the source rolled back first: nothing to tell it
         }
 
-        var telling = Task.Run(() => TellSourceAbandoned(TimeSpan.FromHours(1)));
+        var telling = Task.Run(() => TellSourceAbandoned());
         _release = telling;
         bool told = await Task.WhenAny(telling, Task.Delay(TimeSpan.FromSeconds(10))) == telling && telling.Result;
         throw new AgentException($"the destination copy of {Domain} never ran ({failure.Message}); it is destroyed, and the source " +
@@ -195,20 +195,25 @@ public sealed partial class DestinationSide
     }
 
     /// <summary>
-    /// Tells the source this copy is gone and never ran, asking again until it answers or
-    /// <paramref name="patience"/> is over; a restarted agent asks again (AbandonPending).
+    /// How long the source is asked before giving up until this agent's next start: it may be
+    /// down (a host restart), and until it hears the abandon its VM stays paused.
     /// </summary>
-    private bool TellSourceAbandoned(TimeSpan patience) => TellSourceAbandoned(Entry!, patience);
+    private static readonly TimeSpan AbandonPatience = TimeSpan.FromHours(1);
 
-    private bool TellSourceAbandoned(JournalEntry entry, TimeSpan patience)
+    /// <summary>
+    /// Tells the source this copy is gone and never ran, asking again until it answers or
+    /// <see cref="AbandonPatience"/> is over; a restarted agent asks again (AbandonPending).
+    /// </summary>
+    private bool TellSourceAbandoned()
     {
+        var entry = Entry!;
         if (entry.PageServer is null)
         {
             return true; // never armed: no source was told anything
         }
 
         var source = LaneEndpoint.Parse(entry.PageServer);
-        var deadline = DateTime.UtcNow + patience;
+        var deadline = DateTime.UtcNow + AbandonPatience;
         int attempt = 0;
         while (true)
         {
@@ -284,7 +289,7 @@ public sealed partial class DestinationSide
                 if (status is "failed" or "cancelled")
                 {
                     // A failed incoming migration never starts the vCPUs; it exits next.
-                    return DomainRuns() == true ? true : false;
+                    return DomainRuns() == true;
                 }
             }
 

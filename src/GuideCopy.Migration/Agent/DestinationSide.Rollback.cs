@@ -71,7 +71,7 @@ public sealed partial class DestinationSide
         {
             // In the background: a source agent that is down hears it when it is back (and this
             // agent's successor asks again if it goes first).
-            _release = Task.Run(() => TellSourceAbandoned(TimeSpan.FromHours(1)));
+            _release = Task.Run(() => TellSourceAbandoned());
         }
 
         Log($"{Id}: destination aborted ({why})");

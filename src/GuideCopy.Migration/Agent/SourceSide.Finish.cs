@@ -27,8 +27,7 @@ public sealed partial class SourceSide
 
     private SourceFinishResult CollectResult(string guideReason)
     {
-        // A guide still starting is kept from starting; one whose start began is waited for.
-        if (_guide?.RefuseStart() == false) _guideStart?.Wait(TimeSpan.FromSeconds(30));
+        SettleGuideStart();
         var guideStats = _guide?.Stop(guideReason);
         return new SourceFinishResult(_server?.Counters ?? default, guideStats);
     }

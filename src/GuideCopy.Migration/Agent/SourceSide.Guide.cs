@@ -62,6 +62,15 @@ public sealed partial class SourceSide
 
     private string? _guideXml;
 
+    /// <summary>Before the guide is stopped: one still starting is kept from starting; one whose start began is waited for.</summary>
+    private void SettleGuideStart()
+    {
+        if (_guide?.RefuseStart() == false)
+        {
+            _guideStart?.Wait(TimeSpan.FromSeconds(30));
+        }
+    }
+
     /// <summary>
     /// The guide's QEMU loads and runs once the destination runs (its push lane comes):
     /// started now, it would take the CPU the destination's load and resume need.

@@ -36,8 +36,7 @@ public sealed partial class SourceSide
         }
 
         _saved.Set();
-        // A guide still starting is kept from starting; one whose start began is waited for.
-        if (_guide?.RefuseStart() == false) _guideStart?.Wait(TimeSpan.FromSeconds(30));
+        SettleGuideStart();
         _guide?.Stop("rolled back");
         _server?.Stop();
         try

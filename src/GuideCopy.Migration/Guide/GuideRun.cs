@@ -63,7 +63,7 @@ public sealed class GuideRun : IDisposable
     public bool Running => _domain is not null && _final is null;
 
     private Task _prepared = Task.CompletedTask;
-    private bool _startRefused, _starting;
+    private bool _prepareBegun, _startRefused, _starting;
 
     /// <summary>
     /// Starts <see cref="PrepareAsync"/> on a thread of its own, once, unless the guide was stopped
@@ -82,8 +82,6 @@ public sealed class GuideRun : IDisposable
             return _prepared;
         }
     }
-
-    private bool _prepareBegun;
 
     /// <summary>The guide's QEMU started paused (faults if it could not start).</summary>
     public Task Prepared
