@@ -19,6 +19,16 @@
  *                               exits with an error; "wait": keep the registration and keep
  *                               trying in the background (guest stalls until an agent comes)
  *   GUIDECOPY_SHIM_VERBOSE      1: log each step on stderr
+ *   GUIDECOPY_TRACK_WRITES      1: at load, also create a second userfaultfd with
+ *                               UFFD_FEATURE_WP_ASYNC and keep it, unregistered, for the
+ *                               life of QEMU (works without GUIDECOPY_RAM_PATH). Only a
+ *                               process can create a uffd of its own mm: this lets the
+ *                               agent of a later migration *from* this QEMU take it
+ *                               (pidfd_getfd), register the RAM for write-protection and
+ *                               list written pages with PAGEMAP_SCAN while the VM runs
+ *                               (docs/memory-plane.md, "Tracking writes while the source
+ *                               runs"). WP_ASYNC: the kernel resolves each write fault
+ *                               itself, so the VM never waits on the agent, even a dead one.
  *
  * Wire format: see docs/memory-plane.md ("Shim socket").
  */
@@ -94,6 +104,10 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t monitor;
 static int monitor_started;
 static __thread int in_shim; /* guards against re-entry (e.g. malloc inside us mapping) */
+static int track_uffd = -1;    /* GUIDECOPY_TRACK_WRITES: kept open, never read here */
+
+static int create_uffd(void);
+static void open_tracking_uffd(void);
 
 static void logmsg(int always, const char *fmt, ...)
 {
@@ -139,6 +153,9 @@ __attribute__((constructor)) static void shim_init(void)
 	verbose = v && *v == '1';
 	if (ram_path)
 		logmsg(0, "active: ram path '%s', agent socket '%s'", ram_path, agent_socket);
+	const char *w = getenv("GUIDECOPY_TRACK_WRITES");
+	if (w && *w == '1' && track_uffd < 0)
+		open_tracking_uffd();
 }
 
 static int64_t now_ms(void)
@@ -174,6 +191,35 @@ static int create_uffd(void)
 		logmsg(0, "USERFAULTFD_IOC_NEW failed (%s), trying the syscall", strerror(saved));
 	}
 	return (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+}
+
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1ull << 13)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1ull << 15)
+#endif
+
+/* The agent finds this fd by its features in /proc/PID/fdinfo ("API:" line): WP_ASYNC is set
+ * on no other uffd of ours. A kernel without WP_ASYNC (before 6.7) refuses the API call: no
+ * tracking, and the agent migrates without a warm-up. */
+static void open_tracking_uffd(void)
+{
+	int fd = create_uffd();
+	if (fd < 0) {
+		logmsg(0, "write tracking off: cannot create a userfaultfd: %s", strerror(errno));
+		return;
+	}
+	struct uffdio_api api = { .api = UFFD_API,
+		.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED |
+			    UFFD_FEATURE_WP_HUGETLBFS_SHMEM };
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		logmsg(0, "write tracking off: UFFDIO_API (WP_ASYNC) failed: %s", strerror(errno));
+		close(fd);
+		return;
+	}
+	track_uffd = fd;
+	logmsg(0, "write tracking uffd %d ready", fd);
 }
 
 static int register_range(struct region *r, int fd_of_file)

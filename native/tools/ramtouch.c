@@ -12,6 +12,8 @@
  *         mixed   shuffled, every other touch a write (word 1 of the page is overwritten)
  *         hold    no touching: waits for a line on stdin first (pages pushed ahead)
  *         remove  MADV_REMOVE a quarter-way range first (must read as zeros), then seq
+ *         holdmixed  waits for a line on stdin, then mixed, then (after RESULT) for another
+ *                 line before it exits (a write tracker scans it between the two)
  *       (sleeping DELAY_US after each touch, to stretch a run over a fault injection),
  *       then checks every byte of every page and prints one RESULT line with the
  *       first-touch latency p50/p99/max in microseconds. Exit 0 only if every byte is right.
@@ -123,8 +125,9 @@ static int run(const char *file, uint64_t pages, const char *mode, uint64_t seed
 	for (uint64_t i = 0; i < pages; i++)
 		order[i] = i;
 	uint64_t s = seed ? seed : 1;
-	int shuffle = strcmp(mode, "random") == 0 || strcmp(mode, "mixed") == 0;
-	int writes = strcmp(mode, "mixed") == 0;
+	int held = strcmp(mode, "holdmixed") == 0;
+	int shuffle = strcmp(mode, "random") == 0 || strcmp(mode, "mixed") == 0 || held;
+	int writes = strcmp(mode, "mixed") == 0 || held;
 	if (shuffle)
 		for (uint64_t i = pages - 1; i > 0; i--) {
 			s = mix(s);
@@ -143,6 +146,11 @@ static int run(const char *file, uint64_t pages, const char *mode, uint64_t seed
 			perror("madvise(MADV_REMOVE)");
 			return 2;
 		}
+	}
+	if (held) {
+		char line[64];
+		if (!fgets(line, sizeof line, stdin))
+			return 2;
 	}
 	if (strcmp(mode, "hold") == 0) {
 		char line[64];
@@ -187,6 +195,11 @@ static int run(const char *file, uint64_t pages, const char *mode, uint64_t seed
 	       bad == 0, (unsigned long long)pages, mode, (unsigned long long)bad,
 	       bad ? (long long)first_bad : -1LL, (unsigned long long)first_off, p50, p99, mx);
 	fflush(stdout);
+	if (held) {
+		char line[64];
+		if (!fgets(line, sizeof line, stdin))
+			return 2;
+	}
 	return bad == 0 ? 0 : 1;
 }
 
@@ -198,6 +211,6 @@ int main(int argc, char **argv)
 		return run(argv[2], strtoull(argv[3], NULL, 0), argv[4],
 			   argc > 5 ? strtoull(argv[5], NULL, 0) : 1,
 			   argc > 6 ? (unsigned)strtoul(argv[6], NULL, 0) : 0);
-	fprintf(stderr, "usage: ramtouch gen FILE PAGES | ramtouch run FILE PAGES seq|random|mixed|hold|remove [SEED] [DELAY_US]\n");
+	fprintf(stderr, "usage: ramtouch gen FILE PAGES | ramtouch run FILE PAGES seq|random|mixed|hold|holdmixed|remove [SEED] [DELAY_US]\n");
 	return 2;
 }
