@@ -80,3 +80,16 @@ public static unsafe class WriteProtectScan
         return new IOException($"{what} failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
     }
 }
+
+/// <summary>A socket's kernel queues.</summary>
+public static unsafe class SocketQueues
+{
+    private const ulong SIOCOUTQ = 0x5411; // linux/sockios.h (= TIOCOUTQ): bytes not yet acknowledged by the peer
+
+    /// <summary>Bytes written to the TCP socket <paramref name="fd"/> the peer has not acknowledged yet; -1 if unknown.</summary>
+    public static int Unsent(nint fd)
+    {
+        int n = 0;
+        return Ioctl((int)fd, SIOCOUTQ, &n) < 0 ? -1 : n;
+    }
+}

@@ -51,8 +51,19 @@ public sealed class TestGuest
     {
         string images = Path.Combine(lab.SharedDir, "images");
         string E(string s) => SecurityElement.Escape(s);
+        // As a host that starts every QEMU with the shim would (docs/memory-plane.md, "Tracking
+        // writes while the source runs"): a guide-copy warm-up can then track this VM's writes.
+        // The lab's agents copy the shim there; before they ran, the guest starts without it.
+        string shim = Path.Combine(lab.SharedDir, "lib", "libguidecopy-shim.so");
+        string tracking = File.Exists(shim) ? $"""
+
+              <qemu:commandline>
+                <qemu:env name='LD_PRELOAD' value='{E(shim)}'/>
+                <qemu:env name='GUIDECOPY_TRACK_WRITES' value='1'/>
+              </qemu:commandline>
+            """ : "";
         return $$"""
-            <domain type='qemu'>
+            <domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
               <name>{{E(spec.Name)}}</name>
               <memory unit='MiB'>{{spec.MemoryMiB}}</memory>
               <vcpu>{{spec.Vcpus}}</vcpu>
@@ -86,7 +97,7 @@ public sealed class TestGuest
                   <target port='0'/>
                 </serial>
                 <memballoon model='none'/>
-              </devices>
+              </devices>{{tracking}}
             </domain>
             """;
     }

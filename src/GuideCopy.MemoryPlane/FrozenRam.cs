@@ -30,6 +30,9 @@ public sealed class FrozenRam : IDisposable
     /// <summary>Marks the file's holes in <see cref="ZeroPages"/> (SEEK_DATA/SEEK_HOLE: the kernel walks the file's page cache, no page is read).</summary>
     public void ScanHoles() => ZeroMap.MarkHoles(_file, Length, PageSize, ZeroPages);
 
+    /// <summary>Marks the file's holes as they are now in <paramref name="into"/> (a RAM still written to: a snapshot).</summary>
+    public void MarkHolesInto(PageBitmap into) => ZeroMap.MarkHoles(_file, Length, PageSize, into);
+
     public string Path { get; }
     public int PageSize { get; }
     public long Length { get; }

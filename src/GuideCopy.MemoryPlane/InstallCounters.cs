@@ -15,7 +15,7 @@ internal sealed class InstallCounters
     public long Faults, Installed, ZeroResolved, RemovedPages, Duplicates, Wakes, ZeroPages, PresentPages;
 
     /// <summary>Pages installed from the source, by <see cref="PageOrigin"/> (its value is the index).</summary>
-    public readonly long[] ByOrigin = new long[(int)PageOrigin.Background + 1];
+    public readonly long[] ByOrigin = new long[(int)PageOrigin.Warm + 1];
 
     /// <summary>How long each fault that waited for the source waited.</summary>
     public FaultHistogram Stalls { get; } = new();

@@ -72,6 +72,23 @@ public sealed class PageBitmap
         return -1;
     }
 
+    /// <summary>First set page at or after <paramref name="from"/>, or -1.</summary>
+    public long NextSet(long from)
+    {
+        if (from >= PageCount) return -1;
+        for (long w = from >> 6; w < _words.Length; w++)
+        {
+            ulong word = Volatile.Read(ref _words[w]);
+            if (w == from >> 6) word &= ~((1UL << (int)(from & 63)) - 1); // ignore bits below from
+            if (word != 0)
+            {
+                long page = (w << 6) + System.Numerics.BitOperations.TrailingZeroCount(word);
+                return page < PageCount ? page : -1;
+            }
+        }
+        return -1;
+    }
+
     public void CopyTo(Span<byte> destination)
     {
         if (destination.Length < ByteLength) throw new ArgumentException("destination too short");

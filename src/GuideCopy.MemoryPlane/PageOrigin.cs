@@ -11,4 +11,9 @@ public enum PageOrigin : byte
     Locality = 3,
     /// <summary>(d) everything else, in address order.</summary>
     Background = 4,
+    /// <summary>
+    /// Before the pause, while the source still ran (the warm-up): held apart at the destination
+    /// until the source says which of them it wrote since (the WarmVerdict frame).
+    /// </summary>
+    Warm = 5,
 }

@@ -17,6 +17,9 @@ internal sealed class DeviceStateRelay(ServedRam served)
     private ArrayBufferWriter<byte>? _deviceState = new();
 
     private bool _deviceStateEnded;
+
+    /// <summary>The WarmVerdict frame's payload once known; every demand lane from then on gets it.</summary>
+    private byte[]? _warmVerdict;
     private long _deviceStateBytes;
 
     /// <summary>Sends <paramref name="bytes"/> on the demand lane if one is up; the next demand lane gets them otherwise.</summary>
@@ -95,8 +98,40 @@ internal sealed class DeviceStateRelay(ServedRam served)
             {
                 SendEnd(lane);
             }
+
+            if (_warmVerdict is not null)
+            {
+                lane.Send(FrameType.WarmVerdict, _warmVerdict);
+            }
         }
         return zeroMapReady;
+    }
+
+    /// <summary>
+    /// Which warm pages are stale (<see cref="FrameType.WarmVerdict"/>): sent now on the demand
+    /// lane if one is up, and on every later one. The destination holds its warm pages until it
+    /// has it (and opens no push lane before), so a lost one must come again.
+    /// </summary>
+    public void SetWarmVerdict(byte[] payload)
+    {
+        lock (_deviceStateLock)
+        {
+            _warmVerdict = payload;
+            var lane = served.DemandLane;
+            if (lane is null || lane.IsDisposed)
+            {
+                return;
+            }
+
+            try
+            {
+                lane.Send(FrameType.WarmVerdict, payload);
+            }
+            catch (IOException)
+            {
+                lane.Dispose();
+            }
+        }
     }
 
     /// <summary>The destination has loaded the device state: nothing of it is kept or sent any more.</summary>

@@ -89,7 +89,7 @@ public static class FrameCodec
         ulong first = BinaryPrimitives.ReadUInt64LittleEndian(p);
         uint count = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]);
         var origin = (PageOrigin)p[12];
-        if (origin is < PageOrigin.Demand or > PageOrigin.Background || p[13] != 0 || p[14] != 0 || p[15] != 0)
+        if (origin is < PageOrigin.Demand or > PageOrigin.Warm || p[13] != 0 || p[14] != 0 || p[15] != 0)
             throw new ProtocolException($"bad {what} frame header");
         if (count == 0 || first >= (ulong)pageCount || count > (ulong)pageCount - first)
             throw new ProtocolException($"{what} [{first}, +{count}) outside {pageCount}");

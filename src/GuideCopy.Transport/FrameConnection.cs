@@ -58,6 +58,9 @@ public sealed class FrameConnection : IDisposable
     public long BytesSent => Interlocked.Read(ref _bytesSent);
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>Bytes sent that the peer has not acknowledged yet (SIOCOUTQ); -1 if unknown.</summary>
+    public int UnsentBytes => IsDisposed ? -1 : GuideCopy.Interop.SocketQueues.Unsent(_socket.Handle);
     public Socket Socket => _socket;
 
     /// <summary>The payload of the last frame read (valid until the next read).</summary>

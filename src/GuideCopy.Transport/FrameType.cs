@@ -44,6 +44,12 @@ public enum FrameType : byte
     Abandon = 20,
     /// <summary>Source to destination: the answer to <see cref="Abandon"/>, one byte: 1 the source runs again, 0 refused (it completed).</summary>
     AbandonAck = 21,
+    /// <summary>
+    /// Source to destination, demand lane, after the pause: which warm pages (origin Warm, sent
+    /// while the source ran) it wrote after sending them: u64 page count, then that bitmap. Those
+    /// are dropped; every other warm page is good. Sent again on each later demand lane.
+    /// </summary>
+    WarmVerdict = 22,
 }
 
 /// <summary>The source's answer to <see cref="FrameType.Commit"/>.</summary>

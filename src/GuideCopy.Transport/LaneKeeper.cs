@@ -21,14 +21,17 @@ internal sealed class LaneKeeper
     /// <summary>Faults still waiting when a demand lane comes up (<see cref="PageInstaller.CopyPending"/>).</summary>
     private readonly long[] _pending = new long[Wire.MaxDemandPerFrame];
 
-    public LaneKeeper(Lane kind, SourceLanes lanes, PageInstaller installer, DeviceStateStream deviceState, DemandRequests requests)
+    private readonly WarmPages _warm;
+
+    public LaneKeeper(Lane kind, SourceLanes lanes, PageInstaller installer, DeviceStateStream deviceState, DemandRequests requests, WarmPages warm)
     {
         _kind = kind;
         _lanes = lanes;
         _installer = installer;
         _deviceState = deviceState;
         _requests = requests;
-        _frames = new ReceivedFrames(kind, installer, deviceState, _completion);
+        _warm = warm;
+        _frames = new ReceivedFrames(kind, installer, deviceState, _completion, warm);
     }
 
     /// <summary>The lane's thread: until the pager stops, a lane up and its frames read.</summary>
@@ -94,8 +97,11 @@ internal sealed class LaneKeeper
             }
             else
             {
-                // Resume: the source skips every page we already have.
-                lane.Send(FrameType.Resume, FrameCodec.EncodeBitmap(_installer.Done));
+                // Resume: the source skips every page we already have, and the good warm pages
+                // being installed (the pager opens no push lane before the verdict).
+                var have = FrameCodec.EncodeBitmap(_installer.Done);
+                _warm.AddGoodTo(have.AsSpan(8));
+                lane.Send(FrameType.Resume, have);
                 _lanes.PushLane = lane;
                 _completion.Reset();
             }

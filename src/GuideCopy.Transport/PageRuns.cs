@@ -30,8 +30,12 @@ internal sealed class PageRuns(FrozenRam ram, PagePacker packer)
     /// frames, runs of all-zero pages as 16-byte ZeroPages notices (found here, on the fly: the
     /// zero map sent up front has only the file's holes, so no scan delays the first fault).
     /// </summary>
+    /// <param name="learnZero">
+    /// Whether an all-zero page found is marked zero for good in the frozen RAM's map (the push
+    /// then skips it). Not while the source still runs (the warm-up): it may write the page next.
+    /// </param>
     /// <returns>The number of data pages sent (zero pages are not counted as sent).</returns>
-    public int Send(FrameConnection lane, RunBuffers buffers, long first, int count, PageOrigin origin)
+    public int Send(FrameConnection lane, RunBuffers buffers, long first, int count, PageOrigin origin, bool learnZero = true)
     {
         int dataPages = 0;
         const int room = Wire.HeaderSize + Wire.PagesHeaderSize;
@@ -50,7 +54,7 @@ internal sealed class PageRuns(FrozenRam ram, PagePacker packer)
             if (zero)
             {
                 WriteHeader(f, first + i, n, origin);
-                for (int k = 0; k < n; k++) ram.ZeroPages.TrySet(first + i + k);
+                if (learnZero) for (int k = 0; k < n; k++) ram.ZeroPages.TrySet(first + i + k);
                 lane.SendPrepared(f, FrameType.ZeroPages, Wire.PagesHeaderSize);
                 Interlocked.Add(ref _zeroFound, n);
             }

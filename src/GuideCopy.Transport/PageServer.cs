@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using GuideCopy.Interop;
+using GuideCopy.MemoryPlane;
 
 namespace GuideCopy.Transport;
 
@@ -29,6 +30,7 @@ public sealed class PageServer : IDisposable
     private readonly DemandService _demand;
     private readonly PushService _push;
     private readonly ControlService _control;
+    private readonly WarmUp _warmUp;
     private Socket? _listener;
     private Thread? _acceptThread, _heartbeatThread;
     private long _connections, _authFailures, _protocolErrors;
@@ -45,6 +47,13 @@ public sealed class PageServer : IDisposable
         _demand = new DemandService(_served, _deviceState, holes);
         _push = new PushService(_served, _lanes, holes);
         _control = new ControlService(_served, _deviceState);
+        _warmUp = new WarmUp(_served);
+        if (options.DiscardWarmPages)
+        {
+            var all = new PageBitmap(_served.PageCount);
+            all.SetRange(0, _served.PageCount);
+            _deviceState.SetWarmVerdict(FrameCodec.EncodeBitmap(all));
+        }
         ulong id = options.SessionId != 0 ? options.SessionId : (ulong)Random.Shared.NextInt64(1, long.MaxValue);
         _session = new SessionInfo(options.PageSize, _served.PageCount, id);
     }
@@ -178,6 +187,39 @@ public sealed class PageServer : IDisposable
 
     /// <summary>The device state is whole: the destination may finish loading it.</summary>
     public void EndDeviceState() => _deviceState.End();
+
+    /// <summary>
+    /// Before the pause, while the VM runs: sends the pages it does not write, as Warm pages on the
+    /// demand lane, until every such page went, the guest spoils them as fast as they go, or the
+    /// limit (<see cref="WarmUp"/>); then waits for the lane to drain. Call once, before the freeze.
+    /// </summary>
+    public WarmUpOutcome WarmUp(RamWriteTracker tracker, WarmUpLimits limits, CancellationToken ct) => _warmUp.Run(tracker, limits, ct);
+
+    /// <summary>
+    /// With the VM stopped (its device state whole): the last scan, then the verdict to the
+    /// destination, on this and every later demand lane. Without a tracker (lost) every warm page
+    /// is declared stale. Returns the stale pages, or -1 when no warm-up ran.
+    /// </summary>
+    public long SendWarmVerdict(RamWriteTracker? tracker)
+    {
+        if (_warmUp.Sent is not { } sent)
+        {
+            return -1;
+        }
+
+        var stale = _warmUp.Stale!;
+        if (tracker is not null)
+        {
+            _warmUp.FinalScan(tracker);
+        }
+        else
+        {
+            stale = sent;
+        }
+
+        _deviceState.SetWarmVerdict(FrameCodec.EncodeBitmap(stale));
+        return stale.Count;
+    }
 
     /// <summary>
     /// The source is paused and its device state is out: serve pages from now on. Nothing here

@@ -55,4 +55,11 @@ public sealed class PageServerOptions
     /// written until then). False: the file is frozen already (a restarted source, tools, tests).
     /// </summary>
     public bool Armed { get; init; }
+
+    /// <summary>
+    /// A server that takes over a migration whose warm-up it did not see (an agent restarted after
+    /// the pause): it tells every destination that all its warm pages are stale, so none is used
+    /// unchecked; they are sent again.
+    /// </summary>
+    public bool DiscardWarmPages { get; init; }
 }

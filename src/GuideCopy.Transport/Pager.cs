@@ -27,6 +27,7 @@ public sealed class Pager : IDemandSink, IDisposable
     private readonly DeviceStateStream _deviceState = new();
     private readonly DemandRequests _requests;
     private readonly Stopwatch _clock = new();
+    private readonly WarmPages _warm;
     private PageInstaller? _installer;
     private LaneKeeper? _demandKeeper, _pushKeeper;
     private long _presentAtStart;
@@ -41,6 +42,7 @@ public sealed class Pager : IDemandSink, IDisposable
         _options = options ?? new PagerOptions();
         _lanes = new SourceLanes(registration, sourceEndpoint, key, _options);
         _requests = new DemandRequests(_lanes);
+        _warm = new WarmPages(registration.PageCount, registration.PageSize);
     }
 
     /// <summary>The page server's session, from the first handshake; every later lane must be the same session.</summary>
@@ -70,7 +72,7 @@ public sealed class Pager : IDemandSink, IDisposable
     public Task LanesUp => _lanesUp.Task;
 
     /// <summary>What this pager did so far; the live view while it runs, the final figures after.</summary>
-    public PagerCounters Counters => PagerCounters.From(_installer, _outcome, _lanes, _clock);
+    public PagerCounters Counters => PagerCounters.From(_installer, _outcome, _lanes, _clock, _warm);
 
     public async Task<PagerCounters> RunAsync(CancellationToken ct = default)
     {
@@ -91,8 +93,8 @@ public sealed class Pager : IDemandSink, IDisposable
                                     : $"resuming: {present} pages already in {_reg.RamPath}");
         }
         _installer = installer;
-        _demandKeeper = new LaneKeeper(Lane.Demand, _lanes, installer, _deviceState, _requests);
-        _pushKeeper = new LaneKeeper(Lane.Push, _lanes, installer, _deviceState, _requests);
+        _demandKeeper = new LaneKeeper(Lane.Demand, _lanes, installer, _deviceState, _requests, _warm);
+        _pushKeeper = new LaneKeeper(Lane.Push, _lanes, installer, _deviceState, _requests, _warm);
         installer.Start(this);
         if (_lanes.Stopped) installer.Stop();
 
@@ -191,6 +193,9 @@ public sealed class Pager : IDemandSink, IDisposable
     {
         if (_options.DeferPush)
             while (!_lanes.Stopped && !_pushAllowed.Wait(100)) { }
+        // Warm pages held: the resume bitmap must say which are good, so the verdict comes first
+        // (the source sends it right after the pause; a fault meanwhile goes to the source).
+        while (!_lanes.Stopped && !_warm.VerdictKnown) Thread.Sleep(1);
         if (_options.PushRealtimePriority > 0)
             Log?.Invoke($"push receiver: {ThreadScheduling.PreferForLatency(_options.PushRealtimePriority) ?? "priority refused, fair class"}");
         _pushKeeper!.Run();
@@ -221,5 +226,6 @@ public sealed class Pager : IDemandSink, IDisposable
         _lanes.DemandLane?.Dispose();
         _lanes.PushLane?.Dispose();
         _installer?.Stop();
+        _warm.Dispose();
     }
 }

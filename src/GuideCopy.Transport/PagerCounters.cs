@@ -37,6 +37,12 @@ public readonly record struct PagerCounters
     public long PushPages { get; init; }
     public long LocalityPages { get; init; }
     public long BackgroundPages { get; init; }
+    /// <summary>Pages installed from the warm-up (sent while the source ran, good by the verdict).</summary>
+    public long WarmPages { get; init; }
+    /// <summary>Pages the warm-up sent (data and zero), held until the verdict.</summary>
+    public long WarmHeldPages { get; init; }
+    /// <summary>Warm pages the verdict called stale (written after they were sent): dropped, each sent again.</summary>
+    public long WarmStalePages { get; init; }
     /// <summary>Faults the guest waited on (a fault resolved by a page already in flight counts too).</summary>
     public long StallCount { get; init; }
     public double StallP50Ms { get; init; }
@@ -57,7 +63,7 @@ public readonly record struct PagerCounters
     /// The counters snapshot of <see cref="Pager.Counters"/>: the lanes' figures, and the
     /// installer's once there is one (before, the registration's page count and nothing done).
     /// </summary>
-    internal static PagerCounters From(PageInstaller? installer, InstallOutcome? outcome, SourceLanes lanes, Stopwatch clock)
+    internal static PagerCounters From(PageInstaller? installer, InstallOutcome? outcome, SourceLanes lanes, Stopwatch clock, WarmPages warm)
     {
         var counted = new PagerCounters
         {
@@ -86,6 +92,9 @@ public readonly record struct PagerCounters
             PushPages = installer.InstalledBy(PageOrigin.Push),
             LocalityPages = installer.InstalledBy(PageOrigin.Locality),
             BackgroundPages = installer.InstalledBy(PageOrigin.Background),
+            WarmPages = installer.InstalledBy(PageOrigin.Warm),
+            WarmHeldPages = warm.Held,
+            WarmStalePages = warm.Dropped,
             StallCount = h.Count,
             StallP50Ms = h.Percentile(0.5).TotalMilliseconds,
             StallP99Ms = h.Percentile(0.99).TotalMilliseconds,

@@ -26,7 +26,7 @@ public static class Wire
         FrameType.ServerChallenge => 4 + NonceSize,
         FrameType.ClientProof => MacSize,
         FrameType.ServerWelcome => 4 + 8 + 8 + MacSize,
-        FrameType.ZeroMap or FrameType.Resume => 8 + MaxBitmapBytes,
+        FrameType.ZeroMap or FrameType.Resume or FrameType.WarmVerdict => 8 + MaxBitmapBytes,
         FrameType.Demand => 4 + 8 * MaxDemandPerFrame,
         FrameType.Pages or FrameType.PackedPages => PagesHeaderSize + Math.Max(MaxBatchBytes, pageSize),
         FrameType.ZeroPages => PagesHeaderSize,

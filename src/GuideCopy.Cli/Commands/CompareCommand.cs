@@ -20,7 +20,7 @@ namespace GuideCopy.Cli.Commands;
 /// </summary>
 internal static class CompareCommand
 {
-    public static readonly string[] Variants = ["guide-on", "guide-off", "guide-on-lz4", "guide-on-raw", "precopy", "postcopy", "postcopy-at-once", "qemu-postcopy", "postcopy-preempt"];
+    public static readonly string[] Variants = ["guide-on", "guide-off", "guide-warm", "guide-on-lz4", "guide-on-raw", "precopy", "postcopy", "postcopy-at-once", "qemu-postcopy", "postcopy-preempt"];
 
     public static Command Create()
     {
@@ -148,7 +148,7 @@ internal static class CompareCommand
         var guideOptions = plan.Guide;
         var g = new GuideOptions
         {
-            Enabled = variant.StartsWith("guide-on", StringComparison.Ordinal), TimeLimitSeconds = guideOptions.TimeLimitSeconds, IdleSeconds = guideOptions.IdleSeconds,
+            Enabled = variant.StartsWith("guide-on", StringComparison.Ordinal) || variant == "guide-warm", TimeLimitSeconds = guideOptions.TimeLimitSeconds, IdleSeconds = guideOptions.IdleSeconds,
             MissWindowSeconds = guideOptions.MissWindowSeconds, MissShare = guideOptions.MissShare, MinMisses = guideOptions.MinMisses,
             LeadPages = guideOptions.LeadPages, OutrunRatio = guideOptions.OutrunRatio, ReadAheadPages = guideOptions.ReadAheadPages,
         };
@@ -158,7 +158,8 @@ internal static class CompareCommand
             variant.StartsWith("guide", StringComparison.Ordinal) ? "guide" : variant,
             MigrateCommand.ParseBandwidth(plan.Bandwidth), secret, GuestWatch: new ConsoleGuestWatch(coverLostWork: true), ObserveAfter: TimeSpan.FromSeconds(5), Guide: g,
             Timeout: TimeSpan.FromSeconds(plan.TimeoutSeconds),
-            Compression: variant switch { "guide-on-lz4" => PageCompression.Lz4, "guide-on-raw" => PageCompression.Off, _ => plan.Compression });
+            Compression: variant switch { "guide-on-lz4" => PageCompression.Lz4, "guide-on-raw" => PageCompression.Off, _ => plan.Compression },
+            WarmUp: variant == "guide-warm" ? TimeSpan.FromSeconds(plan.TimeoutSeconds / 2) : null);
         Console.Error.WriteLine($"compare: {variant}: {guestName} {here} -> {there}");
         return await MigrateCommand.RunAsync(migration, showProgress: !plan.Json, ct);
     }

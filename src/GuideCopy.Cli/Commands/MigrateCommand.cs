@@ -26,6 +26,7 @@ internal static class MigrateCommand
         var bandwidth = new Option<string?>("--bandwidth") { Description = "Cap on the migration traffic: a plain number is MiB/s, as in virsh (100 = 100 MiB/s); or with a unit: 100mbit, 1gbit, 12MiB/s, 12MB/s. Guide mode never caps demand pages." };
         var timeout = new Option<double?>("--timeout") { Description = "Seconds: give up if the commit point is not reached by then (guide: roll back; precopy: abort); the VM stays on the source (exit 10 if nothing was paused yet, 11 if it was)." };
         var maxDowntime = new Option<double?>("--max-downtime") { Description = "Milliseconds. Guide mode: roll back (the source resumes, exit 11) rather than commit if the pause has lasted longer when the destination has loaded the device state. Libvirt modes: pre-copy's switchover target (virsh migrate-setmaxdowntime)." };
+        var warmUp = new Option<double?>("--warm-up") { Description = "Seconds, at most. Guide mode: before the pause, send the pages the running VM does not write (its writes tracked through the shim; a QEMU started without it, or with GUIDECOPY_TRACK_WRITES unset, migrates without), until all went, the guest spoils them as fast as they go, or this limit. Each page crosses at most twice." };
         var keepDefinition = new Option<bool>("--keep-source-definition") { Description = "Keep a persistent domain's definition on the source, shut off (virsh migrate without --undefinesource). Default: removed, the definition moves." };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON (schema docs/report-schema.json); no progress output." };
         var fromAgent = new Option<string?>("--from-agent") { Description = "Source agent endpoint (unix:/path or tcp:host:port); default from --from." };
@@ -40,7 +41,7 @@ internal static class MigrateCommand
         var config = AgentCommand.ConfigOption();
         var cmd = new Command("migrate", "Migrate a running domain between two hosts and print the report.\n" + ExitCodes.MigrateHelp)
         {
-            domain, from, to, mode, guide, bandwidth, timeout, maxDowntime, keepDefinition, json, plot, fromAgent, toAgent, secret, observe, insecure, compress, config,
+            domain, from, to, mode, guide, bandwidth, timeout, maxDowntime, warmUp, keepDefinition, json, plot, fromAgent, toAgent, secret, observe, insecure, compress, config,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -56,9 +57,9 @@ internal static class MigrateCommand
                 byte[] secretBytes = p.GetValue(mode) == "guide" ? SharedSecret.Read(secretFile) : [];
                 var guideOptions = cfg.Section<GuideOptions>("Guide");
                 guideOptions.Enabled = p.GetValue(guide) == "on";
-                if (p.GetValue(timeout) is <= 0 || p.GetValue(maxDowntime) is <= 0)
+                if (p.GetValue(timeout) is <= 0 || p.GetValue(maxDowntime) is <= 0 || p.GetValue(warmUp) is <= 0)
                 {
-                    throw new ArgumentException("--timeout and --max-downtime take a positive number (seconds, milliseconds)");
+                    throw new ArgumentException("--timeout, --max-downtime and --warm-up take a positive number (seconds, milliseconds, seconds)");
                 }
                 plan = new MigrationPlan(p.GetValue(domain)!, src, dst, p.GetValue(mode)!, ParseBandwidth(p.GetValue(bandwidth)), secretBytes,
                     GuestWatch: new ConsoleGuestWatch(), ObserveAfter: TimeSpan.FromSeconds(p.GetValue(observe)), Guide: guideOptions, BeforeCommit: HoldBeforeCommit(), BeforeSwitchover: HoldBeforeSwitchover(ct),
@@ -66,7 +67,8 @@ internal static class MigrateCommand
                     Timeout: p.GetValue(timeout) is { } t ? TimeSpan.FromSeconds(t) : null,
                     MaxDowntime: p.GetValue(maxDowntime) is { } md ? TimeSpan.FromMilliseconds(md) : null,
                     KeepSourceDefinition: p.GetValue(keepDefinition),
-                    Compression: Compression(p.GetValue(compress), controller));
+                    Compression: Compression(p.GetValue(compress), controller),
+                    WarmUp: p.GetValue(warmUp) is { } w ? TimeSpan.FromSeconds(w) : null);
             }
             catch (Exception e) when (e is LabException or AgentException or FormatException or ArgumentException or ConfigurationException)
             {

@@ -16,6 +16,7 @@ public static class AgentOps
     public const string SourceGuidePrepare = "source.guide.prepare";
     public const string SourceArm = "source.arm";
     public const string SourceSwitchover = "source.switchover";
+    public const string SourceWarmUp = "source.warmup";
     public const string SourceFinish = "source.finish";
     public const string SourceAbort = "source.abort";
     public const string DestinationCheck = "dest.check";
@@ -52,6 +53,8 @@ public interface ISourceAgent : IHostAgent
     Task<SourceArmResult> ArmSourceAsync(SourceArmRequest req, CancellationToken ct);
 
     Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct);
+
+    Task<WarmUpResult> WarmUpAsync(WarmUpRequest req, CancellationToken ct);
 
     Task<SourceFinishResult> FinishSourceAsync(MigrationRequest req, CancellationToken ct);
 
@@ -108,6 +111,9 @@ public sealed class AgentClient(ControlChannel channel) : ISourceAgent, IDestina
 
     public Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct) =>
         channel.CallAsync<SwitchoverResult>(AgentOps.SourceSwitchover, req, ct);
+
+    public Task<WarmUpResult> WarmUpAsync(WarmUpRequest req, CancellationToken ct) =>
+        channel.CallAsync<WarmUpResult>(AgentOps.SourceWarmUp, req, ct);
 
     public Task<SourceFinishResult> FinishSourceAsync(MigrationRequest req, CancellationToken ct) =>
         channel.CallAsync<SourceFinishResult>(AgentOps.SourceFinish, req, ct);

@@ -20,6 +20,7 @@ internal static class AgentDispatch
             case AgentOps.SourceGuidePrepare: await agent.PrepareGuideAsync(Args<GuidePrepareRequest>(args), ct); return new Empty();
             case AgentOps.SourceArm: return await agent.ArmSourceAsync(Args<SourceArmRequest>(args), ct);
             case AgentOps.SourceSwitchover: return await agent.SwitchoverAsync(Args<SwitchoverRequest>(args), ct);
+            case AgentOps.SourceWarmUp: return await agent.WarmUpAsync(Args<WarmUpRequest>(args), ct);
             case AgentOps.SourceFinish: return await agent.FinishSourceAsync(Args<MigrationRequest>(args), ct);
             case AgentOps.SourceAbort: await agent.AbortSourceAsync(Args<MigrationRequest>(args), ct); return new Empty();
             case AgentOps.DestinationCheck: return await agent.CheckDestinationAsync(Args<DestinationCheckRequest>(args), ct);

@@ -35,7 +35,18 @@ public sealed record SourceArmResult(string PageServer, ulong SessionId, long Pa
 /// </summary>
 public sealed record DestinationArmRequest(string MigrationId, string PageServer, ulong SessionId, bool ClearTextLanes = false, bool StartOnLoad = false);
 
-public sealed record DestinationArmResult(double ArmMs);
+/// <param name="HoldsWarmPages">This destination holds pages sent before the pause until the source's verdict (an older agent: false, and no warm-up is asked for).</param>
+public sealed record DestinationArmResult(double ArmMs, bool HoldsWarmPages = false);
+
+/// <summary>
+/// Before the pause, on the armed source: send what the running VM does not write (docs/migration.md,
+/// "The warm-up"), for at most <paramref name="MaxSeconds"/>.
+/// </summary>
+public sealed record WarmUpRequest(string MigrationId, double MaxSeconds);
+
+/// <summary>What the warm-up did; Skipped says why it did not run (then nothing was sent and the migration goes on without).</summary>
+public sealed record WarmUpResult(string? Skipped, long PagesSent, long ZeroPagesSent, long BytesSent, long StalePagesBeforePause, int Rounds,
+    double DurationMs, double DrainMs, string StopReason);
 
 /// <summary>
 /// The pause: suspend, the device state streamed to the destination over the demand lane, the freeze.
@@ -60,7 +71,7 @@ public sealed record GuidePrepareRequest(string MigrationId, string Domain, bool
 /// </summary>
 public sealed record SwitchoverResult(
     int DeviceStateBytes, long PageCount, long SuspendedAtUnixMs, double SuspendMs, double DeviceStateSaveMs, double FreezeMs,
-    bool Committed = false, double CommitMs = 0);
+    bool Committed = false, double CommitMs = 0, long WarmStalePages = -1);
 
 /// <summary>PersistentXml: the source's definition, defined on the destination when every page is in (null: the domain stays transient).</summary>
 public sealed record DestinationPrepareRequest(string MigrationId, string MigratableXml, string Domain = "", string? PersistentXml = null);

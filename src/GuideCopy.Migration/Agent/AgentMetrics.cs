@@ -77,6 +77,7 @@ public static class AgentMetrics
         Pages.Add(s.PushPages, new KeyValuePair<string, object?>("route", "push"));
         Pages.Add(s.LocalityPages, new KeyValuePair<string, object?>("route", "locality"));
         Pages.Add(s.BackgroundPages, new KeyValuePair<string, object?>("route", "background"));
+        Pages.Add(s.WarmPages, new KeyValuePair<string, object?>("route", "warm"));
         Pages.Add(s.ZeroOrRemovedPages, new KeyValuePair<string, object?>("route", "zero"));
         Pages.Add(s.DuplicatePages, new KeyValuePair<string, object?>("route", "duplicate"));
         Bytes.Add(s.BytesReceived);

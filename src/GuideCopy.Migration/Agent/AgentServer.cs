@@ -133,6 +133,12 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
         return await _sources.RunOrForgetAsync(req.MigrationId, side, s => s.SwitchoverAsync(req, ct), s => s.Stage.IsCommitted());
     }
 
+    public async Task<WarmUpResult> WarmUpAsync(WarmUpRequest req, CancellationToken ct)
+    {
+        var side = _sources.Get(req.MigrationId);
+        return await _sources.RunOrAbortAsync(req.MigrationId, side, s => s.WarmUpAsync(req, ct), "the warm-up failed");
+    }
+
     public Task<SourceFinishResult> FinishSourceAsync(MigrationRequest req, CancellationToken ct)
     {
         if (_sources.TryGet(req.MigrationId, out var side))

@@ -67,7 +67,7 @@ public sealed partial class DestinationSide
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct, _stop.Token);
         await _pager!.LanesUp.WaitAsync(TimeSpan.FromSeconds(Options.ShimTimeoutSeconds), wait.Token);
         Log($"{Id}: armed in {sw.Elapsed.TotalMilliseconds:0} ms: QEMU in migrate-incoming, lanes to {req.PageServer} up");
-        return new DestinationArmResult(Math.Round(sw.Elapsed.TotalMilliseconds, 1));
+        return new DestinationArmResult(Math.Round(sw.Elapsed.TotalMilliseconds, 1), HoldsWarmPages: true);
     }
 
     /// <summary>

@@ -34,6 +34,8 @@ public sealed partial class SourceSide
         _domain ??= _conn.LookupDomain(req.Domain);
         int pageSize = PageSizeOf(prepared.RamPath);
         string frozen = FrozenRamLink.Hold(Options, Id, prepared.RamPath);
+        _ramPath = prepared.RamPath;
+        _pageSize = pageSize;
         // Journaled before anything of QEMU's changes: a restarted agent drops the link and the capability.
         Record((Entry ?? new JournalEntry { Id = Id, Role = MigrationRole.Source, Domain = req.Domain, Stage = MigrationStage.Preflight }) with
         {
@@ -84,6 +86,7 @@ public sealed partial class SourceSide
             Armed = armed,
             Compression = Entry?.Compression ?? PageCompression.Auto,
             BandwidthGroup = Entry?.BandwidthGroup,
+            DiscardWarmPages = !armed && (Entry?.WarmedUp ?? false),
         })
         {
             Log = m => Log($"{Id}: page server: {m}"),

@@ -79,10 +79,12 @@ public sealed partial class SourceSide
             }
 
             _saved.Set();
+            long warmStale = SendWarmVerdict();
             Log($"{Id}: {req.Domain} paused by its migrate; device state {state.Length} bytes streamed in {saveMs:0.0} ms (migrate to the stream's end)" +
-                (req.ReleaseCommit ? $"; committed and its last byte released {commitMs:0.0} ms after" : "") + $"; serving {server.PageCount} pages");
+                (req.ReleaseCommit ? $"; committed and its last byte released {commitMs:0.0} ms after" : "") + $"; serving {server.PageCount} pages" +
+                (warmStale >= 0 ? $"; warm verdict: {warmStale} stale" : ""));
             return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2),
-                req.ReleaseCommit, Math.Round(commitMs, 2));
+                req.ReleaseCommit, Math.Round(commitMs, 2), warmStale);
         }
         catch when (!Stage.IsCommitted())
         {

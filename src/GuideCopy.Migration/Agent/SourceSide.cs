@@ -1,3 +1,4 @@
+using GuideCopy.MemoryPlane;
 using GuideCopy.Migration.Guide;
 using GuideCopy.Migration.Host;
 using GuideCopy.Migration.Journal;
@@ -27,6 +28,9 @@ public sealed partial class SourceSide(AgentOptions options, byte[] secret, stri
     private SourceFinishResult? _result;
     private DeviceStateTransfer.ArmedSave? _save;
     private PendingGuide? _pendingGuide;
+    private string? _ramPath;
+    private int _pageSize;
+    private RamWriteTracker? _tracker;
 
     private sealed record PendingGuide(SwitchoverRequest Request, byte[] State);
     // Set once the save's outcome is known (saved, or rolled back).
@@ -34,6 +38,7 @@ public sealed partial class SourceSide(AgentOptions options, byte[] secret, stri
 
     public void Dispose()
     {
+        Interlocked.Exchange(ref _tracker, null)?.Dispose();
         _save?.Dispose();
         _save = null;
         _guide?.Dispose();

@@ -60,5 +60,26 @@ internal sealed class DestinationArming(MigrationRun run)
         run.Clock.Phases["destinationArm"] = armed.ArmMs;
         run.Clock.Phase("destinationPrepare");
         run.BothArmed(new ArmedSides(sourceArmed, guideStarted, guideFailure));
+        if (Plan.WarmUp is { } warmUp)
+        {
+            await WarmUpAsync(src, armed, warmUp, ct);
+        }
+    }
+
+    /// <summary>
+    /// While the source still runs, after both arms: the pages it does not write go ahead
+    /// (docs/migration.md, "The warm-up"). An older destination agent cannot hold them: none.
+    /// </summary>
+    private async Task WarmUpAsync(ISourceAgent src, DestinationArmResult armed, TimeSpan limit, CancellationToken ct)
+    {
+        if (!armed.HoldsWarmPages)
+        {
+            run.WarmUp = new WarmUpResult("the destination agent cannot hold warm pages (update it)", 0, 0, 0, 0, 0, 0, 0, "");
+            return;
+        }
+
+        run.Clock.Report("warm-up");
+        run.WarmUp = await src.WarmUpAsync(new WarmUpRequest(run.Id, limit.TotalSeconds), ct);
+        run.Clock.Phase("warmUp");
     }
 }

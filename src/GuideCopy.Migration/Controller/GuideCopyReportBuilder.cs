@@ -66,6 +66,7 @@ internal sealed class GuideCopyReportBuilder(MigrationRun run)
             DestinationFaults = FaultStats.From(status.Pages),
             Guest = guest.Throughput,
             Guide = served is null ? null : GuideSummary(served),
+            WarmUp = run.WarmUp,
             Timeline = timeline,
             PhasesMs = run.Clock.Phases,
         };

@@ -31,6 +31,9 @@ internal sealed class MigrationRun(MigrationPlan plan, string id, IAgentConnecto
     /// <summary>Set once both sides are armed, in <see cref="MigrationStage.DestinationPrepared"/>.</summary>
     public ArmedSides? Armed { get; private set; }
 
+    /// <summary>What the warm-up did (null: none was asked for, or the destination cannot hold warm pages).</summary>
+    public WarmUpResult? WarmUp { get; set; }
+
     /// <summary>Set with <see cref="MigrationStage.SourcePaused"/>: from then on the source may pause.</summary>
     public Switchover? Switchover { get; private set; }
 

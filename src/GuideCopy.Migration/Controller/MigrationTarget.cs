@@ -30,6 +30,7 @@ public sealed record MigrationTarget(string Name, string LibvirtUri, AgentEndpoi
 /// Runs after the destination loaded the device state and before it is resumed: the window in
 /// which a failure must roll back. For fault-injection drills and tests; null in normal use.
 /// </param>
+/// <param name="WarmUp">Guide mode: before the pause, send what the running VM does not write, for at most this long (migrate --warm-up; null: no warm-up).</param>
 /// <param name="MaxDowntime">Guide mode: the destination refuses the commit (the source resumes) if the pause lasted longer than this up to the device state's load (migrate --max-downtime).</param>
 /// <param name="KeepSourceDefinition">The source's persistent definition stays, shut off, when its copy is removed (virsh's default without --undefinesource).</param>
 /// <param name="Compression">Guide mode: whether the page server LZ4-packs page runs (migrate --compress).</param>
@@ -41,7 +42,7 @@ public sealed record MigrationPlan(
     IAgentConnector? Agents = null, Func<Task>? BeforeSwitchover = null, TimeSpan? CommitAsk = null,
     bool ClearTextLanes = false, Func<string, string>? PageServerRoute = null,
     TimeSpan? MaxDowntime = null, bool KeepSourceDefinition = false, PageCompression Compression = PageCompression.Auto,
-    string? BandwidthGroup = null);
+    string? BandwidthGroup = null, TimeSpan? WarmUp = null);
 
 /// <summary>Live progress for a terminal.</summary>
 public sealed record MigrationProgress(string Phase, long PagesDone, long PagesTotal, long Faults, long BytesOnWire, double Seconds);

@@ -13,7 +13,7 @@ public static class DestinationXml
     public sealed record ShimSettings(string ShimLibrary, string RamPathPrefix, string AgentSocket);
 
     /// <summary>The environment variables the shim reads; the ones we add and take away.</summary>
-    private static readonly string[] OurEnv = ["LD_PRELOAD", "GUIDECOPY_RAM_PATH", "GUIDECOPY_AGENT_SOCKET"];
+    private static readonly string[] OurEnv = ["LD_PRELOAD", "GUIDECOPY_RAM_PATH", "GUIDECOPY_AGENT_SOCKET", "GUIDECOPY_TRACK_WRITES"];
 
     /// <summary>
     /// The live XML of a VM that arrived by guide-copy still carries our -incoming and shim
@@ -93,6 +93,8 @@ public static class DestinationXml
         cmd.Add(Env("LD_PRELOAD", shim.ShimLibrary));
         cmd.Add(Env("GUIDECOPY_RAM_PATH", shim.RamPathPrefix));
         cmd.Add(Env("GUIDECOPY_AGENT_SOCKET", shim.AgentSocket));
+        // The VM's next migration away from here can warm up: the shim keeps a uffd for it.
+        cmd.Add(Env("GUIDECOPY_TRACK_WRITES", "1"));
         return doc.ToString();
 
         XElement Env(string name, string value) =>

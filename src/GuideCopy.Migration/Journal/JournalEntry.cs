@@ -85,6 +85,9 @@ public sealed record JournalEntry
     /// <summary>The source was told every page is in (it then destroys its copy).</summary>
     public bool SourceReleased { get; init; }
 
+    /// <summary>Source: a warm-up sent pages before the pause (a restarted agent tells the destination they are all stale).</summary>
+    public bool WarmedUp { get; init; }
+
     /// <summary>The figures of this host's part, once it ended (kept for 'guidecopy job').</summary>
     public JsonObject? Result { get; init; }
 }

@@ -30,16 +30,20 @@ public enum MigrationOutcome
 /// Duplicate counts second arrivals (a page pushed after a fault fetched it, a re-send after a
 /// reconnect; pre-copy's re-sent dirty pages): pages that crossed the wire more than once.
 /// Present: found already in place when a restarted agent took the migration over.
+/// Warm: sent before the pause while the source ran (the warm-up) and good by the verdict;
+/// WarmStale: warm pages the guest wrote after they were sent, so sent again after the pause
+/// (each is a second crossing; they are counted once more under the route that brought them).
 /// </summary>
 /// <param name="PageSize">Bytes per page (4096; 2 MiB for RAM on hugetlbfs): counts times this are bytes of RAM.</param>
-public sealed record PageCounts(long Total, long Demand, long Guide, long Locality, long Background, long Zero, long Duplicate, long Present = 0, int PageSize = 4096)
+public sealed record PageCounts(long Total, long Demand, long Guide, long Locality, long Background, long Zero, long Duplicate, long Present = 0, int PageSize = 4096,
+    long Warm = 0, long WarmStale = 0)
 {
     /// <summary>The pages the categories account for (Total when the report adds up).</summary>
-    public long Accounted => Demand + Guide + Locality + Background + Zero + Present;
+    public long Accounted => Demand + Guide + Locality + Background + Zero + Present + Warm;
 
     /// <summary>The report's page categories from the destination's counters (guide mode).</summary>
     public static PageCounts From(PagerCounters c) => new(c.PageCount, c.DemandPages, c.PushPages, c.LocalityPages,
-        c.BackgroundPages, c.ZeroOrRemovedPages, c.DuplicatePages, c.PresentAtStart, c.PageSize > 0 ? c.PageSize : 4096);
+        c.BackgroundPages, c.ZeroOrRemovedPages, c.DuplicatePages, c.PresentAtStart, c.PageSize > 0 ? c.PageSize : 4096, c.WarmPages, c.WarmStalePages);
 }
 
 /// <summary>
@@ -153,6 +157,9 @@ public sealed record MigrationReport
 
     /// <summary>The guide (mode guide with --guide on); null when no guide ran.</summary>
     public GuideReport? Guide { get; init; }
+
+    /// <summary>Guide mode with --warm-up: what went before the pause (Skipped: why none did).</summary>
+    public GuideCopy.Migration.Agent.WarmUpResult? WarmUp { get; init; }
 
     /// <summary>The samples behind the pictures; null for outcomes other than Completed, and in libvirt's and QEMU's modes when the guest's console cannot be read (guide mode then has page samples only).</summary>
     public MigrationTimeline? Timeline { get; init; }

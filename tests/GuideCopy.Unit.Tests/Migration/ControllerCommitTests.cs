@@ -71,6 +71,9 @@ public sealed class ControllerCommitTests
             public Task<SourceArmResult> ArmSourceAsync(SourceArmRequest req, CancellationToken ct) =>
                 Task.FromResult(new SourceArmResult("10.0.0.1:7171", 7, 65536, "aegis-256", 1));
 
+            public Task<WarmUpResult> WarmUpAsync(WarmUpRequest req, CancellationToken ct) =>
+                Task.FromResult(new WarmUpResult("not in this test", 0, 0, 0, 0, 0, 0, 0, ""));
+
             public Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct)
             {
                 H.Calls.Add("source.switchover");

@@ -78,7 +78,7 @@ public class WireFuzzTests
             Assert.That(h.Count, Is.GreaterThan(0));
             Assert.That(h.First + h.Count, Is.LessThanOrEqualTo(x.PageCount));
             Assert.That(x.Payload.Length, Is.EqualTo(Wire.PagesHeaderSize + h.Count * 4096L));
-            Assert.That(h.Origin, Is.InRange(PageOrigin.Demand, PageOrigin.Background));
+            Assert.That(h.Origin, Is.InRange(PageOrigin.Demand, PageOrigin.Warm));
         }),
         x => $"{x.PageCount} pages: {Fuzz.Hex(x.Payload)}");
 
@@ -104,7 +104,7 @@ public class WireFuzzTests
             // What the install after it relies on: the run inside the mapping and exactly Count pages decoded.
             Assert.That(h.Count, Is.GreaterThan(0));
             Assert.That(h.First + h.Count, Is.LessThanOrEqualTo(x.PageCount));
-            Assert.That(h.Origin, Is.InRange(PageOrigin.Demand, PageOrigin.Background));
+            Assert.That(h.Origin, Is.InRange(PageOrigin.Demand, PageOrigin.Warm));
         }),
         x => $"{x.PageCount} pages: {Fuzz.Hex(x.Payload)}");
 

@@ -1,0 +1,146 @@
+using System.Runtime.InteropServices;
+using GuideCopy.MemoryPlane;
+
+namespace GuideCopy.Transport;
+
+/// <summary>
+/// Destination side of the warm-up: the pages the source sent while its VM still ran, held in
+/// this process (not in QEMU's RAM: the guest could read one before the source says whether it
+/// wrote it since) until the <see cref="FrameType.WarmVerdict"/> comes after the pause. Then the
+/// good ones are installed (origin Warm) on a thread of their own and the stale ones dropped:
+/// the source sends those again. A fault before that goes to the source like any other (its
+/// frozen copy is right), so nothing waits for the verdict but the push lane, which must not
+/// skip a page we would drop.
+/// </summary>
+/// <remarks>
+/// The holding buffer is one reservation of the RAM's size that the kernel backs only where a
+/// page arrives (glibc maps a large allocation, and untouched anonymous memory is not
+/// allocated); it is freed once the verdict is applied.
+/// </remarks>
+internal sealed unsafe class WarmPages(long pageCount, int pageSize) : IDisposable
+{
+    private readonly object _lock = new();
+    private readonly PageBitmap _held = new(pageCount), _zero = new(pageCount);
+    private PageBitmap? _good;
+    private byte* _buffer;
+    private long _dropped;
+    private readonly ManualResetEventSlim _applied = new(false);
+
+    /// <summary>Warm pages held so far (data and zero).</summary>
+    public long Held => _held.Count;
+
+    /// <summary>Warm pages the verdict said the guest wrote after they were sent: dropped.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    /// <summary>True once the verdict came (or none is needed: nothing held).</summary>
+    public bool VerdictKnown => Volatile.Read(ref _good) is not null || _held.Count == 0;
+
+    /// <summary>Holds a run of data pages from a Warm frame.</summary>
+    public void Hold(long first, int count, byte* data)
+    {
+        lock (_lock)
+        {
+            if (_good is not null) throw new ProtocolException("warm pages after the warm verdict");
+            if (_buffer is null) _buffer = (byte*)NativeMemory.Alloc((nuint)(pageCount * pageSize));
+            Buffer.MemoryCopy(data, _buffer + first * pageSize, (long)count * pageSize, (long)count * pageSize);
+            for (long p = first; p < first + count; p++)
+            {
+                _held.TrySet(p);
+            }
+        }
+    }
+
+    /// <summary>Holds a run of pages a Warm ZeroPages frame said were all zero when sent.</summary>
+    public void HoldZero(long first, int count)
+    {
+        lock (_lock)
+        {
+            if (_good is not null) throw new ProtocolException("warm pages after the warm verdict");
+            for (long p = first; p < first + count; p++)
+            {
+                _held.TrySet(p);
+                _zero.TrySet(p);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The verdict (a bitmap of stale pages): the good pages are known at once (for the push
+    /// lane's resume) and installed on a thread of their own. A verdict after the first (a new
+    /// demand lane gets it again) changes nothing.
+    /// </summary>
+    public void TakeVerdict(ReadOnlySpan<byte> staleBits, PageInstaller installer)
+    {
+        PageBitmap good;
+        lock (_lock)
+        {
+            if (_good is not null) return;
+            good = new PageBitmap(pageCount);
+            long dropped = 0;
+            for (long p = _held.NextSet(0); p >= 0; p = _held.NextSet(p + 1))
+            {
+                bool stale = (staleBits[(int)(p >> 3)] & (1 << (int)(p & 7))) != 0;
+                if (stale) dropped++;
+                else good.TrySet(p);
+            }
+            Interlocked.Exchange(ref _dropped, dropped);
+            Volatile.Write(ref _good, good);
+        }
+        new Thread(() => Install(good, installer)) { IsBackground = true, Name = "pager-warm" }.Start();
+    }
+
+    /// <summary>Adds the good warm pages to a Resume bitmap's bytes: the source need not push them.</summary>
+    public void AddGoodTo(Span<byte> bitmapBytes)
+    {
+        var good = Volatile.Read(ref _good);
+        if (good is null) return;
+        var bits = new byte[good.ByteLength];
+        good.CopyTo(bits);
+        for (int i = 0; i < bits.Length && i < bitmapBytes.Length; i++) bitmapBytes[i] |= bits[i];
+    }
+
+    /// <summary>Waits for the verdict's installs to end (tests, the completion).</summary>
+    public bool WaitApplied(TimeSpan timeout) => _held.Count == 0 || _applied.Wait(timeout);
+
+    private void Install(PageBitmap good, PageInstaller installer)
+    {
+        try
+        {
+            long p = good.NextSet(0);
+            while (p >= 0)
+            {
+                long first = p;
+                bool zero = _zero.IsSet(p);
+                int run = 1;
+                while (run < 64 && first + run < pageCount && good.IsSet(first + run) && _zero.IsSet(first + run) == zero) run++;
+                if (zero) installer.MarkZero(first, run);
+                else installer.Install(first, run, _buffer + first * pageSize, PageOrigin.Warm);
+                p = good.NextSet(first + run);
+            }
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException)
+        {
+            // The pager stopped (QEMU gone, the migration rolled back): nothing to install into.
+        }
+        finally
+        {
+            lock (_lock) Free();
+            _applied.Set();
+        }
+    }
+
+    private void Free()
+    {
+        if (_buffer is not null) NativeMemory.Free(_buffer);
+        _buffer = null;
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            // Installs under way hold no lock while copying: free only once they ended.
+            if (_good is null || _applied.IsSet) Free();
+        }
+    }
+}
