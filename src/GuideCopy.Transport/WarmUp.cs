@@ -9,14 +9,19 @@ public sealed record WarmUpLimits
     /// <summary>Longest warm-up; the pause follows whatever is left.</summary>
     public TimeSpan MaxDuration { get; init; } = TimeSpan.FromSeconds(120);
 
-    /// <summary>Between two scans of the guest's writes: pages written within it are "hot" and wait.</summary>
+    /// <summary>Between two scans of the guest's writes.</summary>
     public TimeSpan Round { get; init; } = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>A page written within this many last rounds is "hot" and waits (the guest is likely to write it again).</summary>
+    public int HotRounds { get; init; } = 4;
+
     /// <summary>
-    /// A round in which the guest wrote at least this share of the pages sent in it (sent before,
-    /// now stale) did not pay; two such rounds in a row end the warm-up.
+    /// A round in which the guest spoiled (wrote after they were sent) at least this share of the
+    /// pages sent in it gained nothing; two such rounds in a row end the warm-up. Near 1: before
+    /// the pause the guest runs at full speed, so a page sent twice costs it nothing but link
+    /// time; only a warm-up that no longer gains ground is stopped.
     /// </summary>
-    public double StaleShareThatStops { get; init; } = 0.5;
+    public double StaleShareThatStops { get; init; } = 0.9;
 
     /// <summary>Most time to wait for the bytes queued on the lane to reach the destination before the pause.</summary>
     public TimeSpan Drain { get; init; } = TimeSpan.FromSeconds(10);
@@ -67,23 +72,30 @@ internal sealed class WarmUp(ServedRam served)
         long startBytes = lane.BytesSent;
 
         // The first scan protects every page (each is reported: none was protected); the pages
-        // written in the first round are the first hot set.
+        // written in the first round are the first hot set. A page is hot while it was written
+        // in one of the last HotRounds rounds (one bitmap per round, the oldest reused).
         tracker.Scan(static (_, _) => { });
         Thread.Sleep(limits.Round);
-        var hot = new PageBitmap(pageCount);
+        var recent = new PageBitmap[Math.Max(1, limits.HotRounds)];
+        var latest = recent[0] = new PageBitmap(pageCount);
         long staleTotal = 0;
         void Mark(long first, long count)
         {
             for (long p = first; p < first + count && p < pageCount; p++)
             {
-                hot.TrySet(p);
+                latest.TrySet(p);
                 if (sent.IsSet(p) && stale.TrySet(p)) staleTotal++;
             }
+        }
+        bool Hot(long p)
+        {
+            foreach (var r in recent) if (r is not null && r.IsSet(p)) return true;
+            return false;
         }
         tracker.Scan(Mark);
 
         long pagesSent = 0, zeroSent = 0, sentThisRound = 0, staleBefore = 0;
-        int rounds = 1, badRounds = 0;
+        int scans = 1, badRounds = 0;
         long roundStart = Stopwatch.GetTimestamp();
         long roundTicks = (long)(limits.Round.TotalSeconds * Stopwatch.Frequency);
         string reason = "every page the guest did not write within a round was sent";
@@ -95,9 +107,9 @@ internal sealed class WarmUp(ServedRam served)
             if (served.Stopped || lane.IsDisposed) { reason = "the demand lane closed"; break; }
             if (Stopwatch.GetTimestamp() - roundStart >= roundTicks)
             {
-                hot = new PageBitmap(pageCount);
+                latest = recent[scans % recent.Length] = new PageBitmap(pageCount);
                 tracker.Scan(Mark);
-                rounds++;
+                scans++;
                 long staleNow = staleTotal - staleBefore;
                 staleBefore = staleTotal;
                 // Pays while the guest spoils less of what goes out than it lets through.
@@ -106,9 +118,9 @@ internal sealed class WarmUp(ServedRam served)
                 roundStart = Stopwatch.GetTimestamp();
                 if (badRounds >= 2) { reason = "the guest wrote what was sent as fast as it went"; break; }
             }
-            if (holes.IsSet(p0) || sent.IsSet(p0) || hot.IsSet(p0)) { p0++; continue; }
+            if (holes.IsSet(p0) || sent.IsSet(p0) || Hot(p0)) { p0++; continue; }
             int run = 1;
-            while (run < perFrame && p0 + run < pageCount && !holes.IsSet(p0 + run) && !sent.IsSet(p0 + run) && !hot.IsSet(p0 + run)) run++;
+            while (run < perFrame && p0 + run < pageCount && !holes.IsSet(p0 + run) && !sent.IsSet(p0 + run) && !Hot(p0 + run)) run++;
             served.Pacer.Throttle((long)run * pageSize);
             sent.SetRange(p0, run);
             int data;
@@ -116,7 +128,7 @@ internal sealed class WarmUp(ServedRam served)
             {
                 data = served.Runs.Send(lane, buffers, p0, run, PageOrigin.Warm, learnZero: false);
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
                 reason = "the demand lane closed";
                 break;
@@ -134,7 +146,7 @@ internal sealed class WarmUp(ServedRam served)
             ZeroPagesSent = zeroSent,
             BytesSent = lane.BytesSent - startBytes,
             StalePages = staleTotal,
-            Rounds = rounds,
+            Rounds = scans,
             DurationMs = Math.Round(clock.Elapsed.TotalMilliseconds, 1),
             DrainMs = Math.Round(drainMs, 1),
             StopReason = reason,

@@ -39,7 +39,8 @@ public sealed partial class SourceSide
                 // The port it served on before: the destination's pager reconnects there.
                 side._server = side.StartServer(frozen, entry.PageSize, entry.BandwidthBytesPerSecond, push: true, entry.SessionId,
                     entry.PageListen ?? side.Options.PageListen, listenPorts: 1);
-                log.Info($"{entry.Id}: found a committed migration of {entry.Domain}: serving {frozen} again (session {entry.SessionId:x16})");
+                log.Info($"{entry.Id}: found a committed migration of {entry.Domain}: serving {frozen} again (session {entry.SessionId:x16})" +
+                         (entry.WarmedUp ? "; every page of its warm-up declared stale (which were written since is not known here)" : ""));
                 return side;
             case MigrationStage.Committed:
                 side.Record(entry with { Stage = MigrationStage.Failed, Note = $"the frozen RAM {entry.FrozenRam} is gone: pages the destination lacks are lost" });

@@ -46,6 +46,7 @@ public sealed partial class SourceSide
         // know which warm pages were written since, declares them all stale.
         Record(Entry! with { WarmedUp = true });
         _tracker = tracker;
+        Log($"{Id}: warm-up: tracking QEMU {pid}'s writes to {tracker.PageCount} pages; sending what it leaves alone for at most {req.MaxSeconds:0} s");
         var limits = new WarmUpLimits { MaxDuration = TimeSpan.FromSeconds(Math.Max(0.5, req.MaxSeconds)) };
         var server = _server;
         var outcome = await Task.Run(() => server.WarmUp(tracker, limits, ct), ct);

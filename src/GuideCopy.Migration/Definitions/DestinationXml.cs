@@ -15,16 +15,24 @@ public static class DestinationXml
     /// <summary>The environment variables the shim reads; the ones we add and take away.</summary>
     private static readonly string[] OurEnv = ["LD_PRELOAD", "GUIDECOPY_RAM_PATH", "GUIDECOPY_AGENT_SOCKET", "GUIDECOPY_TRACK_WRITES"];
 
+    /// <summary>What belongs to one migration into a QEMU: its RAM registration and its agent's socket.</summary>
+    private static readonly string[] OneMigrationsEnv = ["GUIDECOPY_RAM_PATH", "GUIDECOPY_AGENT_SOCKET"];
+
     /// <summary>
     /// The live XML of a VM that arrived by guide-copy still carries our -incoming and shim
     /// settings (they are part of its running QEMU's definition). Any later migration — ours or
-    /// libvirt's — must start from the XML without them, or the next QEMU would wait for an
-    /// incoming stream and a shim socket that belong to a finished migration.
+    /// libvirt's — must start from the XML without the ones of that migration, or the next QEMU
+    /// would wait for an incoming stream and a shim socket that belong to a finished migration.
+    /// The shim with GUIDECOPY_TRACK_WRITES alone stays (with nothing else set it only keeps its
+    /// tracking uffd): the VM's next QEMU can still warm up, whichever mode moved it.
     /// </summary>
     public static string WithoutOurAdditions(string xml)
     {
         var doc = XDocument.Parse(xml);
-        if (!RemoveOurAdditions(doc.Root!))
+        var q = DomainDefinition.QemuNs;
+        bool tracked = doc.Root!.Element(q + "commandline")?.Elements(q + "env")
+            .Any(e => (string?)e.Attribute("name") == "GUIDECOPY_TRACK_WRITES" && (string?)e.Attribute("value") == "1") ?? false;
+        if (!RemoveOurAdditions(doc.Root!, tracked ? OneMigrationsEnv : OurEnv))
         {
             return xml;
         }
@@ -32,7 +40,7 @@ public static class DestinationXml
         return doc.ToString();
     }
 
-    private static bool RemoveOurAdditions(XElement root)
+    private static bool RemoveOurAdditions(XElement root, string[] env)
     {
         var q = DomainDefinition.QemuNs;
         if (root.Element(q + "commandline") is not { } cmd)
@@ -53,9 +61,9 @@ public static class DestinationXml
             }
         }
 
-        foreach (var env in cmd.Elements(q + "env").Where(e => OurEnv.Contains((string?)e.Attribute("name"))).ToList())
+        foreach (var e in cmd.Elements(q + "env").Where(e => env.Contains((string?)e.Attribute("name"))).ToList())
         {
-            env.Remove();
+            e.Remove();
             changed = true;
         }
 
@@ -72,7 +80,7 @@ public static class DestinationXml
     {
         var doc = XDocument.Parse(migratableXml);
         var root = doc.Root!;
-        RemoveOurAdditions(root);
+        RemoveOurAdditions(root, OurEnv);
         var q = DomainDefinition.QemuNs;
         var cmd = root.Element(q + "commandline");
         if (cmd is null)

@@ -195,6 +195,71 @@ public sealed class FaultMatrixTests
         AssertRunsOnlyOn(destination);
     }
 
+    /// <summary>
+    /// The warm-up (migrate --warm-up): the source agent dies while it sends pages before the
+    /// pause. Nothing was paused: the migration rolls back, the VM goes on where it was, and the
+    /// destination's held pages go with its copy.
+    /// </summary>
+    [Test]
+    public async Task SourceAgentKilledDuringTheWarmUpRollsBack()
+    {
+        var source = _on;
+        string log = Path.Combine(_lab.Layout.HostDir(source.Name), "agent.log");
+        long from = new FileInfo(log).Length;
+        bool seen = false;
+        var killer = Task.Run(async () =>
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(90);
+            while (!(seen = LogSince(log, from).Contains("warm-up: tracking")) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50);
+            }
+
+            await Task.Delay(500);
+            Kill9(AgentOf(source));
+            await Task.Delay(2000);
+            _lab.StartAgent(source, MigrationLab.AgentLaunch);
+        });
+        var report = await new GuideCopyMigration(Hop() with { WarmUp = TimeSpan.FromSeconds(30) }).RunAsync(CancellationToken.None);
+        await killer;
+        Assert.That(seen, Is.True, "the warm-up never started: " + LogSince(log, from));
+        Assert.That(report.Outcome, Is.AnyOf(MigrationOutcome.Refused, MigrationOutcome.RolledBack), report.Error);
+        AssertRunsOnlyOn(source, TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>
+    /// After a warm-up, the source agent dies mid-transfer, before or after its verdict went: the
+    /// restarted agent cannot know which warm pages were written since and declares them all stale
+    /// (journal WarmedUp), so the destination uses none unchecked; the guest's checksums say so.
+    /// </summary>
+    [Test]
+    public async Task SourceAgentKilledMidTransferAfterAWarmUpCompletes()
+    {
+        var source = _on;
+        var destination = Other;
+        var report = await new GuideCopyMigration(Hop(afterCommit: async () =>
+        {
+            Kill9(AgentOf(source));
+            await Task.Delay(2000);
+            _lab.StartAgent(source, MigrationLab.AgentLaunch);
+        }) with { WarmUp = TimeSpan.FromSeconds(8) }).RunAsync(CancellationToken.None);
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.Completed), report.Error);
+        Assert.That(report.WarmUp?.Skipped, Is.Null, "the warm-up ran");
+        Assert.That(report.WarmUp!.PagesSent, Is.GreaterThan(0));
+        Assert.That(File.ReadAllText(Path.Combine(_lab.Layout.HostDir(source.Name), "agent.log")), Does.Contain("every page of its warm-up declared stale"));
+        Assert.That(report.Pages!.Accounted, Is.EqualTo(report.Pages.Total), report.Pages.ToString());
+        Assert.That(report.Guest?.ChecksOk, Is.True);
+        AssertRunsOnlyOn(destination);
+    }
+
+    /// <summary>The agent log from byte <paramref name="from"/> on (the whole log if it was started anew).</summary>
+    private static string LogSince(string log, long from)
+    {
+        using var s = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        if (s.Length >= from) s.Seek(from, SeekOrigin.Begin);
+        return new StreamReader(s).ReadToEnd();
+    }
+
     [Test]
     public async Task SourceAgentStoppedWithSigtermMidTransferAndStartedAgain()
     {

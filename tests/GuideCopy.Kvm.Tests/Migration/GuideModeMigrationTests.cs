@@ -73,6 +73,69 @@ public sealed class GuideModeMigrationTests
     }
 
     /// <summary>
+    /// migrate --warm-up: kv writes all the time, so some pages go warm and are written after:
+    /// the verdict must drop each of them (a stale page used would break kv's checksums). The
+    /// second hop warms up a QEMU that guide-copy started (GUIDECOPY_TRACK_WRITES in its XML).
+    /// Every page is in one category, warm ones included.
+    /// </summary>
+    [Test]
+    public void WarmUpSendsWhatTheGuestLeavesAloneAndDropsWhatItWroteSince()
+    {
+        const string domain = "warm-kv";
+        var guest = TestGuest.Boot(_lab, _lab.A, new TestGuestSpec(domain, "kv", MemoryMiB: 256));
+        try
+        {
+            guest.WaitForHeartbeats(2, TimeSpan.FromSeconds(120));
+            foreach (var (from, to) in new[] { ("a", "b"), ("b", "a") })
+            {
+                var (rc, report, err) = MigrationLab.Migrate(_lab, domain, from, to, "--observe", "0", "--warm-up", "20");
+                Assert.That(rc, Is.EqualTo(0), err);
+                var warm = report!.WarmUp!;
+                var pages = report.Pages!;
+                TestContext.Out.WriteLine($"{from}->{to}: {warm}; {pages}");
+                Assert.That(warm.Skipped, Is.Null, "the lab's QEMU is tracked");
+                Assert.That(warm.PagesSent, Is.GreaterThan(1000));
+                Assert.That(pages.Warm, Is.GreaterThan(0).And.LessThanOrEqualTo(warm.PagesSent), "installed from the warm-up: at most what was sent");
+                Assert.That(pages.WarmStale, Is.GreaterThan(0), "kv writes while the warm-up runs");
+                Assert.That(pages.Warm + pages.WarmStale, Is.LessThanOrEqualTo(warm.PagesSent + warm.ZeroPagesSent));
+                Assert.That(pages.Accounted, Is.EqualTo(pages.Total), $"{pages}: every page in exactly one category");
+                Assert.That(report.Guest?.ChecksOk, Is.True, "the guest's self-check after the hop");
+                MigrationLab.AssertOnlyOn(_lab, domain, to == "a" ? _lab.A : _lab.B);
+                MigrationLab.AssertHeartbeatsContinue(guest);
+            }
+        }
+        finally
+        {
+            TestGuest.Remove(_lab, domain);
+        }
+    }
+
+    /// <summary>A QEMU started without the shim's tracking (as a host without it would): no warm-up, and the report says why; the migration goes on.</summary>
+    [Test]
+    public void WarmUpOfAnUntrackedQemuIsSkippedWithTheReason()
+    {
+        const string domain = "warm-untracked";
+        MigrationLab.StartEdited(_lab, _lab.A, domain, 128,
+            xml => System.Text.RegularExpressions.Regex.Replace(xml, "<qemu:commandline>.*?</qemu:commandline>", "", System.Text.RegularExpressions.RegexOptions.Singleline));
+        try
+        {
+            var (rc, report, err) = MigrationLab.Migrate(_lab, domain, "a", "b", "--observe", "0", "--warm-up", "5");
+            Assert.That(rc, Is.EqualTo(0), err);
+            Assert.That(report!.WarmUp?.Skipped, Does.Contain("GUIDECOPY_TRACK_WRITES=1"));
+            Assert.That(report.Pages!.Warm, Is.Zero);
+            Assert.That(report.Pages.Accounted, Is.EqualTo(report.Pages.Total));
+            // Transient (started with virsh create), so not MigrationLab.AssertOnlyOn's persistent check.
+            Assert.That(_lab.B.DomainNames(), Does.Contain(domain));
+            Assert.That(_lab.A.DomainNames(), Does.Not.Contain(domain));
+            MigrationLab.AssertNoWorkLeft(_lab);
+        }
+        finally
+        {
+            TestGuest.Remove(_lab, domain);
+        }
+    }
+
+    /// <summary>
     /// Two vCPUs, each running its own kv worker with its own self-check (gc.threads defaults to
     /// the online CPUs): every worker's memory must come over right, whichever vCPU faults on it.
     /// </summary>
