@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include "uffd-wp-compat.h"
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -192,13 +193,6 @@ static int create_uffd(void)
 	}
 	return (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 }
-
-#ifndef UFFD_FEATURE_WP_UNPOPULATED
-#define UFFD_FEATURE_WP_UNPOPULATED (1ull << 13)
-#endif
-#ifndef UFFD_FEATURE_WP_ASYNC
-#define UFFD_FEATURE_WP_ASYNC (1ull << 15)
-#endif
 
 /* The agent finds this fd by its features in /proc/PID/fdinfo ("API:" line): WP_ASYNC is set
  * on no other uffd of ours. A kernel without WP_ASYNC (before 6.7) refuses the API call: no

@@ -56,12 +56,7 @@ struct pm_scan_arg {
 #define PM_SCAN_WP_MATCHING (1ull << 0)
 #define PM_SCAN_CHECK_WPASYNC (1ull << 1)
 #endif
-#ifndef UFFD_FEATURE_WP_UNPOPULATED
-#define UFFD_FEATURE_WP_UNPOPULATED (1ull << 13)
-#endif
-#ifndef UFFD_FEATURE_WP_ASYNC
-#define UFFD_FEATURE_WP_ASYNC (1ull << 15)
-#endif
+#include "uffd-wp-compat.h"
 
 static double now_ms(void)
 {

@@ -196,6 +196,7 @@ public sealed class Pager : IDemandSink, IDisposable
         // Warm pages held: the resume bitmap must say which are good, so the verdict comes first
         // (the source sends it right after the pause; a fault meanwhile goes to the source).
         while (!_lanes.Stopped && !_warm.VerdictKnown) Thread.Sleep(1);
+        _warm.StartInstalls();
         if (_options.PushRealtimePriority > 0)
             Log?.Invoke($"push receiver: {ThreadScheduling.PreferForLatency(_options.PushRealtimePriority) ?? "priority refused, fair class"}");
         _pushKeeper!.Run();

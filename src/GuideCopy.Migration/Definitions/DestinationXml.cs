@@ -80,7 +80,8 @@ public static class DestinationXml
     {
         var doc = XDocument.Parse(migratableXml);
         var root = doc.Root!;
-        RemoveOurAdditions(root, OurEnv);
+        // Without a shim of ours (QEMU's own post-copy), the tracking WithoutOurAdditions kept stays.
+        RemoveOurAdditions(root, shim is null ? OneMigrationsEnv : OurEnv);
         var q = DomainDefinition.QemuNs;
         var cmd = root.Element(q + "commandline");
         if (cmd is null)

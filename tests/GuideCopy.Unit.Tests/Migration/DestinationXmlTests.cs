@@ -37,6 +37,13 @@ public sealed class DestinationXmlTests
     }
 
     [Test]
+    public void QemusOwnPostCopyDestinationKeepsTheTracking()
+    {
+        string next = DestinationXml.ForIncoming(DestinationXml.WithoutOurAdditions(DestinationXml.ForIncoming(Plain, Shim)), shim: null);
+        Assert.That(next, Does.Contain("GUIDECOPY_TRACK_WRITES").And.Contain("LD_PRELOAD").And.Not.Contain("GUIDECOPY_AGENT_SOCKET"));
+    }
+
+    [Test]
     public void WithoutTrackingTheShimGoesToo()
     {
         string untracked = DestinationXml.ForIncoming(Plain, Shim).Replace("GUIDECOPY_TRACK_WRITES", "SOMETHING_ELSE");
