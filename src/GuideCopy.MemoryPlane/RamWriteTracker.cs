@@ -24,6 +24,7 @@ public sealed class RamWriteTracker : IDisposable
     private readonly long _firstPage;
     private readonly ulong[] _regions = new ulong[3 * 4096];
     private bool _disposed;
+    private readonly object _lock = new();
 
     private RamWriteTracker(int uffd, int pagemap, ulong start, ulong length, long firstPage, int pageSize)
     {
@@ -95,6 +96,16 @@ public sealed class RamWriteTracker : IDisposable
     /// allocation.
     /// </summary>
     public long Scan(Action<long, long> written)
+    {
+        // Under the lock Dispose takes: a rollback that disposes the tracker mid-scan must not
+        // close (and let another open reuse) the fds this walk uses.
+        lock (_lock)
+        {
+            return ScanLocked(written);
+        }
+    }
+
+    private long ScanLocked(Action<long, long> written)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ulong at = _base, end = _base + _length, pageSize = (ulong)PageSize;
@@ -181,11 +192,14 @@ public sealed class RamWriteTracker : IDisposable
 
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
-        // Unregistered, QEMU's writes no longer take the one fault per page a protection costs.
-        WriteProtectScan.Unregister(_uffd, _base, _length);
-        Mono.Unix.Native.Syscall.close(_uffd);
-        Mono.Unix.Native.Syscall.close(_pagemap);
+        lock (_lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            // Unregistered, QEMU's writes no longer take the one fault per page a protection costs.
+            WriteProtectScan.Unregister(_uffd, _base, _length);
+            Mono.Unix.Native.Syscall.close(_uffd);
+            Mono.Unix.Native.Syscall.close(_pagemap);
+        }
     }
 }

@@ -130,7 +130,8 @@ internal sealed class LaneKeeper
             _frames.Take(type, lane);
             // The source believes it sent everything but pages are missing (sent on a lane
             // that died): reconnect, and the resume bitmap makes it send them again.
-            if (_kind == Lane.Push && _completion.Overdue(_installer.Done))
+            // Not while the good warm pages go in: the resume counted them, the source rightly did not send them.
+            if (_kind == Lane.Push && !_warm.Installing && _completion.Overdue(_installer.Done))
             {
                 lane.Dispose();
             }

@@ -197,8 +197,10 @@ public sealed class PageServer : IDisposable
 
     /// <summary>
     /// With the VM stopped (its device state whole): the last scan, then the verdict to the
-    /// destination, on this and every later demand lane. Without a tracker (lost) every warm page
-    /// is declared stale. Returns the stale pages, or -1 when no warm-up ran.
+    /// destination, on this and every later demand lane. Without a tracker (lost), or when the
+    /// scan fails, every warm page is declared stale: a verdict must go (the destination's push
+    /// lane waits for it), and a wrong "good" would be a stale page in the guest. Returns the
+    /// stale pages, or -1 when no warm-up ran.
     /// </summary>
     public long SendWarmVerdict(RamWriteTracker? tracker)
     {
@@ -208,12 +210,20 @@ public sealed class PageServer : IDisposable
         }
 
         var stale = _warmUp.Stale!;
-        if (tracker is not null)
+        try
         {
-            _warmUp.FinalScan(tracker);
+            if (tracker is null)
+            {
+                stale = sent;
+            }
+            else
+            {
+                _warmUp.FinalScan(tracker);
+            }
         }
-        else
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
+            Log?.Invoke($"the warm-up's last scan failed ({e.Message}): every warm page declared stale");
             stale = sent;
         }
 
@@ -306,6 +316,14 @@ public sealed class PageServer : IDisposable
         }
         catch (IOException e)
         {
+            if (!_served.Stopped) Log?.Invoke($"{peer}: lane closed: {e.Message}");
+        }
+        catch (Exception e) when (e is ObjectDisposedException or SocketException)
+        {
+            // The lane was closed under us between its handshake and its first frame (the server
+            // stopping, the handshake deadline's timer): setting its socket options throws, and on
+            // a thread of its own that ended the process (CI 2026-12-07: the test host crashed in
+            // LaneSocket.Tune, SourceControlTests.ARolledBackSourceSaysSo running).
             if (!_served.Stopped) Log?.Invoke($"{peer}: lane closed: {e.Message}");
         }
         finally

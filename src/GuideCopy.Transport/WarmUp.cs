@@ -154,8 +154,10 @@ internal sealed class WarmUp(ServedRam served)
     }
 
     /// <summary>
-    /// The last scan, with the VM stopped: every warm page written since it was sent is stale.
-    /// Returns the pages this scan added.
+    /// The last scan, with the VM stopped: every warm page written since it was sent is stale,
+    /// and so is every one that is a hole now: QEMU punches one when the guest gives memory back
+    /// (a balloon, free page reporting: fallocate on the file), and that zaps the page without a
+    /// write the tracker would see. Returns the pages this scan added.
     /// </summary>
     public long FinalScan(RamWriteTracker tracker)
     {
@@ -167,6 +169,10 @@ internal sealed class WarmUp(ServedRam served)
             for (long p = first; p < first + count && p < stale.PageCount; p++)
                 if (sent.IsSet(p) && stale.TrySet(p)) added++;
         });
+        var holes = new PageBitmap(stale.PageCount);
+        served.Ram.MarkHolesInto(holes);
+        for (long p = holes.NextSet(0); p >= 0; p = holes.NextSet(p + 1))
+            if (sent.IsSet(p) && stale.TrySet(p)) added++;
         return added;
     }
 

@@ -79,7 +79,16 @@ public sealed partial class SourceSide
             }
 
             _saved.Set();
-            long warmStale = SendWarmVerdict();
+            long warmStale = -1;
+            try
+            {
+                warmStale = SendWarmVerdict();
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+                // Committed or not, the switchover itself succeeded; the destination asks again on its next demand lane.
+                Log($"{Id}: the warm verdict did not go: {e.Message}");
+            }
             Log($"{Id}: {req.Domain} paused by its migrate; device state {state.Length} bytes streamed in {saveMs:0.0} ms (migrate to the stream's end)" +
                 (req.ReleaseCommit ? $"; committed and its last byte released {commitMs:0.0} ms after" : "") + $"; serving {server.PageCount} pages" +
                 (warmStale >= 0 ? $"; warm verdict: {warmStale} stale" : ""));

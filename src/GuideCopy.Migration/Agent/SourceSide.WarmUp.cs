@@ -36,16 +36,25 @@ public sealed partial class SourceSide
             tracker = RamWriteTracker.TryAttach(p, _ramPath, _pageSize, out why);
         }
 
+        if (tracker is not null && (tracker.FirstPage != 0 || tracker.PageCount != _server.PageCount))
+        {
+            // Pages outside the tracked mapping could never be found stale.
+            why = $"QEMU {pid}'s largest mapping of {_ramPath} covers pages [{tracker.FirstPage}, +{tracker.PageCount}), not the whole RAM file of {_server.PageCount}";
+            tracker.Dispose();
+            tracker = null;
+        }
+
         if (tracker is null)
         {
             Log($"{Id}: no warm-up: {why}");
             return new WarmUpResult(why, 0, 0, 0, 0, 0, 0, 0, "");
         }
 
-        // Journaled before the first page goes: an agent restarted after the pause, which cannot
-        // know which warm pages were written since, declares them all stale.
-        Record(Entry! with { WarmedUp = true });
+        // Held first, so a rollback from here on (a failed record included) disposes it; journaled
+        // before the first page goes: an agent restarted after the pause, which cannot know which
+        // warm pages were written since, declares them all stale.
         _tracker = tracker;
+        Record(Entry! with { WarmedUp = true });
         Log($"{Id}: warm-up: tracking QEMU {pid}'s writes to {tracker.PageCount} pages; sending what it leaves alone for at most {req.MaxSeconds:0} s");
         var limits = new WarmUpLimits { MaxDuration = TimeSpan.FromSeconds(Math.Max(0.5, req.MaxSeconds)) };
         var server = _server;

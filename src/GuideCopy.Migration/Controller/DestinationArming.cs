@@ -79,7 +79,17 @@ internal sealed class DestinationArming(MigrationRun run)
         }
 
         run.Clock.Report("warm-up");
-        var warm = run.WarmUp = await src.WarmUpAsync(new WarmUpRequest(run.Id, limit.TotalSeconds), ct);
+        WarmUpResult warm;
+        try
+        {
+            warm = run.WarmUp = await src.WarmUpAsync(new WarmUpRequest(run.Id, limit.TotalSeconds), ct);
+        }
+        catch (AgentException e) when (!e.ConnectionLost && e.Message.Contains("unknown", StringComparison.OrdinalIgnoreCase))
+        {
+            // An older source agent: no warm-up, the migration goes on.
+            run.WarmUp = new WarmUpResult($"the source agent cannot warm up (update it): {e.Message}", 0, 0, 0, 0, 0, 0, 0, "");
+            return;
+        }
         run.Clock.Phase("warmUp");
         // The source saw its bytes acknowledged, not read: up to a socket buffer (8 MiB) of warm
         // pages may still wait in the destination's kernel, and the device state would queue
