@@ -90,11 +90,12 @@ internal sealed class DestinationArming(MigrationRun run)
             run.WarmUp = new WarmUpResult($"the source agent cannot warm up (update it): {e.Message}", 0, 0, 0, 0, 0, 0, 0, "");
             return;
         }
+
         run.Clock.Phase("warmUp");
         // The source saw its bytes acknowledged, not read: up to a socket buffer (8 MiB) of warm
         // pages may still wait in the destination's kernel, and the device state would queue
-        // behind them in the pause (measured: the load 91-99 ms against 44). Wait until the
-        // destination holds every page sent.
+        // behind them in the pause. Wait until the destination holds every page sent (measured
+        // 0.9-66 ms, the `warmUpHeld` phase).
         long sent = warm.PagesSent + warm.ZeroPagesSent;
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (sent > 0 && DateTime.UtcNow < deadline)
