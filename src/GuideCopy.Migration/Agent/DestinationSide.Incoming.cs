@@ -100,7 +100,8 @@ public sealed partial class DestinationSide
             // QEMU started its vCPUs itself as the load completed: the pause is over.
             double loaded = Stopwatch.GetElapsedTime(_deviceState.EndedAt).TotalMilliseconds;
             AgentMetrics.PauseEnded(Stopwatch.GetElapsedTime(_deviceState.FirstByteAt).TotalMilliseconds);
-            long at = RunsHere($"it started itself once loaded, {loaded:0.0} ms after the last byte");
+            double written = (_deviceState.WrittenAt - _deviceState.EndedAt) * 1000.0 / Stopwatch.Frequency;
+            long at = RunsHere($"it started itself once loaded, {loaded:0.0} ms after the last byte (written into QEMU {written:0.0} ms after it came)");
             return new DestinationStartResult(0, Math.Round(loaded, 2), _registration.QemuPid, ResumedAtUnixMs: at);
         }
 

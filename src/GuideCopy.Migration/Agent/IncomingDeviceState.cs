@@ -81,6 +81,10 @@ internal sealed class IncomingDeviceState(string migrationId) : IDisposable
     }
 
     private readonly BlockingCollection<byte[]> _pieces = new();
+    private long _writtenAt;
+
+    /// <summary><see cref="Stopwatch"/> timestamp of the last byte written into QEMU.</summary>
+    public long WrittenAt => _writtenAt;
     private long _sourceLength = -1;
     private long _received;
 
@@ -94,6 +98,7 @@ internal sealed class IncomingDeviceState(string migrationId) : IDisposable
                 load.Write(piece);
             }
 
+            _writtenAt = Stopwatch.GetTimestamp();
             _deviceState.TrySetResult(_sourceLength);
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException)

@@ -53,6 +53,7 @@ public sealed partial class SourceSide
         }
 
         _save = DeviceStateTransfer.ArmSave(_domain, Path.Combine(domainDir, "devstate.sock"), Qemu.Gid);
+        _save.WatchEvents(_conn!);
         Log($"{Id}: armed: page server on {_server.LocalEndPoint} ({_server.PageCount} pages of {pageSize} B), device-state socket listening");
         return Task.FromResult(new SourceArmResult(Options.AdvertisedPageEndpoint(_server.LocalEndPoint.Port), _server.SessionId, _server.PageCount,
             Handshake.Describe(ProtectionOf(Entry)), Math.Round(sw.Elapsed.TotalMilliseconds, 1)));

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using GuideCopy.Interop;
 using GuideCopy.Migration.Control;
 using GuideCopy.Migration.Host;
 using GuideCopy.Migration.Journal;
@@ -15,7 +16,12 @@ public sealed partial class SourceSide
     /// here grows with RAM: the holes are looked for after the freeze, on a thread of their own.
     /// Any failure resumes the domain before the error goes back.
     /// </summary>
-    public async Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct)
+    public Task<SwitchoverResult> SwitchoverAsync(SwitchoverRequest req, CancellationToken ct) =>
+        // From the migrate to the release every step waits on QEMU, libvirt or the journal: on a
+        // thread of its own at the demand path's SCHED_FIFO priority, no step waits for the CPU.
+        ThreadScheduling.RunForLatency("pause", Options.DemandRealtimePriority, () => Switchover(req, ct));
+
+    private SwitchoverResult Switchover(SwitchoverRequest req, CancellationToken ct)
     {
         if (_server is null || _save is null || _domain is null || Stage != MigrationStage.Preflight)
         {
@@ -44,7 +50,7 @@ public sealed partial class SourceSide
             var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
             var relay = new HeldLastByte(server, hold: req.ReleaseCommit);
             sw.Restart();
-            byte[] state = await _save.SaveAsync(relay.Forward, timeout, ct);
+            byte[] state = _save.Save(relay.Forward, timeout, ct);
             if (!req.ReleaseCommit)
             {
                 server.EndDeviceState();
@@ -55,7 +61,9 @@ public sealed partial class SourceSide
             server.Freeze();
             double freezeMs = sw.Elapsed.TotalMilliseconds;
             // The destination loads meanwhile; its commit question waits for this verdict (DecideCommit).
-            await _save.ConfirmAsync(timeout, ct);
+            sw.Restart();
+            string verdictBy = _save.Confirm(timeout, ct);
+            double verdictMs = sw.Elapsed.TotalMilliseconds;
             double commitMs = 0;
             // Before the release: the destination's push lane, which starts the guide, can come at once after it.
             StartGuideOnPushLane(req, state);
@@ -90,7 +98,8 @@ public sealed partial class SourceSide
                 Log($"{Id}: the warm verdict did not go: {e.Message}");
             }
             Log($"{Id}: {req.Domain} paused by its migrate; device state {state.Length} bytes streamed in {saveMs:0.0} ms (migrate to the stream's end)" +
-                (req.ReleaseCommit ? $"; committed and its last byte released {commitMs:0.0} ms after" : "") + $"; serving {server.PageCount} pages" +
+                $"; QEMU's verdict {verdictMs:0.0} ms ({verdictBy})" +
+                (req.ReleaseCommit ? $"; committed and its last byte released {commitMs:0.0} ms after (record {_recordMs:0.0} ms)" : "") + $"; serving {server.PageCount} pages" +
                 (warmStale >= 0 ? $"; warm verdict: {warmStale} stale" : ""));
             return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2),
                 req.ReleaseCommit, Math.Round(commitMs, 2), warmStale);
@@ -109,6 +118,8 @@ public sealed partial class SourceSide
     /// destination that never gets it can never run (it fails its load); if it gives its copy
     /// up, it says so (<see cref="Abandoned"/>) and this source runs again.
     /// </summary>
+    private double _recordMs;
+
     private void CommitAndRelease(SwitchoverRequest req, HeldLastByte relay, long suspendedAt)
     {
         if (relay.Held != DeviceStateTransfer.QemuVmEof)
@@ -131,7 +142,9 @@ public sealed partial class SourceSide
                 throw new AgentException($"migration {Id} was {Stage} during its switchover ({Entry!.Note})");
             }
 
+            long t0 = Stopwatch.GetTimestamp();
             Record(Entry! with { Stage = MigrationStage.Committed, SuspendedAtUnixMs = suspendedAt, Note = null });
+            _recordMs = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
 
         if (Options.StallBeforeReleaseMs > 0)

@@ -160,27 +160,43 @@ public static partial class DeviceStateTransfer
         }
     }
 
+    /// <summary>As <see cref="WaitForMigrationStatus"/>, on the calling thread (the pause's: no thread-pool hop in it).</summary>
+    private static void WaitForMigrationStatusBlocking(LibvirtSharp.Domain domain, string wanted, TimeSpan timeout, CancellationToken ct)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!IsFinal(Status(domain, out string? why), why, wanted, deadline.Elapsed, timeout))
+        {
+            ct.ThrowIfCancellationRequested();
+            Thread.Sleep(StatusPollInterval);
+        }
+    }
+
+    /// <summary>True once <paramref name="status"/> is <paramref name="wanted"/>; throws on a failed migration or past <paramref name="timeout"/>.</summary>
+    private static bool IsFinal(string? status, string? why, string wanted, TimeSpan elapsed, TimeSpan timeout)
+    {
+        if (status == wanted)
+        {
+            return true;
+        }
+
+        if (status is "failed" or "cancelled")
+        {
+            throw new InvalidOperationException($"QEMU device-state migration {status}: {why ?? status}");
+        }
+
+        if (elapsed > timeout)
+        {
+            throw new TimeoutException($"QEMU's device-state migration is still '{status}' after {timeout.TotalSeconds:0} s");
+        }
+
+        return false;
+    }
+
     private static async Task WaitForMigrationStatus(LibvirtSharp.Domain domain, string wanted, TimeSpan timeout, CancellationToken ct)
     {
         var deadline = Stopwatch.StartNew();
-        while (true)
+        while (!IsFinal(Status(domain, out string? why), why, wanted, deadline.Elapsed, timeout))
         {
-            string? status = Status(domain, out string? why);
-            if (status == wanted)
-            {
-                return;
-            }
-
-            if (status is "failed" or "cancelled")
-            {
-                throw new InvalidOperationException($"QEMU device-state migration {status}: {why ?? status}");
-            }
-
-            if (deadline.Elapsed > timeout)
-            {
-                throw new TimeoutException($"QEMU's device-state migration is still '{status}' after {timeout.TotalSeconds:0} s");
-            }
-
             // The answer is usually a few ms away, and each ms of poll interval can be a ms of downtime.
             await Task.Delay(StatusPollInterval, ct);
         }

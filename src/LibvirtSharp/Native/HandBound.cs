@@ -23,4 +23,13 @@ public static unsafe partial class HandBound
     [LibraryImport(Libvirt.Library)]
     public static partial int virConnectDomainEventRegisterAny(nint conn, nint dom, int eventID, nint cb, nint opaque,
         delegate* unmanaged<nint, void> freecb);
+
+    /// <summary>
+    /// <c>int virConnectDomainQemuMonitorEventRegister(virConnectPtr conn, virDomainPtr dom, const char *event,
+    /// virConnectDomainQemuMonitorEventCallback cb, void *opaque, virFreeCallback freecb, unsigned int flags)</c>
+    /// (libvirt-qemu): the generator leaves it out for its callback type.
+    /// </summary>
+    [LibraryImport(LibvirtQemu.Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int virConnectDomainQemuMonitorEventRegister(nint conn, nint dom, string? @event,
+        delegate* unmanaged<nint, nint, byte*, long, uint, byte*, nint, void> cb, nint opaque, delegate* unmanaged<nint, void> freecb, uint flags);
 }

@@ -28,6 +28,39 @@ public sealed class LabLibvirtTests
     }
 
     [Test]
+    public void QemuMonitorEventsArriveWithTheirDataAndOnlyTheNamedOne()
+    {
+        using var conn = Connection.Open(Rig.A.LibvirtUri);
+        using var dom = conn.CreateTransient(Xml("lv-qmpev"));
+        try
+        {
+            var seen = new System.Collections.Concurrent.BlockingCollection<QemuMonitorEvent>();
+            using (DomainEvents.OnQemuMonitorEvent(conn, dom, "MIGRATION", seen.Add))
+            {
+                dom.Suspend(); // a STOP event: not the one asked for
+                dom.QemuMonitorCommand("""{"execute":"migrate","arguments":{"uri":"file:/dev/null"}}""");
+                var statuses = new List<string>();
+                string[] final = ["completed", "failed", "cancelled"];
+                while (!statuses.Any(final.Contains) && seen.TryTake(out var e, TimeSpan.FromSeconds(10)))
+                {
+                    Assert.That((e.Event, e.DomainName), Is.EqualTo(("MIGRATION", "lv-qmpev")));
+                    statuses.Add(System.Text.Json.Nodes.JsonNode.Parse(e.Details!)!["status"]!.GetValue<string>());
+                }
+
+                TestContext.Out.WriteLine(string.Join(" ", statuses));
+                // Whatever the end (a sandboxed QEMU may not write there), the events and query-migrate agree on it.
+                Assert.That(statuses.First(), Is.EqualTo("setup"), "the migrate's first MIGRATION event");
+                string queried = System.Text.Json.Nodes.JsonNode.Parse(dom.QemuMonitorCommand("""{"execute":"query-migrate"}"""))!["return"]!["status"]!.GetValue<string>();
+                Assert.That(statuses.Last(), Is.EqualTo(queried), "the last event's status against query-migrate's");
+            }
+        }
+        finally
+        {
+            dom.Destroy();
+        }
+    }
+
+    [Test]
     public void DefineStartSuspendResumeDestroyUndefineWithQmp()
     {
         using var conn = Connection.Open(Rig.A.LibvirtUri);
