@@ -14,7 +14,8 @@ public readonly record struct MigrationIterationEvent(string DomainName, int Ite
 /// <summary>A QMP event as QEMU sent it, passed through by libvirt (virConnectDomainQemuMonitorEventRegister).</summary>
 /// <param name="Details">The event's "data" member as JSON text, or null.</param>
 /// <param name="Timestamp">Stopwatch.GetTimestamp() when this process received it.</param>
-public readonly record struct QemuMonitorEvent(string DomainName, string Event, string? Details, long Timestamp);
+/// <param name="EmittedAt">When QEMU emitted it, by QEMU's host clock (the event's own "timestamp"): free of libvirt's delivery delay.</param>
+public readonly record struct QemuMonitorEvent(string DomainName, string Event, string? Details, long Timestamp, DateTimeOffset EmittedAt);
 
 /// <summary>
 /// Domain event registrations (virConnectDomainEventRegisterAny). The managed handler is held by
@@ -35,15 +36,24 @@ public static unsafe class DomainEvents
 
     /// <summary>
     /// Calls <paramref name="handler"/> for QMP events named <paramref name="eventName"/> of
-    /// <paramref name="domain"/>, as QEMU emits them: faster than asking (a QMP command through
+    /// <paramref name="domain"/> (null: every domain), as QEMU emits them: faster than asking (a QMP command through
     /// libvirt takes a domain job and a monitor round trip; an event is pushed as it comes).
     /// </summary>
-    public static IDisposable OnQemuMonitorEvent(Connection connection, Domain domain, string eventName, Action<QemuMonitorEvent> handler)
+    public static IDisposable OnQemuMonitorEvent(Connection connection, Domain? domain, string eventName, Action<QemuMonitorEvent> handler)
     {
         var gc = GCHandle.Alloc(handler);
         using var c = connection.Handle.Lease();
-        using var d = domain.Handle.Lease();
-        int callbackId = HandBound.virConnectDomainQemuMonitorEventRegister(c.Pointer, d.Pointer, eventName, &QemuMonitor, GCHandle.ToIntPtr(gc), &FreeHandler, 0);
+        int callbackId;
+        if (domain is null)
+        {
+            callbackId = HandBound.virConnectDomainQemuMonitorEventRegister(c.Pointer, 0, eventName, &QemuMonitor, GCHandle.ToIntPtr(gc), &FreeHandler, 0);
+        }
+        else
+        {
+            using var d = domain.Handle.Lease();
+            callbackId = HandBound.virConnectDomainQemuMonitorEventRegister(c.Pointer, d.Pointer, eventName, &QemuMonitor, GCHandle.ToIntPtr(gc), &FreeHandler, 0);
+        }
+
         if (callbackId < 0)
         {
             gc.Free();
@@ -118,7 +128,8 @@ public static unsafe class DomainEvents
         long now = Stopwatch.GetTimestamp();
         string name = LibvirtStrings.Borrow((nint)evt) ?? "";
         string? data = LibvirtStrings.Borrow((nint)details);
-        Dispatch(opaque, (Action<QemuMonitorEvent> h) => h(new QemuMonitorEvent(NameOf(dom), name, data, now)));
+        var emitted = DateTimeOffset.FromUnixTimeSeconds(seconds).AddTicks(micros * TimeSpan.TicksPerMicrosecond);
+        Dispatch(opaque, (Action<QemuMonitorEvent> h) => h(new QemuMonitorEvent(NameOf(dom), name, data, now, emitted)));
     }
 
     [UnmanagedCallersOnly]

@@ -105,7 +105,7 @@ internal static class CompareCommand
                 }
 
                 reports.Add(report);
-                Console.Error.WriteLine($"compare: {variant}: {report.Outcome}, {report.TotalSeconds:0.0} s, downtime {report.DowntimeMs:0} ms, " +
+                Console.Error.WriteLine($"compare: {variant}: {report.Outcome}, {report.TotalSeconds:0.0} s, downtime {report.DowntimeMs:0} ms (QEMU clocks {report.DowntimeByQemuClocksMs:0} ms), " +
                     $"faults {report.DestinationFaults?.Faults}, stall {report.DestinationFaults?.StallTotalMs:0} ms, " +
                     $"guest {report.Guest?.DuringRelative:P0} of its rate in the 20 s after, " +
                     $"lost {report.Guest?.LostWorkSeconds:0.0} s of work in {report.Guest?.LostWorkWindowSeconds:0} s, longest pause {report.Guest?.LongestPauseSeconds:0.0} s");

@@ -47,7 +47,10 @@ public static class BaselineMigration
         TimeSpan? observedPause = pause.Observed();
 
         var stats = CompletedStats(destination, domainName) ?? job.LastSample;
-        return Result(options.Mode, domainName, clock.Elapsed, observedPause, stats, job.SwitchedAt, job.EnteredPostCopy);
+        return Result(options.Mode, domainName, clock.Elapsed, observedPause, stats, job.SwitchedAt, job.EnteredPostCopy) with
+        {
+            PauseByQemuClocks = pause.ObservedByQemuClocks(),
+        };
     }
 
     private static virDomainMigrateFlags MigrateFlags(LibvirtSharp.Domain domain, BaselineOptions options)

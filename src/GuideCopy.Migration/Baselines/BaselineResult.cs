@@ -48,6 +48,9 @@ public sealed record BaselineResult(
     /// </summary>
     public TimeSpan? BlockTime { get; init; }
 
+    /// <summary><see cref="ObservedPause"/> by QEMU's own STOP and RESUME stamps (<see cref="GuestPauseWatch.ObservedByQemuClocks"/>).</summary>
+    public TimeSpan? PauseByQemuClocks { get; init; }
+
     public override string ToString() =>
         $"{Mode.ToCliName()} {Domain}: total {TotalTime.TotalSeconds:F2} s, downtime {Ms(Downtime)} (events: {Ms(ObservedPause)}), " +
         $"{(DataBytes ?? 0) / (1024.0 * 1024):F1} MiB on the wire, {Iterations?.ToString() ?? "?"} passes" +

@@ -80,7 +80,10 @@ public static class QemuPostCopyMigration
             clock.Stop();
 
             TimeSpan? observedPause = pause.Observed();
-            return QueryMigrateFigures.Result(options.Mode, domainName, clock.Elapsed, sourceInfo, destinationInfo, observedPause, switchedAt, preempt);
+            return QueryMigrateFigures.Result(options.Mode, domainName, clock.Elapsed, sourceInfo, destinationInfo, observedPause, switchedAt, preempt) with
+            {
+                PauseByQemuClocks = pause.ObservedByQemuClocks(),
+            };
         }
         finally
         {

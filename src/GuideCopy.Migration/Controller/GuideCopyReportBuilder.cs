@@ -58,6 +58,7 @@ internal sealed class GuideCopyReportBuilder(MigrationRun run)
             StartedAt = run.StartedAt,
             TotalSeconds = totalSeconds,
             DowntimeMs = downtime,
+            DowntimeByQemuClocksMs = run.PauseWatch?.ObservedByQemuClocks() is { } q ? Math.Round(q.TotalMilliseconds, 2) : null,
             BytesOnWire = (served?.Served.BytesOnWire ?? status.Pages.BytesReceived) + (switched?.DeviceStateBytes ?? 0),
             DeviceStateBytes = switched?.DeviceStateBytes,
             Lanes = run.Armed!.Source.Lanes,

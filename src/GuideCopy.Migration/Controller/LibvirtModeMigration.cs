@@ -137,6 +137,7 @@ public static class LibvirtModeMigration
             // The pause the guest saw (source SUSPENDED to destination RESUMED), as for our
             // mode; libvirt's own figure (unreliable for post-copy, docs/FACTS.md) only if an event was missed.
             DowntimeMs = (result.ObservedPause ?? result.Downtime)?.TotalMilliseconds,
+            DowntimeByQemuClocksMs = result.PauseByQemuClocks is { } q ? Math.Round(q.TotalMilliseconds, 2) : null,
             BytesOnWire = (long?)result.DataBytes,
             Pages = BaselinePages.From(result),
             // Page requests are the destination's demand faults; QMP-driven runs also have the

@@ -40,6 +40,9 @@ internal sealed class LibvirtPauseWatch : IDisposable
     /// <inheritdoc cref="GuestPauseWatch.Observed"/>
     public TimeSpan? Observed() => _pauseWatch?.Observed();
 
+    /// <inheritdoc cref="GuestPauseWatch.ObservedByQemuClocks"/>
+    public TimeSpan? ObservedByQemuClocks() => _pauseWatch?.ObservedByQemuClocks();
+
     public void Dispose()
     {
         _pauseWatch?.Dispose();

@@ -139,6 +139,9 @@ public sealed record MigrationReport
     /// <summary>Source paused to destination running (for guide/our modes: suspend -> resume as the agents saw it).</summary>
     public double? DowntimeMs { get; init; }
 
+    /// <summary>The same pause by QEMU's own STOP and RESUME event stamps: libvirt's event delivery left out (hosts' clocks must agree).</summary>
+    public double? DowntimeByQemuClocksMs { get; init; }
+
     public long? BytesOnWire { get; init; }
 
     public long? DeviceStateBytes { get; init; }

@@ -14,6 +14,7 @@ public static class ReportTable
             ("outcome", r => r.Outcome.ToString()),
             ("total time", r => $"{r.TotalSeconds:0.00} s"),
             ("downtime", r => r.DowntimeMs is { } d ? $"{d:0} ms" : "-"),
+            ("downtime (QEMU clocks)", r => r.DowntimeByQemuClocksMs is { } q ? $"{q:0} ms" : "-"),
             ("bytes on the wire", r => r.BytesOnWire is { } b ? Bytes(b) : "-"),
             ("  page data packed", r => r.Compression is { } c ? $"{c.Ratio ?? 1:0.00}x ({c.Policy}, {Bytes(c.PageBytes)} in {Bytes(c.WireBytes)})" : "-"),
             ("pages total", r => r.Pages?.Total.ToString(CultureInfo.InvariantCulture) ?? "-"),
