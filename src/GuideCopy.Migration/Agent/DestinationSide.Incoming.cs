@@ -101,7 +101,7 @@ public sealed partial class DestinationSide
             double loaded = Stopwatch.GetElapsedTime(_deviceState.EndedAt).TotalMilliseconds;
             AgentMetrics.PauseEnded(Stopwatch.GetElapsedTime(_deviceState.FirstByteAt).TotalMilliseconds);
             double written = (_deviceState.WrittenAt - _deviceState.EndedAt) * 1000.0 / Stopwatch.Frequency;
-            long at = RunsHere($"it started itself once loaded, {loaded:0.0} ms after the last byte (written into QEMU {written:0.0} ms after it came)");
+            long at = RunsHere($"it started itself once loaded, {loaded:0.0} ms after the last byte (written into QEMU {written:0.0} ms after it came at {DateTime.UtcNow - Stopwatch.GetElapsedTime(_deviceState.EndedAt):HH:mm:ss.ffffff})");
             return new DestinationStartResult(0, Math.Round(loaded, 2), _registration.QemuPid, ResumedAtUnixMs: at);
         }
 

@@ -57,6 +57,7 @@ public sealed partial class SourceSide
             }
 
             double saveMs = sw.Elapsed.TotalMilliseconds;
+            var endedAt = DateTime.UtcNow;
             sw.Restart();
             server.Freeze();
             double freezeMs = sw.Elapsed.TotalMilliseconds;
@@ -64,6 +65,7 @@ public sealed partial class SourceSide
             sw.Restart();
             string verdictBy = _save.Confirm(timeout, ct);
             double verdictMs = sw.Elapsed.TotalMilliseconds;
+            var verdictAt = DateTime.UtcNow;
             double commitMs = 0;
             // Before the release: the destination's push lane, which starts the guide, can come at once after it.
             StartGuideOnPushLane(req, state);
@@ -86,6 +88,7 @@ public sealed partial class SourceSide
                 }
             }
 
+            var releasedAt = DateTime.UtcNow;
             _saved.Set();
             long warmStale = -1;
             try
@@ -100,7 +103,8 @@ public sealed partial class SourceSide
             Log($"{Id}: {req.Domain} paused by its migrate; device state {state.Length} bytes streamed in {saveMs:0.0} ms (migrate to the stream's end)" +
                 $"; QEMU's verdict {verdictMs:0.0} ms ({verdictBy})" +
                 (req.ReleaseCommit ? $"; committed and its last byte released {commitMs:0.0} ms after (record {_recordMs:0.0} ms)" : "") + $"; serving {server.PageCount} pages" +
-                (warmStale >= 0 ? $"; warm verdict: {warmStale} stale" : ""));
+                (warmStale >= 0 ? $"; warm verdict: {warmStale} stale" : "") +
+                $"; by the clock: stream end {endedAt:HH:mm:ss.ffffff}, verdict {verdictAt:HH:mm:ss.ffffff}, released {releasedAt:HH:mm:ss.ffffff}");
             return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2),
                 req.ReleaseCommit, Math.Round(commitMs, 2), warmStale);
         }
