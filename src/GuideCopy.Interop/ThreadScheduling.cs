@@ -41,6 +41,18 @@ public static class ThreadScheduling
     }
 
     /// <summary>
+    /// Undoes <see cref="PreferForLatency"/> on the calling thread (SCHED_OTHER, nice 0): for a
+    /// latency thread whose urgent part is over and whose rest may run long, so it no longer
+    /// holds the CPU against threads of the same real-time priority that are urgent now.
+    /// </summary>
+    public static unsafe void BackToFair()
+    {
+        int priority = 0;
+        global::Interop.Sys.SchedSetScheduler(0, global::Interop.Sys.SCHED_OTHER, &priority);
+        global::Interop.Sys.SetPriority(global::Interop.Sys.PRIO_PROCESS, 0, 0);
+    }
+
+    /// <summary>
     /// Runs <paramref name="work"/> on a new thread of its own under <see cref="PreferForLatency"/>
     /// and completes with its result. For a short blocking sequence whose every step waits on
     /// another process (a socket, a libvirt call) and whose every wakeup counts, such as a VM's

@@ -36,6 +36,7 @@ public sealed partial class BindingGenerator
     public static readonly IReadOnlyDictionary<string, string> HandBound = new Dictionary<string, string>(StringComparer.Ordinal)
     {
         ["virConnectDomainEventRegisterAny"] = "src/LibvirtSharp/Native/HandBound.cs",
+        ["virConnectDomainQemuMonitorEventRegister"] = "src/LibvirtSharp/Native/HandBound.cs",
         ["virSetErrorFunc"] = "src/LibvirtSharp/Native/HandBound.cs",
     };
 

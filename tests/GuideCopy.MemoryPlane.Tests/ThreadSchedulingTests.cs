@@ -67,4 +67,27 @@ public class ThreadSchedulingTests
         Assert.That(applied, Is.Null);
         Assert.That((policy, rt), Is.EqualTo((SchedOther, 0)));
     }
+
+    [Test]
+    public async Task ThePausesThreadRunsUnderSchedFifoUntilItGoesBackToFair()
+    {
+        Assume.That(Environment.UserName, Is.EqualTo("root"), "SCHED_FIFO needs CAP_SYS_NICE");
+        var (urgent, after, name) = await ThreadScheduling.RunForLatency("pause-test", 2, () =>
+        {
+            var during = Mine();
+            ThreadScheduling.BackToFair();
+            return (during, Mine(), Thread.CurrentThread.Name);
+        });
+        Assert.That(urgent, Is.EqualTo((SchedFifo, 2)));
+        Assert.That(after, Is.EqualTo((SchedOther, 0)), "after BackToFair");
+        Assert.That(name, Is.EqualTo("pause-test"));
+        Assert.That(Mine(), Is.EqualTo((SchedOther, 0)), "the caller's thread is untouched");
+    }
+
+    [Test]
+    public void AnExceptionOnThePausesThreadReachesItsCaller()
+    {
+        var run = ThreadScheduling.RunForLatency<int>("pause-test", 0, () => throw new InvalidOperationException("QEMU said no"));
+        Assert.That(async () => await run, Throws.InvalidOperationException.With.Message.EqualTo("QEMU said no"));
+    }
 }

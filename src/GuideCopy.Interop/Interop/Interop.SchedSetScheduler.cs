@@ -4,6 +4,7 @@ internal static partial class Interop
 {
     internal static partial class Sys
     {
+        internal const int SCHED_OTHER = 0;
         internal const int SCHED_FIFO = 1;
         internal const int SCHED_IDLE = 5;
 

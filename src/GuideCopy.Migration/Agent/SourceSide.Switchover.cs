@@ -90,6 +90,9 @@ public sealed partial class SourceSide
 
             var releasedAt = DateTime.UtcNow;
             _saved.Set();
+            // The pause is over: the warm verdict's scan (all of RAM's pagemap) must not hold the
+            // CPU against the demand service, which runs at the same SCHED_FIFO priority.
+            ThreadScheduling.BackToFair();
             long warmStale = -1;
             try
             {
