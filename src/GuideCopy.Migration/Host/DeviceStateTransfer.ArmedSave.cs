@@ -122,7 +122,7 @@ public static partial class DeviceStateTransfer
             return "query";
         }
 
-        /// <summary>How long after the stream's end the verdict's event is waited for before it is asked for (it came first in every hop measured).</summary>
+        /// <summary>How long after the stream's end the verdict's event is waited for before it is asked for (the event came 1.3-8 ms after it in 6 lab hops, 33 ms in a slow phase).</summary>
         private static readonly TimeSpan EventGrace = TimeSpan.FromMilliseconds(20);
 
         private static int Micros(TimeSpan t) => (int)Math.Clamp(t.TotalMicroseconds, 0, int.MaxValue);
