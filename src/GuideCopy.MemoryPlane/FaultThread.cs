@@ -55,7 +55,11 @@ internal sealed class FaultThread(RegisteredRam ram, IDemandSink sink, int realt
                 if (d > 0) sink.RequestPages(demand[..d]);
                 if (ram.CheckComplete()) return;
             }
-            ram.Completion.TrySetResult(InstallOutcome.Stopped);
+            // Stopped: by the caller, or by CheckComplete on an installing thread, which sets the
+            // stop flag before it releases the uffd and reports Completed. Seen from here first,
+            // that completion must not be reported as a stop (the agent would fail a migration
+            // whose every page is in): CheckComplete waits on the gate for that thread's verdict.
+            if (!ram.CheckComplete()) ram.Completion.TrySetResult(InstallOutcome.Stopped);
         }
         catch (Exception e)
         {

@@ -49,7 +49,7 @@ public sealed partial class DestinationSide
                 Record(Entry! with { Stage = MigrationStage.Failed, Note = $"pager ended with {stats.Outcome} (the destination QEMU exited?)" });
             }
 
-            _final = status with { Stage = nameof(MigrationStage.Failed) };
+            _final = status with { Done = false, Stage = nameof(MigrationStage.Failed) };
             AgentMetrics.DestinationFinished(_final.Pages);
             return;
         }

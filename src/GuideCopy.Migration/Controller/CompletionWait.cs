@@ -74,14 +74,16 @@ internal sealed class CompletionWait(MigrationRun run, GuideCopyReportBuilder re
             double still = (DateTime.UtcNow - lastMove).TotalSeconds;
             string phase = still >= 5 ? $"transfer stalled {still:0} s ({s.Stage}, {s.Pages.Reconnects} reconnects)" : "transfer";
             run.Clock.Report(phase, s.Pages.DonePages, s.Pages.PageCount, s.Pages.Faults, s.Pages.BytesReceived);
-            if (s.Done)
-            {
-                return s;
-            }
-
+            // Failed before done: a destination that failed is never taken for one that finished
+            // (the source's copy is destroyed once the controller finishes it).
             if (s.Stage == nameof(MigrationStage.Failed))
             {
                 throw new AgentException($"the destination failed: {s.Note}");
+            }
+
+            if (s.Done)
+            {
+                return s;
             }
 
             if (DateTime.UtcNow - lastMove > limit)

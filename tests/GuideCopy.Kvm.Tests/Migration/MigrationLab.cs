@@ -18,6 +18,30 @@ internal static class MigrationLab
         return lab;
     }
 
+    /// <summary>
+    /// A failed cell keeps both agents' logs beside the test results (the lab, logs and all, goes
+    /// with the fixture's teardown): what each agent did is what explains a failure after a kill.
+    /// </summary>
+    public static void KeepAgentLogsIfFailed(LabRig lab)
+    {
+        var context = TestContext.CurrentContext;
+        if (context.Result.Outcome.Status != NUnit.Framework.Interfaces.TestStatus.Failed)
+        {
+            return;
+        }
+
+        foreach (var h in lab.Hosts)
+        {
+            string log = Path.Combine(lab.Layout.HostDir(h.Name), "agent.log");
+            if (File.Exists(log))
+            {
+                string kept = Path.Combine(context.WorkDirectory, $"{context.Test.Name}.{h.Name}.agent.log");
+                File.Copy(log, kept, overwrite: true);
+                TestContext.AddTestAttachment(kept, $"agent log of host {h.Name}");
+            }
+        }
+    }
+
     /// <summary>A lab host as the in-process controller reaches it (its agent socket seen through /proc/PID/root).</summary>
     public static MigrationTarget Target(LabHost h) =>
         new($"lab:{h.Layout.Name}/{h.Name}", h.LibvirtUri, new AgentEndpoint(h.AgentSocket, null, 0), h.PeerLibvirtUri, h.Address);
