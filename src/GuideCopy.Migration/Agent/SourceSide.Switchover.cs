@@ -44,11 +44,12 @@ public sealed partial class SourceSide
         var sw = Stopwatch.StartNew();
         long suspendedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         double suspendMs = 0;
+        var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
+        var relay = new HeldLastByte(_server, hold: req.ReleaseCommit);
+        bool committing = false;
         try
         {
             var server = _server;
-            var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
-            var relay = new HeldLastByte(server, hold: req.ReleaseCommit);
             sw.Restart();
             byte[] state = _save.Save(relay.Forward, timeout, ct);
             if (!req.ReleaseCommit)
@@ -61,9 +62,22 @@ public sealed partial class SourceSide
             sw.Restart();
             server.Freeze();
             double freezeMs = sw.Elapsed.TotalMilliseconds;
+            if (req.ReleaseCommit)
+            {
+                // Journaled while QEMU's verdict comes (its event is heard on libvirt's event thread).
+                CheckCommittable(req, relay);
+                committing = true;
+                RecordCommitted(suspendedAt);
+            }
+
             // The destination loads meanwhile; its commit question waits for this verdict (DecideCommit).
             sw.Restart();
             string verdictBy = _save.Confirm(timeout, ct);
+            if (Options.FailVerdict)
+            {
+                throw new AgentException($"QEMU's verdict on the save of {Domain} taken as failed (Agent:FailVerdict, fault injection): not committing, the source resumes");
+            }
+
             double verdictMs = sw.Elapsed.TotalMilliseconds;
             var verdictAt = DateTime.UtcNow;
             double commitMs = 0;
@@ -72,7 +86,7 @@ public sealed partial class SourceSide
             if (req.ReleaseCommit)
             {
                 sw.Restart();
-                CommitAndRelease(req, relay, suspendedAt);
+                Release(relay);
                 commitMs = sw.Elapsed.TotalMilliseconds;
             }
             else
@@ -104,12 +118,25 @@ public sealed partial class SourceSide
                 Log($"{Id}: the warm verdict did not go: {e.Message}");
             }
             Log($"{Id}: {req.Domain} paused by its migrate; device state {state.Length} bytes streamed in {saveMs:0.0} ms (migrate to the stream's end)" +
-                $"; QEMU's verdict {verdictMs:0.0} ms ({verdictBy})" +
-                (req.ReleaseCommit ? $"; committed and its last byte released {commitMs:0.0} ms after (record {_recordMs:0.0} ms)" : "") + $"; serving {server.PageCount} pages" +
+                (req.ReleaseCommit ? $"; Committed journaled in {_recordMs:0.0} ms" : "") +
+                $"; then QEMU's verdict waited for {verdictMs:0.0} ms ({verdictBy})" +
+                (req.ReleaseCommit ? $"; its last byte released {commitMs:0.0} ms after" : "") + $"; serving {server.PageCount} pages" +
                 (warmStale >= 0 ? $"; warm verdict: {warmStale} stale" : "") +
                 $"; by the clock: stream end {endedAt:HH:mm:ss.ffffff}, verdict {verdictAt:HH:mm:ss.ffffff}, released {releasedAt:HH:mm:ss.ffffff}");
             return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2),
                 req.ReleaseCommit, Math.Round(commitMs, 2), warmStale);
+        }
+        catch when (req.ReleaseCommit && !relay.Released)
+        {
+            // Nothing left this host that lets the destination run: Committed, if it was
+            // journaled beside the verdict, is taken back before the rollback.
+            if (committing)
+            {
+                TakeBackUnreleasedCommit();
+            }
+
+            Abort("the switchover failed");
+            throw;
         }
         catch when (!Stage.IsCommitted())
         {
@@ -119,15 +146,10 @@ public sealed partial class SourceSide
     }
 
     /// <summary>
-    /// The released commit: the stream is whole here and QEMU said its save completed, so the
-    /// decision is taken and journaled, and only then does the stream's last byte (QEMU_VM_EOF)
-    /// go: the destination QEMU, armed to start by itself, runs the moment it has loaded it. A
-    /// destination that never gets it can never run (it fails its load); if it gives its copy
-    /// up, it says so (<see cref="Abandoned"/>) and this source runs again.
+    /// The released commit's checks, on the whole stream and before anything is journaled: the
+    /// stream ends in QEMU_VM_EOF (the byte held back), and the pause is within --max-downtime.
     /// </summary>
-    private double _recordMs;
-
-    private void CommitAndRelease(SwitchoverRequest req, HeldLastByte relay, long suspendedAt)
+    private void CheckCommittable(SwitchoverRequest req, HeldLastByte relay)
     {
         if (relay.Held != DeviceStateTransfer.QemuVmEof)
         {
@@ -141,7 +163,23 @@ public sealed partial class SourceSide
             throw new AgentException($"the pause had lasted {pausedMs:0.0} ms when the device state was saved, over --max-downtime {req.MaxDowntimeMs:0} ms: " +
                                      "not committing, the source resumes (raise --max-downtime, or migrate when the host is less busy)");
         }
+    }
 
+    /// <summary>
+    /// The released commit journals Committed as soon as the stream is whole, before QEMU's
+    /// verdict is looked at: the verdict comes by itself meanwhile (its MIGRATION event, on
+    /// libvirt's event thread), so the pause waits for the longer of the record (a file and
+    /// directory fsync, 3-12 ms here) and the verdict (1.5-25 ms through libvirtd), not for their
+    /// sum. Journaled before the verdict is safe because the record promises nothing by itself:
+    /// the destination can run only once it has the last byte, which goes after both. A
+    /// successor that finds this record without the byte sent is the case of
+    /// <c>SourceAgentKilledBetweenItsCommitAndTheLastByteTakesTheVmBack</c>: the destination's
+    /// load times out, it gives its copy up and says so, and this host takes the VM back.
+    /// </summary>
+    private double _recordMs;
+
+    private void RecordCommitted(long suspendedAt)
+    {
         lock (_decision)
         {
             if (Stage != MigrationStage.SourcePaused)
@@ -153,7 +191,32 @@ public sealed partial class SourceSide
             Record(Entry! with { Stage = MigrationStage.Committed, SuspendedAtUnixMs = suspendedAt, Note = null });
             _recordMs = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
+    }
 
+    /// <summary>
+    /// QEMU's verdict (or a step after the stream) failed with Committed journaled and the last
+    /// byte still here: the destination cannot have run, so the record goes back to SourcePaused
+    /// and the usual rollback follows.
+    /// </summary>
+    private void TakeBackUnreleasedCommit()
+    {
+        lock (_decision)
+        {
+            if (Stage == MigrationStage.Committed)
+            {
+                Record(Entry! with { Stage = MigrationStage.SourcePaused, Note = "QEMU's save did not complete: the Committed record taken back before the last byte went" });
+            }
+        }
+    }
+
+    /// <summary>
+    /// The released commit's last step: the stream's last byte (QEMU_VM_EOF) goes, and the
+    /// destination QEMU, armed to start by itself, runs the moment it has loaded it. A
+    /// destination that never gets it can never run (it fails its load); if it gives its copy
+    /// up, it says so (<see cref="Abandoned"/>) and this source runs again.
+    /// </summary>
+    private void Release(HeldLastByte relay)
+    {
         if (Options.StallBeforeReleaseMs > 0)
         {
             Log($"{Id}: committed; stalling {Options.StallBeforeReleaseMs} ms before the last byte (Agent:StallBeforeReleaseMs, fault injection)");
@@ -215,9 +278,13 @@ public sealed partial class SourceSide
             _holding = true;
         }
 
+        /// <summary>The last byte went (or was sent unheld): from here the destination may run.</summary>
+        public bool Released { get; private set; }
+
         /// <summary>The last byte and the end: the destination may finish loading (and, armed so, run).</summary>
         public void Release()
         {
+            Released = true;
             if (hold && _holding)
             {
                 _buffer[0] = Held;

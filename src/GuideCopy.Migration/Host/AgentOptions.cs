@@ -86,6 +86,13 @@ public sealed class AgentOptions
     /// </summary>
     public int StallBeforeReleaseMs { get; set; }
 
+    /// <summary>
+    /// Fault injection for the fault-matrix tests: the source takes QEMU's verdict on its save as
+    /// failed, after the stream ended whole and Committed was journaled beside the verdict. False
+    /// in production.
+    /// </summary>
+    public bool FailVerdict { get; set; }
+
     /// <summary>Longest wait for QEMU to save or load device state, in seconds.</summary>
     public int DeviceStateTimeoutSeconds { get; set; } = 60;
 

@@ -92,6 +92,7 @@ public static partial class DeviceStateTransfer
                 int n = conn.Receive(buffer);
                 if (n == 0)
                 {
+                    _streamEndedAt = Stopwatch.GetTimestamp();
                     return whole.ToArray();
                 }
 
@@ -108,7 +109,9 @@ public static partial class DeviceStateTransfer
         /// </summary>
         public string Confirm(TimeSpan timeout, CancellationToken ct)
         {
-            if (_events is not null && _finalSeen.Wait(EventGrace, ct))
+            // The grace counts from the stream's end: the caller may have journaled meanwhile.
+            var grace = EventGrace - Stopwatch.GetElapsedTime(_streamEndedAt);
+            if (_events is not null && _finalSeen.Wait(grace > TimeSpan.Zero ? grace : TimeSpan.Zero, ct))
             {
                 if (_final == "completed")
                 {
@@ -123,6 +126,9 @@ public static partial class DeviceStateTransfer
         }
 
         /// <summary>How long after the stream's end the verdict's event is waited for before it is asked for (the event came 1.3-8 ms after it in 6 lab hops, 33 ms in a slow phase).</summary>
+        /// <summary><see cref="Stopwatch"/> timestamp of the stream's end (QEMU closed its socket).</summary>
+        private long _streamEndedAt;
+
         private static readonly TimeSpan EventGrace = TimeSpan.FromMilliseconds(20);
 
         private static int Micros(TimeSpan t) => (int)Math.Clamp(t.TotalMicroseconds, 0, int.MaxValue);

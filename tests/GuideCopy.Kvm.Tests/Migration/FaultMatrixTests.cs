@@ -50,6 +50,7 @@ public sealed class FaultMatrixTests
     [TearDown]
     public void EnsureAgents()
     {
+        MigrationLab.KeepAgentLogsIfFailed(_lab);
         // A cell that failed half-way leaves no controller behind: one held before its commit
         // would keep the guest's migration open and fail every later cell.
         foreach (int pid in _clis)
@@ -591,6 +592,41 @@ public sealed class FaultMatrixTests
         Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.RolledBack), report.Error);
         Assert.That(File.ReadAllText(AgentLog(destination)), Does.Contain("whose copy never ran"));
         Assert.That(File.ReadAllText(AgentLog(source)), Does.Contain("the destination gave up its copy before it ran"));
+        Assert.That(Journaled(source, report.Id!)!.Stage, Is.EqualTo(MigrationStage.RolledBack));
+        AssertRunsOnlyOn(source, TimeSpan.FromSeconds(60));
+    }
+
+    [Test]
+    public async Task FailedVerdictAfterTheCommitRecordTakesItBackAndRollsBack()
+    {
+        // The released commit journals Committed beside QEMU's verdict, not after it. A verdict
+        // that says "failed" (injected: a real one cannot be made to fail after a whole stream)
+        // finds Committed journaled and the last byte still held: the record goes back, the
+        // source resumes, the destination's copy never runs and goes.
+        var source = _on;
+        var destination = Other;
+        Kill9(AgentOf(source));
+        _lab.StartAgent(source, MigrationLab.AgentLaunch, ["Agent:FailVerdict=true"]);
+        MigrationReport report;
+        try
+        {
+            report = await new GuideCopyMigration(Hop()).RunAsync(CancellationToken.None);
+        }
+        finally
+        {
+            if (LabRig.AgentPid(source) is { } pid)
+            {
+                Kill9(pid);
+            }
+
+            _lab.StartAgent(source, MigrationLab.AgentLaunch);
+        }
+
+        Assert.That(report.Outcome, Is.EqualTo(MigrationOutcome.RolledBack), report.Error);
+        Assert.That(report.Error, Does.Contain("Agent:FailVerdict"));
+        string log = File.ReadAllText(AgentLog(source));
+        Assert.That(log, Does.Contain($"migration={report.Id} role=source domain={Domain} stage=Committed"), "the record was written beside the verdict");
+        Assert.That(log, Does.Contain("the Committed record taken back before the last byte went"));
         Assert.That(Journaled(source, report.Id!)!.Stage, Is.EqualTo(MigrationStage.RolledBack));
         AssertRunsOnlyOn(source, TimeSpan.FromSeconds(60));
     }
