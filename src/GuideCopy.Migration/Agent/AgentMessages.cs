@@ -66,12 +66,16 @@ public sealed record GuidePrepareRequest(string MigrationId, string Domain, bool
 
 /// <summary>
 /// SuspendMs: the suspend call; DeviceStateSaveMs: QMP migrate to the stream's end (streamed to
-/// the destination meanwhile); FreezeMs: the end sent to the page server serving; CommitMs (the
-/// released commit): QEMU's verdict on its save and Committed journaled, before the last byte went.
+/// the destination meanwhile); FreezeMs: the end sent to the page server serving; VerdictMs: the
+/// stream's end to QEMU's verdict known (with the released commit, Committed journaled meanwhile);
+/// CommitMs (the released commit): the last byte sent. StreamEndedAtUnixUs and ReleasedAtUnixUs:
+/// those two moments by the source host's clock (µs since the epoch), for the pause's breakdown
+/// against QEMU's own STOP and RESUME stamps.
 /// </summary>
 public sealed record SwitchoverResult(
     int DeviceStateBytes, long PageCount, long SuspendedAtUnixMs, double SuspendMs, double DeviceStateSaveMs, double FreezeMs,
-    bool Committed = false, double CommitMs = 0, long WarmStalePages = -1);
+    bool Committed = false, double CommitMs = 0, long WarmStalePages = -1,
+    double VerdictMs = 0, long StreamEndedAtUnixUs = 0, long ReleasedAtUnixUs = 0);
 
 /// <summary>PersistentXml: the source's definition, defined on the destination when every page is in (null: the domain stays transient).</summary>
 public sealed record DestinationPrepareRequest(string MigrationId, string MigratableXml, string Domain = "", string? PersistentXml = null);

@@ -71,6 +71,7 @@ public sealed partial class SourceSide
             }
 
             // The destination loads meanwhile; its commit question waits for this verdict (DecideCommit).
+            double recordedMs = sw.Elapsed.TotalMilliseconds;
             sw.Restart();
             string verdictBy = _save.Confirm(timeout, ct);
             if (Options.FailVerdict)
@@ -124,12 +125,12 @@ public sealed partial class SourceSide
                 (warmStale >= 0 ? $"; warm verdict: {warmStale} stale" : "") +
                 $"; by the clock: stream end {endedAt:HH:mm:ss.ffffff}, verdict {verdictAt:HH:mm:ss.ffffff}, released {releasedAt:HH:mm:ss.ffffff}");
             return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2),
-                req.ReleaseCommit, Math.Round(commitMs, 2), warmStale);
+                req.ReleaseCommit, Math.Round(commitMs, 2), warmStale, Math.Round(recordedMs - freezeMs + verdictMs, 2), UnixMicros(endedAt), req.ReleaseCommit ? UnixMicros(releasedAt) : 0);
         }
         catch when (req.ReleaseCommit && !relay.Released)
         {
-            // Nothing left this host that lets the destination run: Committed, if it was
-            // journaled beside the verdict, is taken back before the rollback.
+            // Nothing has left this host that lets the destination run: Committed, if it was
+            // journaled before the verdict, is taken back before the rollback.
             if (committing)
             {
                 TakeBackUnreleasedCommit();
@@ -144,6 +145,8 @@ public sealed partial class SourceSide
             throw;
         }
     }
+
+    private static long UnixMicros(DateTime utc) => (utc.Ticks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMicrosecond;
 
     /// <summary>
     /// The released commit's checks, on the whole stream and before anything is journaled: the
@@ -204,7 +207,7 @@ public sealed partial class SourceSide
         {
             if (Stage == MigrationStage.Committed)
             {
-                Record(Entry! with { Stage = MigrationStage.SourcePaused, Note = "QEMU's save did not complete: the Committed record taken back before the last byte went" });
+                Record(Entry! with { Stage = MigrationStage.SourcePaused, Note = "the switchover failed after the stream: the Committed record taken back before the last byte went" });
             }
         }
     }

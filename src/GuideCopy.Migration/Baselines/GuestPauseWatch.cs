@@ -57,6 +57,16 @@ public sealed class GuestPauseWatch : IDisposable
     }
 
     /// <summary>
+    /// QEMU's own stamps of the pause's two ends (UTC): the source's STOP and the destination's
+    /// RESUME; null until both came, in order.
+    /// </summary>
+    public (DateTime Stop, DateTime Resume)? QemuStamps()
+    {
+        long stop = Interlocked.Read(ref _sourceStopEmitted), resume = Interlocked.Read(ref _destinationResumeEmitted);
+        return stop != 0 && resume > stop ? (new DateTime(stop, DateTimeKind.Utc), new DateTime(resume, DateTimeKind.Utc)) : null;
+    }
+
+    /// <summary>
     /// The pause, after the migration returned; waits up to 2 s for the destination's RESUMED
     /// event, which may trail the API's return by a few milliseconds. Null if an event was missed.
     /// </summary>

@@ -45,6 +45,10 @@ internal sealed class CommitPoint(MigrationRun run)
         run.Clock.Phases["suspend"] = switched.SuspendMs;
         run.Clock.Phases["deviceStateSave"] = switched.DeviceStateSaveMs;
         run.Clock.Phases["freeze"] = switched.FreezeMs;
+        if (switched.VerdictMs > 0)
+        {
+            run.Clock.Phases["verdict"] = switched.VerdictMs;
+        }
     }
 
     /// <summary>The destination's load (and, unless held, its commit); a hook that holds the commit runs between.</summary>

@@ -25,6 +25,30 @@ internal sealed class GuideCopyReportBuilder(MigrationRun run)
     };
 
     /// <summary>
+    /// The pause in three pieces by the clocks (docs/migration.md, "The pause by QEMU's clocks"):
+    /// the source QEMU's STOP to the stream's end (QEMU's save and our relay), the stream's end
+    /// to the last byte's release (the verdict and the Committed record), the release to the
+    /// destination QEMU's RESUME (the last byte's trip, QEMU's last section and vm_start). QEMU's
+    /// stamps and the source agent's are wall clocks: left out unless they come in order.
+    /// </summary>
+    private void PauseByTheClock(SwitchoverResult? switched)
+    {
+        if (switched is not { StreamEndedAtUnixUs: > 0, ReleasedAtUnixUs: > 0 } || run.PauseWatch?.QemuStamps() is not { } qemu)
+        {
+            return;
+        }
+
+        static long Micros(DateTime utc) => (utc.Ticks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMicrosecond;
+        long stop = Micros(qemu.Stop), streamEnd = switched.StreamEndedAtUnixUs, released = switched.ReleasedAtUnixUs, resume = Micros(qemu.Resume);
+        if (stop <= streamEnd && streamEnd <= released && released <= resume)
+        {
+            run.Clock.Phases["pauseStopToStreamEnd"] = Math.Round((streamEnd - stop) / 1000.0, 2);
+            run.Clock.Phases["pauseStreamEndToRelease"] = Math.Round((released - streamEnd) / 1000.0, 2);
+            run.Clock.Phases["pauseReleaseToResume"] = Math.Round((resume - released) / 1000.0, 2);
+        }
+    }
+
+    /// <summary>
     /// The completed migration. Reads the pause watch (waits briefly for the destination's RESUMED
     /// event): called before the run's libvirt connections are closed.
     /// </summary>
@@ -46,6 +70,7 @@ internal sealed class GuideCopyReportBuilder(MigrationRun run)
         }
 
         double? downtime = run.PauseWatch?.Observed() is { } seen ? Math.Round(seen.TotalMilliseconds, 2) : agentClocks;
+        PauseByTheClock(switched);
         return new MigrationReport
         {
             Mode = Plan.Mode,

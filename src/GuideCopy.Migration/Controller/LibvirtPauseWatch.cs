@@ -43,6 +43,9 @@ internal sealed class LibvirtPauseWatch : IDisposable
     /// <inheritdoc cref="GuestPauseWatch.ObservedByQemuClocks"/>
     public TimeSpan? ObservedByQemuClocks() => _pauseWatch?.ObservedByQemuClocks();
 
+    /// <inheritdoc cref="GuestPauseWatch.QemuStamps"/>
+    public (DateTime Stop, DateTime Resume)? QemuStamps() => _pauseWatch?.QemuStamps();
+
     public void Dispose()
     {
         _pauseWatch?.Dispose();

@@ -6,6 +6,13 @@ namespace GuideCopy.Migration.Report;
 /// <summary>The report as a terminal table; several reports side by side for a comparison.</summary>
 public static class ReportTable
 {
+    /// <summary>The pause's three pieces by the clocks (guide mode), ms: QEMU STOP to the stream's end, to the last byte's release, to QEMU RESUME.</summary>
+    private static string PauseByTheClock(MigrationReport r) =>
+        r.PhasesMs.TryGetValue("pauseStopToStreamEnd", out var a) && r.PhasesMs.TryGetValue("pauseStreamEndToRelease", out var b) &&
+        r.PhasesMs.TryGetValue("pauseReleaseToResume", out var c)
+            ? string.Create(CultureInfo.InvariantCulture, $"{a:0.0}+{b:0.0}+{c:0.0} ms")
+            : "-";
+
     public static string Render(IReadOnlyList<MigrationReport> reports)
     {
         var rows = new List<(string Label, Func<MigrationReport, string> Value)>
@@ -15,6 +22,7 @@ public static class ReportTable
             ("total time", r => $"{r.TotalSeconds:0.00} s"),
             ("downtime", r => r.DowntimeMs is { } d ? $"{d:0} ms" : "-"),
             ("downtime (QEMU clocks)", r => r.DowntimeByQemuClocksMs is { } q ? $"{q:0} ms" : "-"),
+            ("  stop>end>release>resume", PauseByTheClock),
             ("bytes on the wire", r => r.BytesOnWire is { } b ? Bytes(b) : "-"),
             ("  page data packed", r => r.Compression is { } c ? $"{c.Ratio ?? 1:0.00}x ({c.Policy}, {Bytes(c.PageBytes)} in {Bytes(c.WireBytes)})" : "-"),
             ("pages total", r => r.Pages?.Total.ToString(CultureInfo.InvariantCulture) ?? "-"),

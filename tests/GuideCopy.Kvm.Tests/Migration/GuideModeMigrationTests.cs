@@ -61,6 +61,11 @@ public sealed class GuideModeMigrationTests
                     Assert.That(report.BytesOnWire, Is.LessThan(sent * 4096), "packed, the pages took less than their size on the wire");
                 }
                 Assert.That(report.DowntimeMs, Is.GreaterThan(0).And.LessThan(5000));
+                // The pause by QEMU's clocks and its three pieces (the lab: one clock): they add up.
+                Assert.That(report.DowntimeByQemuClocksMs, Is.GreaterThan(0).And.LessThan(5000));
+                var pieces = new[] { "pauseStopToStreamEnd", "pauseStreamEndToRelease", "pauseReleaseToResume" };
+                Assert.That(report.PhasesMs.Keys, Is.SupersetOf(pieces), "the pause's breakdown by the clock");
+                Assert.That(pieces.Sum(k => report.PhasesMs[k]), Is.EqualTo(report.DowntimeByQemuClocksMs!.Value).Within(0.05));
                 Assert.That(report.Guest?.ChecksOk, Is.True, "the guest's self-check after the hop");
                 MigrationLab.AssertOnlyOn(_lab, domain, to == "a" ? _lab.A : _lab.B);
                 MigrationLab.AssertHeartbeatsContinue(guest);
