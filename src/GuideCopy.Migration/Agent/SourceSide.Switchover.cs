@@ -103,7 +103,7 @@ public sealed partial class SourceSide
                 }
             }
 
-            var releasedAt = DateTime.UtcNow;
+            var releasedAt = relay.ReleasedAt ?? DateTime.UtcNow;
             _saved.Set();
             // The pause is over: the warm verdict's scan (all of RAM's pagemap) must not hold the
             // CPU against the demand service, which runs at the same SCHED_FIFO priority.
@@ -284,6 +284,9 @@ public sealed partial class SourceSide
         /// <summary>The last byte went (or was sent unheld): from here the destination may run.</summary>
         public bool Released { get; private set; }
 
+        /// <summary>When the last byte and the end had been handed to the lane (UTC; the pause's breakdown).</summary>
+        public DateTime? ReleasedAt { get; private set; }
+
         /// <summary>The last byte and the end: the destination may finish loading (and, armed so, run).</summary>
         public void Release()
         {
@@ -295,6 +298,7 @@ public sealed partial class SourceSide
             }
 
             server.EndDeviceState();
+            ReleasedAt = DateTime.UtcNow;
         }
     }
 

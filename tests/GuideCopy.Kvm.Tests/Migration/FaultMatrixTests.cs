@@ -107,6 +107,13 @@ public sealed class FaultMatrixTests
 
     private static void Kill9(int pid) => CommandRunner.Check("kill", "-9", pid.ToString());
 
+    /// <summary>The host's agent killed and started again with these settings (fault injection).</summary>
+    private void RestartAgentWith(LabHost h, params string[] settings)
+    {
+        Kill9(AgentOf(h));
+        _lab.StartAgent(h, MigrationLab.AgentLaunch, settings);
+    }
+
     private static int AgentOf(LabHost h) => LabRig.AgentPid(h) ?? throw new InvalidOperationException($"no agent on {h.Name}");
 
     /// <summary>What a user checks: one QEMU of the guest, on <paramref name="host"/>, running, checksums OK, no work files left.</summary>
@@ -160,8 +167,7 @@ public sealed class FaultMatrixTests
         // the running destination and resumed the stale source (split brain). The resume is the
         // end of dest.load (the destination commits as soon as its QEMU loaded): its reply is lost.
         var destination = Other;
-        Kill9(AgentOf(destination));
-        _lab.StartAgent(destination, MigrationLab.AgentLaunch, ["Agent:DropReplyTo=dest.load"]);
+        RestartAgentWith(destination, "Agent:DropReplyTo=dest.load");
         try
         {
             var migration = new GuideCopyMigration(Hop());
@@ -452,8 +458,7 @@ public sealed class FaultMatrixTests
         // that had not decided yet: its successor rolls back, and the destination's question
         // gets "rolled back".
         var source = _on;
-        Kill9(AgentOf(source));
-        _lab.StartAgent(source, MigrationLab.AgentLaunch, ["Agent:DropReplyTo=source.switchover"]);
+        RestartAgentWith(source, "Agent:DropReplyTo=source.switchover");
         var killer = Task.Run(async () =>
         {
             string log = Path.Combine(_lab.Layout.HostDir(source.Name), "agent.log");
@@ -482,8 +487,7 @@ public sealed class FaultMatrixTests
         // copy runs: committed, its successor serves the frozen RAM again; not, it rolls back.
         var source = _on;
         var destination = Other;
-        Kill9(AgentOf(source));
-        _lab.StartAgent(source, MigrationLab.AgentLaunch, ["Agent:DropReplyTo=source.switchover"]);
+        RestartAgentWith(source, "Agent:DropReplyTo=source.switchover");
         var killer = Task.Run(async () =>
         {
             string log = Path.Combine(_lab.Layout.HostDir(source.Name), "agent.log");
@@ -529,10 +533,8 @@ public sealed class FaultMatrixTests
     {
         var source = _on;
         var destination = Other;
-        Kill9(AgentOf(source));
-        _lab.StartAgent(source, MigrationLab.AgentLaunch, [$"Agent:StallBeforeReleaseMs={stallMs}"]);
-        Kill9(AgentOf(destination));
-        _lab.StartAgent(destination, MigrationLab.AgentLaunch, destinationSettings);
+        RestartAgentWith(source, $"Agent:StallBeforeReleaseMs={stallMs}");
+        RestartAgentWith(destination, destinationSettings);
         try
         {
             var stalled = WaitForAgentLine(source, "Agent:StallBeforeReleaseMs");
@@ -599,14 +601,12 @@ public sealed class FaultMatrixTests
     [Test]
     public async Task FailedVerdictAfterTheCommitRecordTakesItBackAndRollsBack()
     {
-        // The released commit journals Committed beside QEMU's verdict, not after it. A verdict
+        // The released commit journals Committed before it looks at QEMU's verdict. A verdict
         // that says "failed" (injected: a real one cannot be made to fail after a whole stream)
         // finds Committed journaled and the last byte still held: the record goes back, the
         // source resumes, the destination's copy never runs and goes.
         var source = _on;
-        var destination = Other;
-        Kill9(AgentOf(source));
-        _lab.StartAgent(source, MigrationLab.AgentLaunch, ["Agent:FailVerdict=true"]);
+        RestartAgentWith(source, "Agent:FailVerdict=true");
         MigrationReport report;
         try
         {
