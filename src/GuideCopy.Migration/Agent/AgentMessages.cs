@@ -75,7 +75,11 @@ public sealed record GuidePrepareRequest(string MigrationId, string Domain, bool
 public sealed record SwitchoverResult(
     int DeviceStateBytes, long PageCount, long SuspendedAtUnixMs, double SuspendMs, double DeviceStateSaveMs, double FreezeMs,
     bool Committed = false, double CommitMs = 0, long WarmStalePages = -1,
-    double VerdictMs = 0, long StreamEndedAtUnixUs = 0, long ReleasedAtUnixUs = 0);
+    double VerdictMs = 0, long StreamEndedAtUnixUs = 0, long ReleasedAtUnixUs = 0)
+{
+    /// <summary>A UTC time as the stamps here (and QEMU's, compared with them) are counted: µs since the epoch.</summary>
+    public static long UnixMicros(DateTime utc) => (utc.Ticks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMicrosecond;
+}
 
 /// <summary>PersistentXml: the source's definition, defined on the destination when every page is in (null: the domain stays transient).</summary>
 public sealed record DestinationPrepareRequest(string MigrationId, string MigratableXml, string Domain = "", string? PersistentXml = null);

@@ -125,7 +125,7 @@ public sealed partial class SourceSide
                 (warmStale >= 0 ? $"; warm verdict: {warmStale} stale" : "") +
                 $"; by the clock: stream end {endedAt:HH:mm:ss.ffffff}, verdict {verdictAt:HH:mm:ss.ffffff}, released {releasedAt:HH:mm:ss.ffffff}");
             return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2),
-                req.ReleaseCommit, Math.Round(commitMs, 2), warmStale, Math.Round(recordedMs - freezeMs + verdictMs, 2), UnixMicros(endedAt), req.ReleaseCommit ? UnixMicros(releasedAt) : 0);
+                req.ReleaseCommit, Math.Round(commitMs, 2), warmStale, Math.Round(recordedMs - freezeMs + verdictMs, 2), SwitchoverResult.UnixMicros(endedAt), req.ReleaseCommit ? SwitchoverResult.UnixMicros(releasedAt) : 0);
         }
         catch when (req.ReleaseCommit && !relay.Released)
         {
@@ -145,8 +145,6 @@ public sealed partial class SourceSide
             throw;
         }
     }
-
-    private static long UnixMicros(DateTime utc) => (utc.Ticks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMicrosecond;
 
     /// <summary>
     /// The released commit's checks, on the whole stream and before anything is journaled: the

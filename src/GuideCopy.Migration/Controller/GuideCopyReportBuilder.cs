@@ -38,8 +38,8 @@ internal sealed class GuideCopyReportBuilder(MigrationRun run)
             return;
         }
 
-        static long Micros(DateTime utc) => (utc.Ticks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMicrosecond;
-        long stop = Micros(qemu.Stop), streamEnd = switched.StreamEndedAtUnixUs, released = switched.ReleasedAtUnixUs, resume = Micros(qemu.Resume);
+        long stop = SwitchoverResult.UnixMicros(qemu.Stop), streamEnd = switched.StreamEndedAtUnixUs, released = switched.ReleasedAtUnixUs;
+        long resume = SwitchoverResult.UnixMicros(qemu.Resume);
         if (stop <= streamEnd && streamEnd <= released && released <= resume)
         {
             run.Clock.Phases["pauseStopToStreamEnd"] = Math.Round((streamEnd - stop) / 1000.0, 2);

@@ -73,9 +73,9 @@ public static partial class DeviceStateTransfer
             // thread runs from the command on, and with x-ignore-shared it stops the vCPUs within
             // milliseconds, often before libvirtd has relayed the reply (2-6 ms here, more in a
             // slow phase). Read only after the reply, the stream (228 KB, over the unix socket's
-            // ~208 KiB buffer) held QEMU's save back that long with the VM already paused: 3-20 ms
-            // between QEMU's STOP and the stream's end in the hops measured. The reply is still
-            // heard: a refused migrate ends the wait for QEMU's connection with its error.
+            // ~208 KiB buffer) would hold QEMU's save back that long with the VM already paused
+            // (docs/migration.md, "The pause's pieces in the report"). The reply is still heard:
+            // a refused migrate ends the wait for QEMU's connection with its error.
             var migrate = Task.Run(() => Qmp(domain, $$$"""{"execute":"migrate","arguments":{"uri":"unix:{{{socketPath}}}"}}"""));
             var deadline = Stopwatch.StartNew();
             while (!listener.Poll(Micros(TimeSpan.FromMilliseconds(2)), SelectMode.SelectRead))
@@ -149,10 +149,10 @@ public static partial class DeviceStateTransfer
             return "query";
         }
 
-        /// <summary>How long after the stream's end the verdict's event is waited for before it is asked for (the event came 1.3-8 ms after it in 6 lab hops, 33 ms in a slow phase).</summary>
         /// <summary><see cref="Stopwatch"/> timestamp of the stream's end (QEMU closed its socket).</summary>
         private long _streamEndedAt;
 
+        /// <summary>How long after the stream's end the verdict's event is waited for before it is asked for (the event came 1.3-8 ms after it in 6 lab hops, 33 ms in a slow phase).</summary>
         private static readonly TimeSpan EventGrace = TimeSpan.FromMilliseconds(20);
 
         private static int Micros(TimeSpan t) => (int)Math.Clamp(t.TotalMicroseconds, 0, int.MaxValue);
