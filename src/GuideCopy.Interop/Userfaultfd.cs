@@ -81,6 +81,22 @@ public sealed unsafe class Userfaultfd : SafeHandleZeroOrMinusOneIsInvalid
     }
 
     /// <summary>
+    /// Runs <see cref="ReadEvents"/>'s code once without a uffd: the first read(2) through
+    /// Mono.Unix builds its marshalling stub, and the span's pinning is compiled for
+    /// <see cref="UffdMessage"/>; done on a destination's first fault, that is compile time in
+    /// the pause (QEMU's device load faults before it resumes). read(-1) fails with EBADF and
+    /// touches nothing.
+    /// </summary>
+    public static void PrepareReadPath()
+    {
+        Span<UffdMessage> none = stackalloc UffdMessage[1];
+        fixed (UffdMessage* p = none)
+        {
+            _ = Mono.Unix.Native.Syscall.read(-1, p, 0);
+        }
+    }
+
+    /// <summary>
     /// Non-blocking read of as many messages as fit. Returns 0 when none is pending (EAGAIN).
     /// </summary>
     public int ReadEvents(Span<UffdMessage> into)

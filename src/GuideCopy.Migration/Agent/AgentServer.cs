@@ -40,6 +40,7 @@ public sealed class AgentServer : ISourceAgent, IDestinationAgent
     {
         // root:QEMU's group 0750: QEMU only traverses it to its own migration's sockets (MigrationWorkDir).
         MigrationWorkDir.CreateRoot(_options, QemuUser.Resolve(_options));
+        PausePathPrecompiler.Start(_lines);
         _journal = new MigrationJournal(_options.JournalDir);
         _journal.Prune(TimeSpan.FromDays(_options.JournalKeepDays));
         TakeUpJournal();

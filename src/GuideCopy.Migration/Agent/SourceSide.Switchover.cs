@@ -42,6 +42,8 @@ public sealed partial class SourceSide
         // the pause starts inside QEMU, not a libvirt round trip earlier. A migrate that fails
         // before that point leaves the VM running; after it, paused (Abort resumes it).
         var sw = Stopwatch.StartNew();
+        // Code compiled during the pause, on any thread (PausePathPrecompiler's purpose): logged with the pause.
+        var jitBefore = System.Runtime.JitInfo.GetCompilationTime();
         long suspendedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         double suspendMs = 0;
         var timeout = TimeSpan.FromSeconds(Options.DeviceStateTimeoutSeconds);
@@ -104,6 +106,7 @@ public sealed partial class SourceSide
             }
 
             var releasedAt = relay.ReleasedAt ?? DateTime.UtcNow;
+            double jitMs = (System.Runtime.JitInfo.GetCompilationTime() - jitBefore).TotalMilliseconds;
             _saved.Set();
             // The pause is over: the warm verdict's scan (all of RAM's pagemap) must not hold the
             // CPU against the demand service, which runs at the same SCHED_FIFO priority.
@@ -121,9 +124,9 @@ public sealed partial class SourceSide
             Log($"{Id}: {req.Domain} paused by its migrate; device state {state.Length} bytes streamed in {saveMs:0.0} ms (migrate to the stream's end)" +
                 (req.ReleaseCommit ? $"; Committed journaled in {_recordMs:0.0} ms" : "") +
                 $"; then QEMU's verdict waited for {verdictMs:0.0} ms ({verdictBy})" +
-                (req.ReleaseCommit ? $"; its last byte released {commitMs:0.0} ms after" : "") + $"; serving {server.PageCount} pages" +
+                (req.ReleaseCommit ? $"; its last byte released {commitMs:0.0} ms after" : "") + $"; serving {server.PageCount} pages; JIT in the pause {jitMs:0.0} ms" +
                 (warmStale >= 0 ? $"; warm verdict: {warmStale} stale" : "") +
-                $"; by the clock: stream end {endedAt:HH:mm:ss.ffffff}, verdict {verdictAt:HH:mm:ss.ffffff}, released {releasedAt:HH:mm:ss.ffffff}");
+                $"; by the clock: stream end {endedAt:HH:mm:ss.ffffff}, verdict emitted {_save.VerdictEmittedAt:HH:mm:ss.ffffff} heard {_save.VerdictHeardAt:HH:mm:ss.ffffff} known {verdictAt:HH:mm:ss.ffffff}, released {releasedAt:HH:mm:ss.ffffff}");
             return new SwitchoverResult(state.Length, server.PageCount, suspendedAt, Math.Round(suspendMs, 2), Math.Round(saveMs, 2), Math.Round(freezeMs, 2),
                 req.ReleaseCommit, Math.Round(commitMs, 2), warmStale, Math.Round(recordedMs - freezeMs + verdictMs, 2), SwitchoverResult.UnixMicros(endedAt), req.ReleaseCommit ? SwitchoverResult.UnixMicros(releasedAt) : 0);
         }

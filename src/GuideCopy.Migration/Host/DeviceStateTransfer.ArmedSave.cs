@@ -18,6 +18,12 @@ public static partial class DeviceStateTransfer
         private readonly ManualResetEventSlim _finalSeen = new();
         private volatile string? _final;
 
+        /// <summary>When QEMU emitted its verdict's event (its own stamp) and when this process heard it, UTC: the pause's log says which of the two a slow verdict waited for.</summary>
+        public DateTime? VerdictEmittedAt { get; private set; }
+
+        /// <inheritdoc cref="VerdictEmittedAt"/>
+        public DateTime? VerdictHeardAt { get; private set; }
+
         /// <summary>A MIGRATION event of this save's own migrate came (setup or later): a final status before it is an older migrate's.</summary>
         private volatile bool _started;
         private volatile bool _saving;
@@ -54,6 +60,8 @@ public static partial class DeviceStateTransfer
             }
             else if (status is "completed" or "failed" or "cancelled" && _started)
             {
+                VerdictEmittedAt = e.EmittedAt.UtcDateTime;
+                VerdictHeardAt = DateTime.UtcNow;
                 _final = status;
                 _finalSeen.Set();
             }
