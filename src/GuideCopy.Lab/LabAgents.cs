@@ -32,9 +32,7 @@ internal sealed class LabAgents
             throw new LabException($"the QEMU shim {shimBuildPath} is missing: build it with 'make -C native' (or run scripts/setup)");
         }
 
-        Directory.CreateDirectory(Path.GetDirectoryName(ShimLibrary)!);
-        File.Copy(shimBuildPath, ShimLibrary, overwrite: true);
-        File.SetUnixFileMode(ShimLibrary, (UnixFileMode)0b111_101_101);
+        InstallShim(shimBuildPath, ShimLibrary);
         if (!File.Exists(SecretFile))
         {
             File.WriteAllText(SecretFile, Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)) + "\n");
@@ -45,6 +43,24 @@ internal sealed class LabAgents
         {
             Start(h, agentCommand, [], log);
         }
+    }
+
+    /// <summary>
+    /// Puts the shim in place as a new file renamed over the old one, never by rewriting the old
+    /// one: every QEMU of the lab has that file mapped, and truncating a mapped file takes its
+    /// pages from the processes, even their private relocated copies (the kernel unmaps COW
+    /// pages beyond the new end, as POSIX wants a SIGBUS there), so a running QEMU re-reads the
+    /// shim unrelocated and jumps to its raw offsets (seen: two labs of one name brought up at
+    /// once, QEMU segfaults at ip 0x1226 and 0x14d0, the shim's PLT and its destructor). A rename
+    /// leaves the running ones the old inode, as install(1) does.
+    /// </summary>
+    internal static void InstallShim(string built, string installed)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(installed)!);
+        string next = installed + ".new";
+        File.Copy(built, next, overwrite: true);
+        File.SetUnixFileMode(next, (UnixFileMode)0b111_101_101);
+        File.Move(next, installed, overwrite: true);
     }
 
     /// <summary>Starts one host's agent with extra settings (Section:Key=value, e.g. fault injection for a test).</summary>
