@@ -40,7 +40,11 @@ public static partial class DeviceStateTransfer
             while (true)
             {
                 bool closed = false;
-                if (socket.Poll(2000, SelectMode.SelectRead))
+                // The close is the moment; the status is asked for only after it (or after a
+                // long wait for it). Each query-migrate is a libvirtd round trip and a monitor
+                // command that QEMU's main loop runs under the BQL, on the host CPU the load and
+                // the vm_start after it are using: polled every 2 ms, they fell inside the pause.
+                if (socket.Poll(Micros(CloseWait), SelectMode.SelectRead))
                 {
                     try { closed = socket.Receive(probe) == 0; }
                     catch (SocketException) { closed = true; }
@@ -69,6 +73,9 @@ public static partial class DeviceStateTransfer
                 }
             }
         }
+
+        /// <summary>How long QEMU's close of the stream is waited for before its status is asked for all the same.</summary>
+        private static readonly TimeSpan CloseWait = TimeSpan.FromMilliseconds(50);
 
         /// <summary>After the resume: x-ignore-shared off (left on, a later libvirt post-copy of this VM is refused).</summary>
         public void Disarm() => DisarmCapabilities(domain);

@@ -163,8 +163,6 @@ public static partial class DeviceStateTransfer
         /// <summary>How long after the stream's end the verdict's event is waited for before it is asked for (the event came 1.3-8 ms after it in 6 lab hops, 33 ms in a slow phase).</summary>
         private static readonly TimeSpan EventGrace = TimeSpan.FromMilliseconds(20);
 
-        private static int Micros(TimeSpan t) => (int)Math.Clamp(t.TotalMicroseconds, 0, int.MaxValue);
-
         /// <summary>Rollback: x-ignore-shared off again, so a later libvirt migration of the resumed VM carries its RAM.</summary>
         public void Disarm() => DisarmCapabilities(domain);
 

@@ -18,6 +18,9 @@ public static partial class DeviceStateTransfer
     /// <summary>How often the save's and the load's status is polled while the VM is paused.</summary>
     private static readonly TimeSpan StatusPollInterval = TimeSpan.FromMilliseconds(1);
 
+    /// <summary>A poll's timeout in microseconds (<see cref="Socket.Poll(int, SelectMode)"/>).</summary>
+    private static int Micros(TimeSpan t) => (int)Math.Clamp(t.TotalMicroseconds, 0, int.MaxValue);
+
     private const string IgnoreShared =
         """{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":true}]}}""";
 
