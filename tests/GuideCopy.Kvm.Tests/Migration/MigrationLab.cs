@@ -107,19 +107,21 @@ internal static class MigrationLab
         {
             string work = $"{h.RootPath}/run/guidecopy/work";
             var deadline = DateTime.UtcNow.AddSeconds(20);
-            while (Directory.Exists(work) && Directory.GetFileSystemEntries(work).Length > 0 && DateTime.UtcNow < deadline)
-            {
-                Thread.Sleep(250);
-            }
-
+            WaitUntil(() => !Directory.Exists(work) || Directory.GetFileSystemEntries(work).Length == 0, deadline);
             Assert.That(Directory.Exists(work) ? Directory.GetFileSystemEntries(work) : [], Is.Empty, $"work files left on {h.Name}");
             // Whatever ended the migration (completion, rollback, a killed agent), no guide QEMU is left.
-            while (h.DomainNames().Any(IsGuide) && DateTime.UtcNow < deadline)
-            {
-                Thread.Sleep(250);
-            }
+            WaitUntil(() => !h.DomainNames().Any(IsGuide), deadline);
 
             Assert.That(h.DomainNames().Where(IsGuide), Is.Empty, $"a guide's QEMU left on {h.Name}");
+        }
+    }
+
+    /// <summary>Polls <paramref name="done"/> every 250 ms until it holds or <paramref name="deadline"/> (UTC) passes; the caller asserts after.</summary>
+    public static void WaitUntil(Func<bool> done, DateTime deadline)
+    {
+        while (!done() && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(250);
         }
     }
 

@@ -50,11 +50,7 @@ public sealed class RollbackAndRefusalTests
         // The pattern also finds the guide's QEMU (guest=NAME-guide), which goes after the
         // migration has ended (a hop back to a leaves b's guide exiting): given its 20 s to go.
         int QemusOfTheGuest() => CommandRunner.Run("pgrep", "-f", $"guest={Domain}").StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (QemusOfTheGuest() > 1 && DateTime.UtcNow < deadline)
-        {
-            Thread.Sleep(250);
-        }
+        MigrationLab.WaitUntil(() => QemusOfTheGuest() <= 1, DateTime.UtcNow.AddSeconds(20));
 
         Assert.That(QemusOfTheGuest(), Is.EqualTo(1), "exactly one QEMU of the guest (the source) must be left");
         MigrationLab.AssertHeartbeatsContinue(_guest);
